@@ -1,0 +1,37 @@
+//! Muster's city model: road graph, routing, areas, stations and hospitals, geocoding.
+//!
+//! A city is imported once from OpenStreetMap (or generated for scale tests), written to a
+//! compact city file, and loaded by the server at start. Routing answers road travel times
+//! for the dispatcher, including many-to-one queries (every candidate unit to one incident)
+//! and road closures applied without stalling queries. Geocoding turns a street and house
+//! number into a position and back. The base map is served as GeoJSON to the wall display,
+//! with no internet tile server.
+//!
+//! Every distance is in metres on a local plane or on the sphere, never Euclidean on
+//! degrees; every time is in milliseconds or seconds and says so.
+//!
+//! # Layout
+//! - [`point`]: validated WGS 84 positions ([`LatLon`]) and the city's planar projection.
+//! - [`model`]: the city model ([`City`]): roads, streets, addresses, districts, stations,
+//!   hospitals, base-map lines, and its GeoJSON base map.
+//! - [`format`]: the city file (header, version, checksum, postcard payload), atomic writes.
+//! - [`graph`]: directed arcs of the road graph and strongly connected components.
+//! - [`ch`]: many-to-one queries on a contraction hierarchy prepared by `fast_paths`.
+//! - [`routing`]: the [`Router`]: snapping, travel times, road conditions swapped in
+//!   from background preparation.
+//! - [`demo`]: the documented rule placing made-up districts, stations and hospitals.
+//! - [`generate`]: the generated city (road hierarchy, river with few bridges).
+
+pub mod ch;
+pub mod demo;
+pub mod format;
+pub mod generate;
+pub mod graph;
+pub mod model;
+pub mod point;
+pub mod routing;
+
+pub use format::CityFileError;
+pub use model::{City, OSM_ATTRIBUTION};
+pub use point::LatLon;
+pub use routing::{RouteError, Router};

@@ -1,0 +1,452 @@
+//! Road routing: snapping points to roads, travel times, many-to-one queries, and road
+//! conditions (closures, slowdowns) applied by re-preparing in the background.
+//!
+//! Travel times are integer milliseconds on directed arcs (one per drivable direction of a
+//! road). A point is snapped to the nearest open road through an R-tree of road segments in
+//! the city's plane (metres); a trip starts part-way along that road, so the seeds of a search
+//! are the road's end nodes with the remaining fraction of the road's time.
+//!
+//! The prepared graph (a contraction hierarchy) is immutable. [`Router::set_conditions`]
+//! builds a new one on a background thread, reusing the first preparation's node order, and
+//! swaps it in atomically; queries in the meantime answer from the previous graph and never
+//! wait.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use fast_paths::{FastGraph, InputGraph};
+use rstar::RTree;
+use rstar::primitives::{GeomWithData, Line};
+
+use crate::ch::{UNREACHED, UpwardGraphs};
+use crate::graph::arcs;
+use crate::model::{City, NodeIdx, RoadIdx};
+use crate::point::{LatLon, PlanarM, Projection};
+
+/// A point farther than this from every open road is outside coverage.
+pub const MAX_SNAP_DISTANCE_M: f64 = 500.0;
+/// Most sources accepted by one many-to-one query.
+pub const MAX_SOURCES: usize = 10_000;
+/// Weight given to closed arcs inside the hierarchy, so that closing roads never changes
+/// its shape; any total at or above it means "no open path".
+const CLOSED_MS: u64 = 1_000_000_000;
+/// Marks an arc that cannot be driven (one-way the other way, or closed).
+const NO_ARC: u32 = u32::MAX;
+
+/// Why a route has no answer. None of these is a fault of the router.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RouteError {
+    #[error("{point} is outside coverage: no open road within {MAX_SNAP_DISTANCE_M} m")]
+    OutsideCoverage { point: LatLon },
+    #[error("no open road leads from {from} to {to}")]
+    Unreachable { from: LatLon, to: LatLon },
+    #[error("{count} sources in one query; the limit is {MAX_SOURCES}")]
+    TooManySources { count: usize },
+}
+
+/// Where a point meets the road network.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Snap {
+    pub road: RoadIdx,
+    /// Position along the road from its `from` node (0) to its `to` node (1).
+    pub fraction: f64,
+    /// The nearest point on the road.
+    pub on_road: LatLon,
+    /// Planar distance from the query point to the road, metres.
+    pub distance_m: f64,
+}
+
+/// A temporary change to one road.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RoadCondition {
+    /// Not drivable in either direction.
+    Closed,
+    /// Travel takes this many times longer.
+    Slowed(TimeMultiplier),
+}
+
+/// A travel-time multiplier in 1..=100.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct TimeMultiplier(f64);
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("a travel-time multiplier must be a number from 1 to 100, got {0}")]
+pub struct BadMultiplier(pub f64);
+
+impl TimeMultiplier {
+    pub fn new(value: f64) -> Result<Self, BadMultiplier> {
+        if value.is_finite() && (1.0..=100.0).contains(&value) {
+            Ok(Self(value))
+        } else {
+            Err(BadMultiplier(value))
+        }
+    }
+
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+/// The set of road conditions in force, by road.
+pub type RoadConditions = BTreeMap<RoadIdx, RoadCondition>;
+
+type Segment = GeomWithData<Line<[f64; 2]>, SegmentRef>;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct SegmentRef {
+    road: RoadIdx,
+    /// Planar distance from the road's start to this segment's start, metres.
+    start_m: f64,
+}
+
+/// One immutable routing state: arc weights under some conditions and its hierarchy.
+struct Prepared {
+    generation: u64,
+    conditions: RoadConditions,
+    /// Per road: time along (`from` -> `to`) and against, ms; `NO_ARC` if not drivable.
+    along_ms: Vec<u32>,
+    against_ms: Vec<u32>,
+    upward: UpwardGraphs,
+}
+
+struct Inner {
+    city: Arc<City>,
+    projection: Projection,
+    segments: RTree<Segment>,
+    road_planar_len_m: Vec<f64>,
+    /// Node order of the first preparation, reused by later ones (much faster).
+    node_order: Vec<usize>,
+    current: ArcSwap<Prepared>,
+    next_generation: AtomicU64,
+}
+
+/// Routing over one city. Cheap to clone; clones share the prepared graph.
+#[derive(Clone)]
+pub struct Router {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("city", &self.inner.city.meta.name)
+            .field("generation", &self.generation())
+            .finish()
+    }
+}
+
+/// A background re-preparation; [`Preparation::wait`] blocks until it is in force.
+#[derive(Debug)]
+pub struct Preparation {
+    handle: JoinHandle<u64>,
+}
+
+impl Preparation {
+    /// Waits until the new graph answers queries; returns its generation.
+    pub fn wait(self) -> u64 {
+        self.handle.join().expect("graph preparation panicked")
+    }
+}
+
+impl Router {
+    /// Prepares routing for `city` (builds the R-tree and the contraction hierarchy).
+    pub fn new(city: Arc<City>) -> Self {
+        let projection = city.projection();
+        let mut segments = Vec::new();
+        let mut road_planar_len_m = Vec::with_capacity(city.roads.len());
+        for (i, road) in city.roads.iter().enumerate() {
+            let pts: Vec<PlanarM> = road
+                .polyline(&city.nodes)
+                .map(|p| projection.project(p))
+                .collect();
+            let mut start_m = 0.0;
+            for w in pts.windows(2) {
+                segments.push(Segment::new(
+                    Line::new(w[0].as_array(), w[1].as_array()),
+                    SegmentRef {
+                        road: i as RoadIdx,
+                        start_m,
+                    },
+                ));
+                start_m += w[0].distance_m(w[1]);
+            }
+            road_planar_len_m.push(start_m);
+        }
+        let segments = RTree::bulk_load(segments);
+        let (along_ms, against_ms) = weights(&city, &RoadConditions::new());
+        let input = input_graph(&city, &along_ms, &against_ms);
+        let fast = fast_paths::prepare(&input);
+        let node_order = fast.get_node_ordering();
+        let prepared = Prepared {
+            generation: 0,
+            conditions: RoadConditions::new(),
+            along_ms,
+            against_ms,
+            upward: upward(&fast, city.nodes.len()),
+        };
+        Self {
+            inner: Arc::new(Inner {
+                city,
+                projection,
+                segments,
+                road_planar_len_m,
+                node_order,
+                current: ArcSwap::from_pointee(prepared),
+                next_generation: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    pub fn city(&self) -> &Arc<City> {
+        &self.inner.city
+    }
+
+    /// Generation of the graph answering queries now (0 = no conditions ever applied).
+    pub fn generation(&self) -> u64 {
+        self.inner.current.load().generation
+    }
+
+    /// Conditions in force in the graph answering queries now.
+    pub fn conditions(&self) -> RoadConditions {
+        self.inner.current.load().conditions.clone()
+    }
+
+    /// Replaces the road conditions. The new graph is prepared on a background thread and
+    /// swapped in when ready; until then queries answer from the current one. When several
+    /// preparations overlap, the one started last wins.
+    pub fn set_conditions(&self, conditions: RoadConditions) -> Preparation {
+        let inner = Arc::clone(&self.inner);
+        let generation = inner.next_generation.fetch_add(1, Ordering::SeqCst);
+        let handle = std::thread::spawn(move || {
+            let (along_ms, against_ms) = weights(&inner.city, &conditions);
+            let input = input_graph(&inner.city, &along_ms, &against_ms);
+            let fast = fast_paths::prepare_with_order(&input, &inner.node_order)
+                .unwrap_or_else(|_| fast_paths::prepare(&input));
+            let prepared = Arc::new(Prepared {
+                generation,
+                conditions,
+                along_ms,
+                against_ms,
+                upward: upward(&fast, inner.city.nodes.len()),
+            });
+            inner.current.rcu(|cur| {
+                if cur.generation > generation {
+                    Arc::clone(cur)
+                } else {
+                    Arc::clone(&prepared)
+                }
+            });
+            generation
+        });
+        Preparation { handle }
+    }
+
+    /// Roads with any segment within `radius_m` of `p` (for closing roads around a spot).
+    pub fn roads_near(&self, p: LatLon, radius_m: f64) -> Vec<RoadIdx> {
+        let xy = self.inner.projection.project(p).as_array();
+        let mut roads: Vec<RoadIdx> = self
+            .inner
+            .segments
+            .locate_within_distance(xy, radius_m * radius_m)
+            .map(|s| s.data.road)
+            .collect();
+        roads.sort_unstable();
+        roads.dedup();
+        roads
+    }
+
+    /// Snaps `p` to the nearest road that is open in at least one direction.
+    pub fn snap(&self, p: LatLon) -> Result<Snap, RouteError> {
+        self.snap_in(&self.inner.current.load(), p)
+    }
+
+    fn snap_in(&self, prepared: &Prepared, p: LatLon) -> Result<Snap, RouteError> {
+        let inner = &*self.inner;
+        let xy = inner.projection.project(p);
+        let q = xy.as_array();
+        let max_d2 = MAX_SNAP_DISTANCE_M * MAX_SNAP_DISTANCE_M;
+        for (seg, d2) in inner.segments.nearest_neighbor_iter_with_distance_2(&q) {
+            if d2 > max_d2 {
+                break;
+            }
+            let road = seg.data.road as usize;
+            if prepared.along_ms[road] == NO_ARC && prepared.against_ms[road] == NO_ARC {
+                continue;
+            }
+            let [ax, ay] = seg.geom().from;
+            let [bx, by] = seg.geom().to;
+            let (dx, dy) = (bx - ax, by - ay);
+            let len2 = dx * dx + dy * dy;
+            let t = if len2 > 0.0 {
+                (((q[0] - ax) * dx + (q[1] - ay) * dy) / len2).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+            let along_m = seg.data.start_m + t * len2.sqrt();
+            let total = inner.road_planar_len_m[road];
+            let fraction = if total > 0.0 {
+                (along_m / total).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+            let on = PlanarM {
+                x_m: ax + t * dx,
+                y_m: ay + t * dy,
+            };
+            return Ok(Snap {
+                road: seg.data.road,
+                fraction,
+                on_road: inner.projection.unproject(on).unwrap_or(p),
+                distance_m: d2.sqrt(),
+            });
+        }
+        Err(RouteError::OutsideCoverage { point: p })
+    }
+
+    /// Travel time by road from `from` to `to`.
+    pub fn travel_time(&self, from: LatLon, to: LatLon) -> Result<Duration, RouteError> {
+        let mut all = self.travel_times_to(&[from], to)?;
+        all.pop().expect("one source, one answer")
+    }
+
+    /// Travel times from every source to one target, in one query (one backward search
+    /// from the target, one pruned forward search per source). The outer error is about
+    /// the target; each source has its own answer.
+    pub fn travel_times_to(
+        &self,
+        sources: &[LatLon],
+        target: LatLon,
+    ) -> Result<Vec<Result<Duration, RouteError>>, RouteError> {
+        if sources.len() > MAX_SOURCES {
+            return Err(RouteError::TooManySources {
+                count: sources.len(),
+            });
+        }
+        let prepared = self.inner.current.load();
+        let t_snap = self.snap_in(&prepared, target)?;
+        let target_seeds = self.target_seeds(&prepared, &t_snap);
+        let source_snaps: Vec<Result<Snap, RouteError>> = sources
+            .iter()
+            .map(|&s| self.snap_in(&prepared, s))
+            .collect();
+        let seeds: Vec<Vec<(u32, u64)>> = source_snaps
+            .iter()
+            .map(|s| match s {
+                Ok(s) => self.source_seeds(&prepared, s),
+                Err(_) => Vec::new(),
+            })
+            .collect();
+        let dists = prepared.upward.many_to_one(&seeds, &target_seeds);
+        Ok(source_snaps
+            .into_iter()
+            .zip(dists)
+            .zip(sources)
+            .map(|((snap, d), &from)| {
+                let snap = snap?;
+                let d = d.min(same_road_ms(&prepared, &snap, &t_snap));
+                if d >= CLOSED_MS {
+                    Err(RouteError::Unreachable { from, to: target })
+                } else {
+                    Ok(Duration::from_millis(d))
+                }
+            })
+            .collect())
+    }
+
+    fn source_seeds(&self, p: &Prepared, s: &Snap) -> Vec<(NodeIdx, u64)> {
+        let road = &self.inner.city.roads[s.road as usize];
+        let mut seeds = Vec::with_capacity(2);
+        let (along, against) = (p.along_ms[s.road as usize], p.against_ms[s.road as usize]);
+        if along != NO_ARC {
+            seeds.push((road.to, part_ms(along, 1.0 - s.fraction)));
+        }
+        if against != NO_ARC {
+            seeds.push((road.from, part_ms(against, s.fraction)));
+        }
+        seeds
+    }
+
+    fn target_seeds(&self, p: &Prepared, t: &Snap) -> Vec<(NodeIdx, u64)> {
+        let road = &self.inner.city.roads[t.road as usize];
+        let mut seeds = Vec::with_capacity(2);
+        let (along, against) = (p.along_ms[t.road as usize], p.against_ms[t.road as usize]);
+        if along != NO_ARC {
+            seeds.push((road.from, part_ms(along, t.fraction)));
+        }
+        if against != NO_ARC {
+            seeds.push((road.to, part_ms(against, 1.0 - t.fraction)));
+        }
+        seeds
+    }
+}
+
+/// Time to drive `fraction` of an arc of `whole_ms`.
+pub fn part_ms(whole_ms: u32, fraction: f64) -> u64 {
+    (f64::from(whole_ms) * fraction.clamp(0.0, 1.0)).round() as u64
+}
+
+/// Direct travel when source and target lie on the same road, in an open direction.
+fn same_road_ms(p: &Prepared, s: &Snap, t: &Snap) -> u64 {
+    if s.road != t.road {
+        return UNREACHED;
+    }
+    let (along, against) = (p.along_ms[s.road as usize], p.against_ms[s.road as usize]);
+    let mut best = UNREACHED;
+    if along != NO_ARC && t.fraction >= s.fraction {
+        best = best.min(part_ms(along, t.fraction - s.fraction));
+    }
+    if against != NO_ARC && s.fraction >= t.fraction {
+        best = best.min(part_ms(against, s.fraction - t.fraction));
+    }
+    best
+}
+
+/// Per-road arc times under `conditions`.
+fn weights(city: &City, conditions: &RoadConditions) -> (Vec<u32>, Vec<u32>) {
+    let mut along = Vec::with_capacity(city.roads.len());
+    let mut against = Vec::with_capacity(city.roads.len());
+    for (i, road) in city.roads.iter().enumerate() {
+        let base = road.travel_time_ms();
+        let w = match conditions.get(&(i as RoadIdx)) {
+            None => Some(base),
+            Some(RoadCondition::Closed) => None,
+            Some(RoadCondition::Slowed(m)) => {
+                Some(((f64::from(base) * m.get()).round() as u32).clamp(1, NO_ARC - 1))
+            }
+        };
+        along.push(w.filter(|_| road.direction.forward()).unwrap_or(NO_ARC));
+        against.push(w.filter(|_| road.direction.backward()).unwrap_or(NO_ARC));
+    }
+    (along, against)
+}
+
+/// The hierarchy's input: every drivable arc, closed ones at [`CLOSED_MS`] so the graph's
+/// shape (and thus the reusable node order) never changes.
+fn input_graph(city: &City, along_ms: &[u32], against_ms: &[u32]) -> InputGraph {
+    let mut input = InputGraph::new();
+    for arc in arcs(&city.roads) {
+        let w = if arc.along {
+            along_ms[arc.road as usize]
+        } else {
+            against_ms[arc.road as usize]
+        };
+        let w = if w == NO_ARC { CLOSED_MS } else { u64::from(w) };
+        input.add_edge(arc.tail as usize, arc.head as usize, w as usize);
+    }
+    input.freeze();
+    input
+}
+
+fn upward(fast: &FastGraph, num_nodes: usize) -> UpwardGraphs {
+    let up = UpwardGraphs::from_fast_graph(fast);
+    assert_eq!(
+        up.num_nodes(),
+        num_nodes,
+        "every city node must be on a road (cities keep one connected component)"
+    );
+    up
+}
