@@ -1,0 +1,174 @@
+//! `muster store …`: operator commands on an embedded event store.
+//!
+//! They open the store directory exclusively, so they run while no server has it open
+//! (a running server refuses them with a clear message).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use muster_store::embedded::VerifyOnOpen;
+use muster_store::{EmbeddedOptions, EmbeddedStore, EventStore, Position};
+use serde::Serialize;
+
+/// Arguments of `muster store`.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Directory of the embedded store.
+    #[arg(long, env = "MUSTER_DATA_DIR", default_value = "data", global = true)]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: StoreCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Events, streams, head position and file size.
+    Stats {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Full check: every page checksum, every event's checksum, a gap-free $all, contiguous
+    /// stream revisions, consistent indexes. Exits 1 when anything is wrong.
+    Verify {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every event of $all as JSON lines, oldest first.
+    Dump {
+        /// First position to print.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Most events to print (all when absent).
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    /// Writes a consistent copy of the store into an empty directory.
+    Backup {
+        /// Directory to write the copy into.
+        dir: PathBuf,
+    },
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")
+}
+
+fn open(args: &StoreArgs, verify: VerifyOnOpen) -> anyhow::Result<EmbeddedStore> {
+    if !args.data_dir.join(muster_store::embedded::STORE_FILE).exists() {
+        bail!("no event store in {} (set --data-dir or MUSTER_DATA_DIR)", args.data_dir.display());
+    }
+    let options = EmbeddedOptions { verify_on_open: verify, ..Default::default() };
+    EmbeddedStore::open(&args.data_dir, options)
+        .with_context(|| format!("cannot open the event store in {}", args.data_dir.display()))
+}
+
+/// Runs `muster store …`.
+pub fn run(args: StoreArgs) -> anyhow::Result<()> {
+    match &args.command {
+        StoreCommand::Stats { json } => {
+            let store = open(&args, VerifyOnOpen::Tail)?;
+            let stats = runtime()?.block_on(store.stats())?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                println!("store    {}", store.path().display());
+                println!("events   {}", stats.events);
+                println!("streams  {}", stats.streams);
+                println!("head     {}", stats.head);
+                println!("file     {:.1} MiB", stats.file_bytes as f64 / (1024.0 * 1024.0));
+            }
+        }
+        StoreCommand::Verify { json } => {
+            let started = std::time::Instant::now();
+            let store = match open(&args, VerifyOnOpen::Full) {
+                Ok(store) => store,
+                Err(e) => {
+                    eprintln!("verify failed: {e:#}");
+                    std::process::exit(1);
+                }
+            };
+            let report = store.verify()?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "checked {} events in {} streams (head {}) in {:.1} s",
+                    report.events,
+                    report.streams,
+                    report.head,
+                    started.elapsed().as_secs_f64()
+                );
+                for problem in &report.problems {
+                    println!("problem: {problem}");
+                }
+                if report.problem_count > report.problems.len() as u64 {
+                    println!("… and {} more", report.problem_count - report.problems.len() as u64);
+                }
+                println!("{}", if report.is_clean() { "ok" } else { "NOT OK" });
+            }
+            if !report.is_clean() {
+                std::process::exit(1);
+            }
+        }
+        StoreCommand::Dump { from, limit } => {
+            let store = open(&args, VerifyOnOpen::Tail)?;
+            runtime()?.block_on(dump(&store, Position(*from), limit.unwrap_or(u64::MAX)))?;
+        }
+        StoreCommand::Backup { dir } => {
+            let store = open(&args, VerifyOnOpen::Tail)?;
+            let stats = store.backup(dir)?;
+            println!("backed up {} events in {} streams to {}", stats.events, stats.streams, dir.display());
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct DumpLine<'a> {
+    position: u64,
+    stream: &'a str,
+    revision: u64,
+    id: uuid::Uuid,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    schema_version: u32,
+    recorded_at: chrono::DateTime<chrono::Utc>,
+    metadata: &'a muster_store::EventMetadata,
+    data: &'a serde_json::value::RawValue,
+}
+
+async fn dump(store: &EmbeddedStore, mut from: Position, mut left: u64) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    while left > 0 {
+        let page = store.read_all(from, 4096.min(left as usize)).await?;
+        let Some(last) = page.last() else { break };
+        from = last.position.next();
+        left -= page.len() as u64;
+        for e in &page {
+            let data: &serde_json::value::RawValue = serde_json::from_slice(&e.data)
+                .with_context(|| format!("event at position {} holds data that is not JSON", e.position))?;
+            let line = DumpLine {
+                position: e.position.0,
+                stream: e.stream.as_str(),
+                revision: e.revision,
+                id: e.id,
+                event_type: &e.event_type,
+                schema_version: e.schema_version,
+                recorded_at: e.recorded_at,
+                metadata: &e.metadata,
+                data,
+            };
+            serde_json::to_writer(&mut out, &line)?;
+            if out.write_all(b"\n").is_err() {
+                return Ok(()); // the reader went away (a pipe into head, say)
+            }
+        }
+    }
+    out.flush().ok();
+    Ok(())
+}

@@ -1,0 +1,1021 @@
+//! The contract every backend passes. A backend's tests call [`contract_tests!`] with a
+//! function that makes a fresh, empty store; each case below becomes one test.
+//!
+//! The property test runs random sequences of appends, deletes and metadata changes against
+//! the backend and against [`crate::MemoryStore`], the reference model, and requires the same
+//! answers and the same logs.
+
+use std::any::Any;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use uuid::Uuid;
+
+use crate::{
+    AppendResult, CurrentState, Direction, EventStore, EventStoreExt, ExpectedState, InvalidInput,
+    MAX_BATCH_EVENTS, MAX_EVENT_BYTES, MAX_STREAM_NAME_BYTES, MemoryStore, NewEvent, Position,
+    ReadFrom, RecordedEvent, StoreError, StreamMetadata, StreamName, SubscribeFrom,
+};
+
+/// A fresh store and whatever keeps it alive (a temporary directory, a database).
+pub struct Fixture {
+    /// The store under test.
+    pub store: Arc<dyn EventStore>,
+    /// Dropped after the store.
+    pub guard: Box<dyn Any + Send>,
+}
+
+impl std::fmt::Debug for Fixture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fixture")
+    }
+}
+
+/// Longest a contract test waits for a condition.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn stream(name: &str) -> StreamName {
+    StreamName::parse(name).unwrap()
+}
+
+fn event(n: u32) -> NewEvent {
+    NewEvent::json(
+        Uuid::new_v4(),
+        "Tested",
+        1,
+        &serde_json::json!({ "n": n, "pad": "x".repeat(40) }),
+    )
+    .unwrap()
+}
+
+fn events(n: u32) -> Vec<NewEvent> {
+    (0..n).map(event).collect()
+}
+
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// Generates one `#[tokio::test]` per contract case for a backend.
+#[macro_export]
+macro_rules! contract_tests {
+    ($factory:path) => {
+        $crate::contract_tests!(@cases $factory;
+            append_creates_stream_and_reads_back,
+            expected_states_are_checked,
+            conflict_reports_actual_revision,
+            batches_are_atomic,
+            appends_are_idempotent_by_id,
+            id_clashes_are_refused,
+            reads_go_both_ways_with_limits,
+            all_is_gap_free_and_ordered,
+            bad_input_is_refused_and_writes_nothing,
+            metadata_max_count_and_max_age,
+            soft_delete_hides_and_recreates,
+            subscribe_all_catch_up_then_live,
+            subscribe_all_seam_under_concurrent_writes,
+            subscribe_stream_catch_up_then_live,
+            slow_subscriber_neither_blocks_nor_is_dropped,
+            race_of_64_writers_one_winner_per_revision
+        );
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn matches_reference_model() {
+            $crate::contract::matches_reference_model(|| $factory()).await;
+        }
+    };
+    (@cases $factory:path; $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                $crate::contract::$case($factory().await).await;
+            }
+        )*
+    };
+}
+
+/// A new stream takes events at revision 0, and they read back unchanged.
+pub async fn append_creates_stream_and_reads_back(f: Fixture) {
+    let s = stream("incident-1");
+    let batch = events(3);
+    let result = f
+        .store
+        .append(&s, ExpectedState::NoStream, batch.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        result,
+        AppendResult {
+            next_expected_revision: 2,
+            position: Position(2)
+        }
+    );
+    let read = f
+        .store
+        .read_stream(&s, Direction::Forwards, ReadFrom::Start, 10)
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 3);
+    for (i, (stored, sent)) in read.iter().zip(&batch).enumerate() {
+        assert!(
+            stored.same_as(&s, sent),
+            "event {i} differs from what was sent"
+        );
+        assert_eq!(stored.revision, i as u64);
+        assert_eq!(stored.position, Position(i as u64));
+    }
+    assert_eq!(f.store.head(), Position(3));
+    assert_eq!(f.store.stream_revision(&s).await.unwrap(), Some(2));
+}
+
+/// Any, no stream, stream exists and exact revision, each accepted and refused as KurrentDB does.
+pub async fn expected_states_are_checked(f: Fixture) {
+    let s = stream("unit-1");
+    let st = &f.store;
+    assert!(
+        st.append(&s, ExpectedState::StreamExists, events(1))
+            .await
+            .unwrap_err()
+            .is_conflict()
+    );
+    assert!(
+        st.append(&s, ExpectedState::Revision(0), events(1))
+            .await
+            .unwrap_err()
+            .is_conflict()
+    );
+    st.append(&s, ExpectedState::NoStream, events(1))
+        .await
+        .unwrap();
+    assert!(
+        st.append(&s, ExpectedState::NoStream, events(1))
+            .await
+            .unwrap_err()
+            .is_conflict()
+    );
+    st.append(&s, ExpectedState::StreamExists, events(1))
+        .await
+        .unwrap();
+    st.append(&s, ExpectedState::Revision(1), events(2))
+        .await
+        .unwrap();
+    assert!(
+        st.append(&s, ExpectedState::Revision(1), events(1))
+            .await
+            .unwrap_err()
+            .is_conflict()
+    );
+    let r = st.append(&s, ExpectedState::Any, events(1)).await.unwrap();
+    assert_eq!(r.next_expected_revision, 4);
+    assert_eq!(st.head(), Position(5), "refused appends wrote nothing");
+}
+
+/// A conflict is typed and says what the stream actually is.
+pub async fn conflict_reports_actual_revision(f: Fixture) {
+    let s = stream("unit-2");
+    f.store
+        .append(&s, ExpectedState::NoStream, events(4))
+        .await
+        .unwrap();
+    match f
+        .store
+        .append(&s, ExpectedState::Revision(1), events(1))
+        .await
+    {
+        Err(StoreError::WrongExpectedState {
+            stream,
+            expected,
+            actual,
+        }) => {
+            assert_eq!(stream, s);
+            assert_eq!(expected, ExpectedState::Revision(1));
+            assert_eq!(actual, CurrentState::Revision(3));
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let other = stream("unit-3");
+    match f
+        .store
+        .append(&other, ExpectedState::StreamExists, events(1))
+        .await
+    {
+        Err(StoreError::WrongExpectedState {
+            actual: CurrentState::NoStream,
+            ..
+        }) => {}
+        other => panic!("expected a no-stream conflict, got {other:?}"),
+    }
+}
+
+/// A refused batch leaves nothing behind, not even its valid events.
+pub async fn batches_are_atomic(f: Fixture) {
+    let s = stream("incident-2");
+    f.store
+        .append(&s, ExpectedState::NoStream, events(1))
+        .await
+        .unwrap();
+    let mut batch = events(3);
+    batch[2].data = b"{not json".to_vec();
+    let err = f
+        .store
+        .append(&s, ExpectedState::Any, batch.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Invalid(InvalidInput::Data { .. })),
+        "{err:?}"
+    );
+    assert_eq!(f.store.head(), Position(1));
+    assert!(
+        f.store
+            .append(&s, ExpectedState::Revision(7), events(3))
+            .await
+            .unwrap_err()
+            .is_conflict()
+    );
+    assert_eq!(f.store.head(), Position(1));
+    let ids: HashSet<Uuid> = batch.iter().map(|e| e.id).collect();
+    let all = f.store.read_all(Position::START, 100).await.unwrap();
+    assert!(
+        all.iter().all(|e| !ids.contains(&e.id)),
+        "part of a refused batch was stored"
+    );
+}
+
+/// Re-sending a stored append succeeds, answers as the first time, and writes nothing, even
+/// when the stream has moved on and the retry's expected state no longer holds.
+pub async fn appends_are_idempotent_by_id(f: Fixture) {
+    let s = stream("incident-3");
+    let batch = events(2);
+    let first = f
+        .store
+        .append(&s, ExpectedState::NoStream, batch.clone())
+        .await
+        .unwrap();
+    let again = f
+        .store
+        .append(&s, ExpectedState::NoStream, batch.clone())
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    f.store
+        .append(&s, ExpectedState::Any, events(3))
+        .await
+        .unwrap();
+    let late = f
+        .store
+        .append(&s, ExpectedState::NoStream, batch.clone())
+        .await
+        .unwrap();
+    assert_eq!(first, late);
+    assert_eq!(f.store.head(), Position(5));
+    assert_eq!(
+        f.store
+            .read_stream(&s, Direction::Forwards, ReadFrom::Start, 100)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+}
+
+/// An id stored with another event, or a batch only partly stored, is an error.
+pub async fn id_clashes_are_refused(f: Fixture) {
+    let s = stream("incident-4");
+    let batch = events(2);
+    f.store
+        .append(&s, ExpectedState::NoStream, batch.clone())
+        .await
+        .unwrap();
+
+    let mut changed = batch.clone();
+    changed[0].data = br#"{"n":99}"#.to_vec();
+    assert!(matches!(
+        f.store.append(&s, ExpectedState::Any, changed).await,
+        Err(StoreError::IdClash { .. })
+    ));
+    let elsewhere = stream("incident-5");
+    assert!(matches!(
+        f.store
+            .append(&elsewhere, ExpectedState::Any, batch.clone())
+            .await,
+        Err(StoreError::IdClash { .. })
+    ));
+    let mut partial = vec![batch[0].clone()];
+    partial.push(event(7));
+    assert!(matches!(
+        f.store.append(&s, ExpectedState::Any, partial).await,
+        Err(StoreError::IdClash { .. })
+    ));
+    assert_eq!(f.store.head(), Position(2));
+}
+
+/// Stream reads forwards and backwards, from a revision, with a limit.
+pub async fn reads_go_both_ways_with_limits(f: Fixture) {
+    let s = stream("unit-9");
+    f.store
+        .append(&s, ExpectedState::NoStream, events(10))
+        .await
+        .unwrap();
+    f.store
+        .append(&stream("noise"), ExpectedState::Any, events(5))
+        .await
+        .unwrap();
+    let revs = |v: Vec<RecordedEvent>| v.iter().map(|e| e.revision).collect::<Vec<_>>();
+    let st = &f.store;
+    assert_eq!(
+        revs(
+            st.read_stream(&s, Direction::Forwards, ReadFrom::Start, 3)
+                .await
+                .unwrap()
+        ),
+        [0, 1, 2]
+    );
+    assert_eq!(
+        revs(
+            st.read_stream(&s, Direction::Forwards, ReadFrom::Revision(8), 5)
+                .await
+                .unwrap()
+        ),
+        [8, 9]
+    );
+    assert_eq!(
+        revs(
+            st.read_stream(&s, Direction::Backwards, ReadFrom::End, 3)
+                .await
+                .unwrap()
+        ),
+        [9, 8, 7]
+    );
+    assert_eq!(
+        revs(
+            st.read_stream(&s, Direction::Backwards, ReadFrom::Revision(2), 10)
+                .await
+                .unwrap()
+        ),
+        [2, 1, 0]
+    );
+    assert!(
+        st.read_stream(&s, Direction::Forwards, ReadFrom::Revision(10), 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        st.read_stream(&s, Direction::Forwards, ReadFrom::End, 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        st.read_stream(&stream("never"), Direction::Forwards, ReadFrom::Start, 5)
+            .await,
+        Err(StoreError::StreamNotFound(_))
+    ));
+}
+
+/// `$all` holds every event once, in commit order, with positions 0, 1, 2, …
+pub async fn all_is_gap_free_and_ordered(f: Fixture) {
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let store = f.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = stream(&format!("writer-{w}"));
+            for i in 0..10 {
+                store
+                    .append(&s, ExpectedState::Revision(i).into_first(i), events(3))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let all = f.store.read_all(Position::START, 1000).await.unwrap();
+    assert_eq!(all.len(), 240);
+    for (i, e) in all.iter().enumerate() {
+        assert_eq!(e.position, Position(i as u64));
+    }
+    let tail = f.store.read_all(Position(230), 5).await.unwrap();
+    assert_eq!(
+        tail.iter().map(|e| e.position.0).collect::<Vec<_>>(),
+        [230, 231, 232, 233, 234]
+    );
+    let back = f.store.read_all_backwards(Position(240), 3).await.unwrap();
+    assert_eq!(
+        back.iter().map(|e| e.position.0).collect::<Vec<_>>(),
+        [239, 238, 237]
+    );
+    assert!(f.store.read_all(Position(240), 5).await.unwrap().is_empty());
+    let mut last_rev = std::collections::HashMap::new();
+    for e in &all {
+        let prev = last_rev.insert(e.stream.clone(), e.revision);
+        assert_eq!(
+            prev.map_or(0, |p| p + 1),
+            e.revision,
+            "stream {} not contiguous in $all",
+            e.stream
+        );
+    }
+}
+
+trait FirstAppend {
+    fn into_first(self, i: u64) -> ExpectedState;
+}
+
+impl FirstAppend for ExpectedState {
+    /// For a writer appending batches of three: no stream first, then the last revision.
+    fn into_first(self, i: u64) -> ExpectedState {
+        if i == 0 {
+            ExpectedState::NoStream
+        } else {
+            ExpectedState::Revision(i * 3 - 1)
+        }
+    }
+}
+
+/// Each bad input is refused with a typed error that says what is wrong, and nothing is written.
+pub async fn bad_input_is_refused_and_writes_nothing(f: Fixture) {
+    let s = stream("incident-6");
+    f.store
+        .append(&s, ExpectedState::NoStream, events(1))
+        .await
+        .unwrap();
+
+    for (why, name) in [
+        ("empty", String::new()),
+        ("too long", "x".repeat(MAX_STREAM_NAME_BYTES + 1)),
+        ("control character", "incident-\n1".to_owned()),
+        ("NUL byte", "incident\0".to_owned()),
+        ("surrounding space", " incident-1".to_owned()),
+    ] {
+        assert!(
+            matches!(
+                StreamName::parse(name),
+                Err(InvalidInput::StreamName { .. })
+            ),
+            "stream name accepted: {why}"
+        );
+    }
+
+    let big = NewEvent {
+        id: Uuid::new_v4(),
+        event_type: "Big".into(),
+        schema_version: 1,
+        data: format!("\"{}\"", "x".repeat(MAX_EVENT_BYTES)).into_bytes(),
+        metadata: Default::default(),
+    };
+    let mut bad_type = event(1);
+    bad_type.event_type = "Bad\ttype".into();
+    let mut empty_type = event(1);
+    empty_type.event_type = String::new();
+    let mut not_json = event(1);
+    not_json.data = b"{\"a\": }".to_vec();
+    let dup = event(1);
+    let cases: Vec<(&str, Vec<NewEvent>)> = vec![
+        ("empty batch", vec![]),
+        ("event over the size limit", vec![event(1), big]),
+        (
+            "batch over the event limit",
+            (0..MAX_BATCH_EVENTS as u32 + 1).map(event).collect(),
+        ),
+        ("control character in the type", vec![bad_type]),
+        ("empty type", vec![empty_type]),
+        ("data not JSON", vec![not_json]),
+        ("same id twice", vec![dup.clone(), dup]),
+    ];
+    for (why, batch) in cases {
+        match f.store.append(&s, ExpectedState::Any, batch).await {
+            Err(StoreError::Invalid(e)) => assert!(!e.to_string().is_empty(), "{why}: no message"),
+            other => panic!("{why}: expected an invalid-input error, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        f.store.head(),
+        Position(1),
+        "a refused append wrote something"
+    );
+    let meta = stream("$$incident-6");
+    assert!(
+        f.store
+            .append(&meta, ExpectedState::Any, events(1))
+            .await
+            .unwrap_err()
+            .is_invalid()
+    );
+}
+
+/// Max count and max age limit what a stream read returns; `$all` keeps everything.
+pub async fn metadata_max_count_and_max_age(f: Fixture) {
+    let s = stream("sensor-1");
+    f.store
+        .append(&s, ExpectedState::NoStream, events(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.stream_metadata(&s).await.unwrap(),
+        StreamMetadata::default()
+    );
+    let meta = StreamMetadata {
+        max_count: Some(3),
+        ..Default::default()
+    };
+    f.store
+        .set_stream_metadata(&s, ExpectedState::NoStream, meta.clone())
+        .await
+        .unwrap();
+    assert_eq!(f.store.stream_metadata(&s).await.unwrap(), meta);
+    let read = f
+        .store
+        .read_stream(&s, Direction::Forwards, ReadFrom::Start, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        read.iter().map(|e| e.revision).collect::<Vec<_>>(),
+        [7, 8, 9]
+    );
+    let back = f
+        .store
+        .read_stream(&s, Direction::Backwards, ReadFrom::End, 100)
+        .await
+        .unwrap();
+    assert_eq!(back.len(), 3);
+
+    let aged = StreamMetadata {
+        max_age_secs: Some(3600),
+        ..Default::default()
+    };
+    f.store
+        .set_stream_metadata(&s, ExpectedState::Revision(0), aged)
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store
+            .read_stream(&s, Direction::Forwards, ReadFrom::Start, 100)
+            .await
+            .unwrap()
+            .len(),
+        10
+    );
+    let expired = StreamMetadata {
+        max_age_secs: Some(0),
+        ..Default::default()
+    };
+    f.store
+        .set_stream_metadata(&s, ExpectedState::Revision(1), expired)
+        .await
+        .unwrap();
+    assert!(
+        f.store
+            .read_stream(&s, Direction::Forwards, ReadFrom::Start, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        f.store
+            .set_stream_metadata(&s, ExpectedState::Revision(0), StreamMetadata::default())
+            .await
+            .unwrap_err()
+            .is_conflict()
+    );
+    let all = f.store.read_all(Position::START, 100).await.unwrap();
+    assert_eq!(
+        all.iter().filter(|e| e.stream == s).count(),
+        10,
+        "$all lost events"
+    );
+}
+
+/// A soft-deleted stream reads as not found, stays in `$all`, and an append recreates it with
+/// revisions going on.
+pub async fn soft_delete_hides_and_recreates(f: Fixture) {
+    let s = stream("incident-7");
+    f.store
+        .append(&s, ExpectedState::NoStream, events(3))
+        .await
+        .unwrap();
+    assert!(
+        f.store
+            .delete_stream(&s, ExpectedState::Revision(1))
+            .await
+            .unwrap_err()
+            .is_conflict()
+    );
+    f.store
+        .delete_stream(&s, ExpectedState::Revision(2))
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.store
+            .read_stream(&s, Direction::Forwards, ReadFrom::Start, 10)
+            .await,
+        Err(StoreError::StreamNotFound(_))
+    ));
+    assert!(
+        f.store
+            .append(&s, ExpectedState::StreamExists, events(1))
+            .await
+            .unwrap_err()
+            .is_conflict()
+    );
+    assert!(
+        f.store
+            .delete_stream(&s, ExpectedState::Any)
+            .await
+            .unwrap_err()
+            .is_conflict()
+    );
+    let all = f.store.read_all(Position::START, 100).await.unwrap();
+    assert_eq!(all.iter().filter(|e| e.stream == s).count(), 3);
+    let r = f
+        .store
+        .append(&s, ExpectedState::NoStream, events(2))
+        .await
+        .unwrap();
+    assert_eq!(r.next_expected_revision, 4);
+    let read = f
+        .store
+        .read_stream(&s, Direction::Forwards, ReadFrom::Start, 10)
+        .await
+        .unwrap();
+    assert_eq!(read.iter().map(|e| e.revision).collect::<Vec<_>>(), [3, 4]);
+}
+
+/// Catch-up from the start, from a position and from the end, then live events.
+pub async fn subscribe_all_catch_up_then_live(f: Fixture) {
+    let s = stream("incident-8");
+    f.store
+        .append(&s, ExpectedState::NoStream, events(5))
+        .await
+        .unwrap();
+    let mut from_start = f.store.subscribe_all(SubscribeFrom::Start);
+    let mut after_two = f.store.subscribe_all(SubscribeFrom::After(Position(2)));
+    let mut from_end = f.store.subscribe_all(SubscribeFrom::End);
+    for i in 0..5 {
+        assert_eq!(
+            within("catch-up", from_start.next())
+                .await
+                .unwrap()
+                .position,
+            Position(i)
+        );
+    }
+    for i in 3..5 {
+        assert_eq!(
+            within("catch-up", after_two.next()).await.unwrap().position,
+            Position(i)
+        );
+    }
+    assert!(from_end.try_next().await.unwrap().is_none());
+    f.store
+        .append(&s, ExpectedState::Any, events(2))
+        .await
+        .unwrap();
+    for sub in [&mut from_start, &mut after_two, &mut from_end] {
+        for i in 5..7 {
+            assert_eq!(
+                within("live event", sub.next()).await.unwrap().position,
+                Position(i)
+            );
+        }
+    }
+}
+
+/// Writers keep appending while a subscriber catches up: it sees every position once, in order.
+pub async fn subscribe_all_seam_under_concurrent_writes(f: Fixture) {
+    f.store
+        .append(&stream("seed"), ExpectedState::Any, events(50))
+        .await
+        .unwrap();
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let store = f.store.clone();
+            tokio::spawn(async move {
+                for _ in 0..25 {
+                    store
+                        .append(&stream(&format!("seam-{w}")), ExpectedState::Any, events(2))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut sub = f.store.subscribe_all(SubscribeFrom::Start);
+    let total = 50 + 4 * 25 * 2;
+    for i in 0..total {
+        let e = within("every event", sub.next()).await.unwrap();
+        assert_eq!(e.position, Position(i), "gap or duplicate at the seam");
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert!(
+        sub.try_next().await.unwrap().is_none(),
+        "an event was delivered twice"
+    );
+}
+
+/// A stream subscription sees only its stream, catch-up then live.
+pub async fn subscribe_stream_catch_up_then_live(f: Fixture) {
+    let s = stream("unit-10");
+    f.store
+        .append(&s, ExpectedState::NoStream, events(3))
+        .await
+        .unwrap();
+    f.store
+        .append(&stream("other"), ExpectedState::Any, events(3))
+        .await
+        .unwrap();
+    let mut sub = f.store.subscribe_stream(s.clone(), SubscribeFrom::After(0));
+    let mut live_only = f.store.subscribe_stream(s.clone(), SubscribeFrom::End);
+    let mut not_yet = f
+        .store
+        .subscribe_stream(stream("unit-11"), SubscribeFrom::Start);
+    assert_eq!(
+        within("stream event", sub.next()).await.unwrap().revision,
+        1
+    );
+    assert_eq!(
+        within("stream event", sub.next()).await.unwrap().revision,
+        2
+    );
+    f.store
+        .append(&stream("other"), ExpectedState::Any, events(1))
+        .await
+        .unwrap();
+    f.store
+        .append(&s, ExpectedState::Any, events(1))
+        .await
+        .unwrap();
+    f.store
+        .append(&stream("unit-11"), ExpectedState::Any, events(1))
+        .await
+        .unwrap();
+    let e = within("live stream event", sub.next()).await.unwrap();
+    assert_eq!((e.stream.as_str(), e.revision), ("unit-10", 3));
+    assert_eq!(
+        within("live-only event", live_only.next())
+            .await
+            .unwrap()
+            .revision,
+        3
+    );
+    assert_eq!(
+        within("new stream event", not_yet.next())
+            .await
+            .unwrap()
+            .stream
+            .as_str(),
+        "unit-11"
+    );
+}
+
+/// Writers finish while a subscriber reads nothing; the subscriber then gets every event.
+pub async fn slow_subscriber_neither_blocks_nor_is_dropped(f: Fixture) {
+    let mut idle = f.store.subscribe_all(SubscribeFrom::Start);
+    let s = stream("busy");
+    within("writers not blocked by an idle subscriber", async {
+        for _ in 0..20 {
+            f.store
+                .append(&s, ExpectedState::Any, events(100))
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    for i in 0..2000 {
+        assert_eq!(
+            within("late reader", idle.next()).await.unwrap().position,
+            Position(i)
+        );
+    }
+}
+
+/// 64 tasks append at the same expected revision at once, round after round: one wins each
+/// round, the other 63 are refused with the winner's revision.
+pub async fn race_of_64_writers_one_winner_per_revision(f: Fixture) {
+    const TASKS: usize = 64;
+    const ROUNDS: u64 = 8;
+    let s = stream("unit-race");
+    f.store
+        .append(&s, ExpectedState::NoStream, events(1))
+        .await
+        .unwrap();
+    for round in 0..ROUNDS {
+        let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let store = f.store.clone();
+                let barrier = barrier.clone();
+                let s = s.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store
+                        .append(&s, ExpectedState::Revision(round), events(1))
+                        .await
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(r) => {
+                    winners += 1;
+                    assert_eq!(r.next_expected_revision, round + 1);
+                }
+                Err(StoreError::WrongExpectedState { actual, .. }) => {
+                    assert_eq!(actual, CurrentState::Revision(round + 1));
+                }
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+        assert_eq!(winners, 1, "round {round}: {winners} winners");
+    }
+    assert_eq!(f.store.stream_revision(&s).await.unwrap(), Some(ROUNDS));
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Append {
+        stream: usize,
+        expected: ExpectedState,
+        count: u32,
+        replay: Option<usize>,
+    },
+    Delete {
+        stream: usize,
+        expected: ExpectedState,
+    },
+    MaxCount {
+        stream: usize,
+        max: Option<u64>,
+    },
+}
+
+fn expected_strategy() -> impl Strategy<Value = ExpectedState> {
+    prop_oneof![
+        Just(ExpectedState::Any),
+        Just(ExpectedState::NoStream),
+        Just(ExpectedState::StreamExists),
+        (0u64..6).prop_map(ExpectedState::Revision),
+    ]
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0usize..3, expected_strategy(), 1u32..4, proptest::option::weighted(0.2, 0usize..50))
+            .prop_map(|(stream, expected, count, replay)| Op::Append { stream, expected, count, replay }),
+        1 => (0usize..3, expected_strategy()).prop_map(|(stream, expected)| Op::Delete { stream, expected }),
+        1 => (0usize..3, proptest::option::of(1u64..4)).prop_map(|(stream, max)| Op::MaxCount { stream, max }),
+    ]
+}
+
+fn outcome<T: std::fmt::Debug>(r: &Result<T, StoreError>) -> String {
+    match r {
+        Ok(v) => format!("ok {v:?}"),
+        Err(StoreError::WrongExpectedState { actual, .. }) => format!("conflict {actual:?}"),
+        Err(StoreError::IdClash { id, .. }) => format!("clash {id}"),
+        Err(e) => format!("error {e}"),
+    }
+}
+
+/// Comparable view of an event: system-made ids (of metadata events) are left out.
+fn shape(e: &RecordedEvent) -> (String, u64, u64, Option<Uuid>, String, Vec<u8>) {
+    let id = (!e.stream.is_metastream()).then_some(e.id);
+    (
+        e.stream.to_string(),
+        e.revision,
+        e.position.0,
+        id,
+        e.event_type.clone(),
+        e.data.clone(),
+    )
+}
+
+async fn run_ops(
+    store: &dyn EventStore,
+    ops: &[Op],
+    batches: &mut Vec<Vec<NewEvent>>,
+    make: bool,
+) -> Vec<String> {
+    let names = [stream("p-0"), stream("p-1"), stream("p-2")];
+    let mut log = Vec::new();
+    let mut made = 0;
+    for (i, op) in ops.iter().enumerate() {
+        let line = match op {
+            Op::Append {
+                stream,
+                expected,
+                count,
+                replay,
+            } => {
+                let batch = match replay.filter(|r| *r < made) {
+                    Some(r) => batches[r].clone(),
+                    None => {
+                        if make {
+                            batches.push(
+                                (0..*count)
+                                    .map(|n| {
+                                        NewEvent::json(Uuid::new_v4(), "Prop", 1, &(i, n)).unwrap()
+                                    })
+                                    .collect(),
+                            );
+                        }
+                        made += 1;
+                        batches[made - 1].clone()
+                    }
+                };
+                outcome(&store.append(&names[*stream], *expected, batch).await)
+            }
+            Op::Delete { stream, expected } => {
+                outcome(&store.delete_stream(&names[*stream], *expected).await)
+            }
+            Op::MaxCount { stream, max } => {
+                let meta = StreamMetadata {
+                    max_count: *max,
+                    ..Default::default()
+                };
+                outcome(
+                    &store
+                        .set_stream_metadata(&names[*stream], ExpectedState::Any, meta)
+                        .await,
+                )
+            }
+        };
+        log.push(line);
+    }
+    for name in &names {
+        let fwd = store
+            .read_stream(name, Direction::Forwards, ReadFrom::Start, 1000)
+            .await;
+        log.push(format!(
+            "{name} forwards {:?}",
+            fwd.map(|v| v.iter().map(shape).collect::<Vec<_>>())
+                .map_err(|e| e.to_string())
+        ));
+        let back = store
+            .read_stream(name, Direction::Backwards, ReadFrom::End, 2)
+            .await;
+        log.push(format!(
+            "{name} backwards {:?}",
+            back.map(|v| v.iter().map(shape).collect::<Vec<_>>())
+                .map_err(|e| e.to_string())
+        ));
+        log.push(format!(
+            "{name} revision {:?}",
+            store.stream_revision(name).await.map_err(|e| e.to_string())
+        ));
+    }
+    let all = store.read_all(Position::START, 10_000).await.unwrap();
+    log.push(format!(
+        "$all {:?}",
+        all.iter().map(shape).collect::<Vec<_>>()
+    ));
+    log.push(format!("head {:?}", store.head()));
+    log
+}
+
+/// Random sequences of operations give the same answers and the same log as the reference model.
+pub async fn matches_reference_model<F, Fut>(factory: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Fixture>,
+{
+    let config = proptest::test_runner::Config {
+        cases: 24,
+        failure_persistence: None,
+        ..Default::default()
+    };
+    let mut runner = proptest::test_runner::TestRunner::new_with_rng(
+        config,
+        proptest::test_runner::TestRng::deterministic_rng(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+        ),
+    );
+    let handle = tokio::runtime::Handle::current();
+    let result = runner.run(&proptest::collection::vec(op_strategy(), 1..30), |ops| {
+        let (backend_log, model_log) = tokio::task::block_in_place(|| {
+            handle.block_on(async {
+                let fresh = factory().await;
+                let model = MemoryStore::new();
+                let mut batches = Vec::new();
+                let a = run_ops(fresh.store.as_ref(), &ops, &mut batches, true).await;
+                let b = run_ops(&model, &ops, &mut batches, false).await;
+                (a, b)
+            })
+        });
+        for (i, (a, b)) in backend_log.iter().zip(&model_log).enumerate() {
+            prop_assert_eq!(a, b, "step {} of {:?}", i, ops);
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}

@@ -1,0 +1,109 @@
+//! The [`EventStore`] trait every backend implements.
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use crate::error::Result;
+use crate::subscription::{AllSubscription, StreamSubscription, SubscribeFrom};
+use crate::types::{
+    AppendResult, Direction, ExpectedState, NewEvent, Position, ReadFrom, RecordedEvent,
+    StoreStats, StreamMetadata, StreamName, StreamRevision,
+};
+
+/// An append-only event store with KurrentDB semantics.
+///
+/// - `append` checks the expected state, writes the batch atomically, and answers only once
+///   the events are durable.
+/// - Appends are idempotent by event id, for ever: re-sending a stored batch writes nothing and
+///   answers as the first time.
+/// - `$all` is one gap-free order: every event has the next [`Position`].
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` to `stream` if the stream is in the `expected` state.
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedState,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult>;
+
+    /// Reads up to `limit` events of a stream, honouring its metadata (truncation, max count,
+    /// max age). A stream that does not exist or was soft-deleted is
+    /// [`crate::StoreError::StreamNotFound`].
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        direction: Direction,
+        from: ReadFrom,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>>;
+
+    /// Reads up to `limit` events of `$all` starting at `from` (included), oldest first.
+    async fn read_all(&self, from: Position, limit: usize) -> Result<Vec<RecordedEvent>>;
+
+    /// Reads up to `limit` events of `$all` ending just before `before`, newest first.
+    async fn read_all_backwards(
+        &self,
+        before: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>>;
+
+    /// The stream's current metadata (default when none was set).
+    async fn stream_metadata(&self, stream: &StreamName) -> Result<StreamMetadata>;
+
+    /// Sets a stream's metadata by appending to its metadata stream.
+    async fn set_stream_metadata(
+        &self,
+        stream: &StreamName,
+        expected_meta: ExpectedState,
+        metadata: StreamMetadata,
+    ) -> Result<AppendResult>;
+
+    /// Soft-deletes a stream: its events stay in `$all`, reads of the stream find nothing,
+    /// and a later append recreates it with revisions going on from where they were.
+    async fn delete_stream(&self, stream: &StreamName, expected: ExpectedState)
+    -> Result<Position>;
+
+    /// Revision of the stream's last event, `None` when it has none.
+    async fn stream_revision(&self, stream: &StreamName) -> Result<Option<StreamRevision>>;
+
+    /// The next position to be written: every event before it is committed.
+    fn head(&self) -> Position;
+
+    /// Follows [`EventStore::head`]; changes after each commit.
+    fn watch_head(&self) -> watch::Receiver<Position>;
+
+    /// Whether the store has been closed; subscriptions end when it is.
+    fn is_closed(&self) -> bool {
+        false
+    }
+
+    /// Store-wide figures.
+    async fn stats(&self) -> Result<StoreStats>;
+}
+
+/// Subscriptions, for every store.
+pub trait EventStoreExt {
+    /// Subscribes to `$all`: catch-up from `from`, then live, with no gap and no duplicate.
+    fn subscribe_all(&self, from: SubscribeFrom<Position>) -> AllSubscription;
+    /// Subscribes to one stream: catch-up from `from`, then live.
+    fn subscribe_stream(
+        &self,
+        stream: StreamName,
+        from: SubscribeFrom<StreamRevision>,
+    ) -> StreamSubscription;
+}
+
+impl EventStoreExt for std::sync::Arc<dyn EventStore> {
+    fn subscribe_all(&self, from: SubscribeFrom<Position>) -> AllSubscription {
+        AllSubscription::new(self.clone(), from)
+    }
+
+    fn subscribe_stream(
+        &self,
+        stream: StreamName,
+        from: SubscribeFrom<StreamRevision>,
+    ) -> StreamSubscription {
+        StreamSubscription::new(self.clone(), stream, from)
+    }
+}

@@ -1,0 +1,2 @@
+//! Muster's responder protocol, the mobile gateway, the client library and the device
+//! simulator.

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what Muster's tests need and runs every test. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+    cargo install --locked cargo-nextest
+fi
+
+profile=default
+if [ "${CI:-}" = "true" ]; then profile=ci; fi
+
+# The end-to-end tests run the real `muster` binary.
+cargo build --bin muster
+cargo nextest run --workspace --profile "$profile" "$@"

@@ -1,0 +1,1 @@
+//! Muster's drill engine: scenarios, simulated responders, replay and reports.
