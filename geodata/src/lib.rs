@@ -19,14 +19,18 @@
 //! - [`ch`]: many-to-one queries on a contraction hierarchy prepared by `fast_paths`.
 //! - [`routing`]: the [`Router`]: snapping, travel times, road conditions swapped in
 //!   from background preparation.
+//! - [`import`]: OpenStreetMap PBF import in two bounded-memory passes.
 //! - [`demo`]: the documented rule placing made-up districts, stations and hospitals.
 //! - [`generate`]: the generated city (road hierarchy, river with few bridges).
+//! - [`geocode`]: street and house number to a position, and back.
 
 pub mod ch;
 pub mod demo;
 pub mod format;
 pub mod generate;
+pub mod geocode;
 pub mod graph;
+pub mod import;
 pub mod model;
 pub mod point;
 pub mod routing;
