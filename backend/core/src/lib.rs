@@ -1,2 +1,45 @@
-//! Muster's domain: the event schema, pure decisions (state + command -> events or a
-//! typed refusal), projections and the dispatcher. No network I/O lives here.
+//! Muster's domain: the event schema, pure decisions (state + command -> events or a typed
+//! refusal), response plans, the sensor alarm rule and the duplicate check. No network I/O
+//! lives here: times and new ids come in with the commands, so every decision is a pure
+//! function that tests can call directly.
+//!
+//! # Layout
+//! - [`value`]: domain value types parsed at the edge: [`value::LatLon`],
+//!   [`value::Priority`], [`value::PhoneNumber`] and [`value::PersonName`] (personal data,
+//!   masked in `Debug`), incident types, unit kinds, capabilities, call signs, notes,
+//!   [`value::IdempotencyKey`].
+//! - [`ids`]: UUID newtypes for incidents, units, sensors, tasks and alarms, and the stream
+//!   each aggregate lives in (`incident-<id>`, `unit-<id>`, `sensor-<id>`).
+//! - [`decision`]: the [`decision::Aggregate`] trait (`decide` / `apply` / `replay`) and the
+//!   typed [`decision::Refusal`].
+//! - [`incident`]: the incident aggregate and the NFPA time points.
+//! - [`unit`]: the unit aggregate: status state machine, position reports, tasks; the unit
+//!   stream's revision is the guard against double assignment.
+//! - [`sensor`]: the sensor registry aggregate and the alarm rule (one incident per ongoing
+//!   alarm, the clearing recorded).
+//! - [`reaction`]: pure follow-ups from one aggregate's events to another's commands (a unit's
+//!   progress recorded on its incident; a sensor alarm reported as an incident).
+//! - [`event`]: the event schema on the wire: names, schema versions, conversion to
+//!   `muster_store::NewEvent` and back from `muster_store::RecordedEvent` with upcasting.
+//! - [`runcard`]: response plans (run cards) as data, loadable from TOML or JSON, with a
+//!   default set.
+//! - [`duplicates`]: the duplicate check for a new call (geodesic distance, time window,
+//!   related types).
+//! - [`testing`]: a given / when / then harness for decisions.
+
+pub mod decision;
+pub mod duplicates;
+pub mod event;
+pub mod ids;
+pub mod incident;
+pub mod reaction;
+pub mod runcard;
+pub mod sensor;
+pub mod testing;
+pub mod unit;
+pub mod value;
+
+pub use decision::{Aggregate, Refusal, RefusalKind};
+pub use event::{DecodeError, DomainEvent, EncodeError};
+
+pub use ids::{AggregateRef, AlarmId, IncidentId, SensorId, TaskId, UnitId};
