@@ -427,15 +427,24 @@ fn weights(city: &City, conditions: &RoadConditions) -> (Vec<u32>, Vec<u32>) {
 /// The hierarchy's input: every drivable arc, closed ones at [`CLOSED_MS`] so the graph's
 /// shape (and thus the reusable node order) never changes.
 fn input_graph(city: &City, along_ms: &[u32], against_ms: &[u32]) -> InputGraph {
+    let mut edges: Vec<(NodeIdx, NodeIdx, u64)> = arcs(&city.roads)
+        .into_iter()
+        .map(|arc| {
+            let w = if arc.along {
+                along_ms[arc.road as usize]
+            } else {
+                against_ms[arc.road as usize]
+            };
+            let w = if w == NO_ARC { CLOSED_MS } else { u64::from(w) };
+            (arc.tail, arc.head, w)
+        })
+        .collect();
+    // Parallel roads between the same two nodes: only the quickest matters.
+    edges.sort_unstable();
+    edges.dedup_by_key(|e| (e.0, e.1));
     let mut input = InputGraph::new();
-    for arc in arcs(&city.roads) {
-        let w = if arc.along {
-            along_ms[arc.road as usize]
-        } else {
-            against_ms[arc.road as usize]
-        };
-        let w = if w == NO_ARC { CLOSED_MS } else { u64::from(w) };
-        input.add_edge(arc.tail as usize, arc.head as usize, w as usize);
+    for (tail, head, w) in edges {
+        input.add_edge(tail as usize, head as usize, w as usize);
     }
     input.freeze();
     input

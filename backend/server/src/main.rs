@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 
+mod geodata_cmd;
 mod store_cmd;
 
 /// Muster: emergency response coordination, event-sourced.
@@ -17,6 +18,8 @@ struct Cli {
 enum Command {
     /// Inspect, verify, export and back up an embedded event store.
     Store(store_cmd::StoreArgs),
+    /// Import, generate and inspect city files; route and geocode on them.
+    Geodata(geodata_cmd::GeodataArgs),
 
 }
 
@@ -31,6 +34,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Store(args) => store_cmd::run(args),
+        Command::Geodata(args) => geodata_cmd::run(args),
 
     }
 }
