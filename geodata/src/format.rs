@@ -60,6 +60,12 @@ pub enum CityFileError {
         #[source]
         source: postcard::Error,
     },
+    #[error("{path} is not usable: {source}")]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        source: crate::model::InvalidCity,
+    },
     #[error("cannot encode the city: {0}")]
     Encode(#[source] postcard::Error),
 }
@@ -111,10 +117,15 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<City, CityFileError> {
     if crc32fast::hash(payload) != word(20) {
         return Err(CityFileError::ChecksumMismatch(path_buf()));
     }
-    postcard::from_bytes(payload).map_err(|source| CityFileError::Decode {
+    let city: City = postcard::from_bytes(payload).map_err(|source| CityFileError::Decode {
         path: path_buf(),
         source,
-    })
+    })?;
+    city.validate().map_err(|source| CityFileError::Invalid {
+        path: path_buf(),
+        source,
+    })?;
+    Ok(city)
 }
 
 /// Reads a city file.
@@ -186,7 +197,16 @@ mod tests {
                 },
             },
             nodes: vec![a, b],
-            roads: vec![],
+            roads: vec![crate::model::Road {
+                from: 0,
+                to: 1,
+                shape: vec![],
+                direction: crate::model::Direction::Both,
+                class: crate::model::RoadClass::Residential,
+                speed_kmh: 35,
+                length_m: 133.0,
+                street: Some(0),
+            }],
             streets: vec!["Main Street".into()],
             addresses: vec![],
             districts: vec![],
@@ -208,6 +228,9 @@ mod tests {
         let good = to_bytes(&tiny_city()).unwrap();
         let mut flipped = good.clone();
         *flipped.last_mut().unwrap() ^= 0x40;
+        let mut bad_city = tiny_city();
+        bad_city.roads[0].to = 7;
+        let broken = to_bytes(&bad_city).unwrap();
         let mut future = good.clone();
         future[8] = 99;
         type Expect = fn(&CityFileError) -> bool;
@@ -226,6 +249,9 @@ mod tests {
             }),
             ("one bit flipped", flipped, |e| {
                 matches!(e, CityFileError::ChecksumMismatch(_))
+            }),
+            ("road to a missing node", broken, |e| {
+                matches!(e, CityFileError::Invalid { .. })
             }),
             ("newer version", future, |e| {
                 matches!(e, CityFileError::UnsupportedVersion { found: 99, .. })

@@ -300,7 +300,64 @@ fn lonlat(p: LatLon) -> Value {
     json!([p.lon(), p.lat()])
 }
 
+/// A city whose parts do not fit together (an index out of range, a road to nowhere).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("inconsistent city: {0}")]
+pub struct InvalidCity(pub String);
+
 impl City {
+    /// Checks that every index points at something and that every node is on a road, so
+    /// code using a loaded city can index without checks. Import and generation always
+    /// produce valid cities; this guards against hand-made or foreign files.
+    pub fn validate(&self) -> Result<(), InvalidCity> {
+        let bad = |what: String| Err(InvalidCity(what));
+        let (n, streets) = (self.nodes.len(), self.streets.len());
+        if self.roads.is_empty() {
+            return bad("it has no roads".into());
+        }
+        if n > u32::MAX as usize / 2 {
+            return bad(format!("{n} nodes is more than this build supports"));
+        }
+        let mut on_road = vec![false; n];
+        for (i, r) in self.roads.iter().enumerate() {
+            if r.from as usize >= n || r.to as usize >= n {
+                return bad(format!("road {i} joins a node that does not exist"));
+            }
+            if r.from == r.to {
+                return bad(format!("road {i} starts and ends at the same node"));
+            }
+            if r.street.is_some_and(|s| s as usize >= streets) {
+                return bad(format!("road {i} names a street that does not exist"));
+            }
+            if !(r.length_m.is_finite() && r.length_m >= 0.0) || r.speed_kmh == 0 {
+                return bad(format!("road {i} has no usable length or speed"));
+            }
+            on_road[r.from as usize] = true;
+            on_road[r.to as usize] = true;
+        }
+        if let Some(i) = on_road.iter().position(|&x| !x) {
+            return bad(format!("node {i} is on no road"));
+        }
+        if let Some(i) = self
+            .addresses
+            .iter()
+            .position(|a| a.street as usize >= streets)
+        {
+            return bad(format!("address {i} names a street that does not exist"));
+        }
+        if let Some(s) = self
+            .stations
+            .iter()
+            .find(|s| s.district as usize >= self.districts.len().max(1))
+        {
+            return bad(format!(
+                "station {} is in a district that does not exist",
+                s.id
+            ));
+        }
+        Ok(())
+    }
+
     /// The local plane used for snapping and areas, centred on the city.
     pub fn projection(&self) -> Projection {
         Projection::new(self.meta.bounds.centre())

@@ -24,7 +24,7 @@ use rstar::primitives::{GeomWithData, Line};
 
 use crate::ch::{UNREACHED, UpwardGraphs};
 use crate::graph::arcs;
-use crate::model::{City, NodeIdx, RoadIdx};
+use crate::model::{City, InvalidCity, NodeIdx, RoadIdx};
 use crate::point::{LatLon, PlanarM, Projection};
 
 /// A point farther than this from every open road is outside coverage.
@@ -154,7 +154,9 @@ impl Preparation {
 
 impl Router {
     /// Prepares routing for `city` (builds the R-tree and the contraction hierarchy).
-    pub fn new(city: Arc<City>) -> Self {
+    /// Cities loaded from a file are already validated; others are checked here.
+    pub fn new(city: Arc<City>) -> Result<Self, InvalidCity> {
+        city.validate()?;
         let projection = city.projection();
         let mut segments = Vec::new();
         let mut road_planar_len_m = Vec::with_capacity(city.roads.len());
@@ -188,7 +190,7 @@ impl Router {
             against_ms,
             upward: upward(&fast, city.nodes.len()),
         };
-        Self {
+        Ok(Self {
             inner: Arc::new(Inner {
                 city,
                 projection,
@@ -198,7 +200,7 @@ impl Router {
                 current: ArcSwap::from_pointee(prepared),
                 next_generation: AtomicU64::new(1),
             }),
-        }
+        })
     }
 
     pub fn city(&self) -> &Arc<City> {
@@ -455,7 +457,7 @@ fn upward(fast: &FastGraph, num_nodes: usize) -> UpwardGraphs {
     assert_eq!(
         up.num_nodes(),
         num_nodes,
-        "every city node must be on a road (cities keep one connected component)"
+        "a validated city has every node on a road"
     );
     up
 }

@@ -80,7 +80,7 @@ fn committed_city_loads_and_matches_a_fresh_import() {
 
 #[test]
 fn routes_across_the_centre_and_refuses_points_outside() {
-    let router = Router::new(Arc::new(committed_city()));
+    let router = Router::new(Arc::new(committed_city())).unwrap();
     // Rautatientori (railway square) to Kauppatori (market square).
     let rautatientori = LatLon::new(60.1706, 24.9448).unwrap();
     let kauppatori = LatLon::new(60.1675, 24.9526).unwrap();
@@ -176,4 +176,39 @@ fn geocoding_finds_real_addresses_and_back() {
     );
     // Far from everything: no answer rather than a wrong one.
     assert_eq!(geo.reverse(LatLon::new(60.0, 25.5).unwrap()), None);
+}
+
+#[test]
+fn base_map_is_geojson_with_attribution_and_districts_hold_their_stations() {
+    let city = committed_city();
+    let map = city.base_map_geojson();
+    assert_eq!(map["type"], "FeatureCollection");
+    assert_eq!(map["attribution"], OSM_ATTRIBUTION);
+    let features = map["features"].as_array().unwrap();
+    let roads: Vec<_> = features
+        .iter()
+        .filter(|f| f["properties"]["layer"] == "road")
+        .collect();
+    assert_eq!(roads.len(), city.roads.len());
+    // RFC 7946: longitude first. Helsinki is at about 24.9 E, 60.17 N.
+    let first = &roads[0]["geometry"]["coordinates"][0];
+    assert!((24.9..25.0).contains(&first[0].as_f64().unwrap()));
+    assert!((60.1..60.2).contains(&first[1].as_f64().unwrap()));
+    assert!(
+        features
+            .iter()
+            .any(|f| f["properties"]["layer"] == "district")
+    );
+    assert!(
+        features
+            .iter()
+            .any(|f| f["properties"]["layer"] == "hospital")
+    );
+    for s in &city.stations {
+        let d = city
+            .district_at(s.location)
+            .expect("every demo station is in a district");
+        assert_eq!(d, &city.districts[s.district as usize], "{}", s.id);
+    }
+    assert_eq!(city.district_at(LatLon::new(60.3, 25.2).unwrap()), None);
 }

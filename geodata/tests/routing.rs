@@ -140,13 +140,13 @@ fn check_against_oracle(router: &Router, conditions: &RoadConditions, pairs: usi
 
 #[test]
 fn routing_equals_dijkstra_on_10000_seeded_random_pairs() {
-    let router = Router::new(small_city());
+    let router = Router::new(small_city()).unwrap();
     check_against_oracle(&router, &RoadConditions::new(), 10_000, 42);
 }
 
 #[test]
 fn snapping_finds_the_nearest_road_like_a_full_scan() {
-    let router = Router::new(small_city());
+    let router = Router::new(small_city()).unwrap();
     let city = router.city().clone();
     let projection = city.projection();
     let mut rng = ChaCha8Rng::seed_from_u64(5);
@@ -185,7 +185,7 @@ fn snapping_finds_the_nearest_road_like_a_full_scan() {
 
 #[test]
 fn points_outside_the_city_are_outside_coverage_not_a_panic() {
-    let router = Router::new(small_city());
+    let router = Router::new(small_city()).unwrap();
     let inside = router.city().meta.bounds.centre();
     let far = [
         LatLon::new(0.0, 0.0).unwrap(),
@@ -210,7 +210,7 @@ fn points_outside_the_city_are_outside_coverage_not_a_panic() {
 fn the_river_makes_straight_line_distance_mislead() {
     let city = generate(GenerateParams::new(30.0, 7).unwrap());
     let projection = city.projection();
-    let router = Router::new(Arc::new(city));
+    let router = Router::new(Arc::new(city)).unwrap();
     let river = &router.city().map_lines[0].points;
     // Two points 600 m apart, on either side of the river, far from a bridge.
     // river[90] is 1.5 km west of the centre; bridges are 6 km apart, one at the centre.
@@ -234,7 +234,7 @@ fn the_river_makes_straight_line_distance_mislead() {
 
 #[test]
 fn closures_and_slowdowns_change_answers_after_the_swap() {
-    let router = Router::new(small_city());
+    let router = Router::new(small_city()).unwrap();
     let city = router.city().clone();
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let mut conditions = RoadConditions::new();
@@ -266,7 +266,7 @@ fn closures_and_slowdowns_change_answers_after_the_swap() {
 
 #[test]
 fn the_last_started_preparation_wins() {
-    let router = Router::new(small_city());
+    let router = Router::new(small_city()).unwrap();
     let road = 3;
     let first = router.set_conditions(RoadConditions::from([(road, RoadCondition::Closed)]));
     let second = router.set_conditions(RoadConditions::new());

@@ -162,7 +162,7 @@ pub fn run(args: GeodataArgs) -> anyhow::Result<()> {
             Ok(())
         }
         GeodataCommand::Route { city, from, to } => {
-            let router = Router::new(Arc::new(load(&city)?));
+            let router = Router::new(Arc::new(load(&city)?))?;
             let t = router.travel_time(from, to)?;
             println!(
                 "{:.1} s by road ({:.0} m in a straight line)",
@@ -269,7 +269,7 @@ pub fn bench(args: GeodataBenchArgs) -> anyhow::Result<()> {
     let mut router = None;
     for _ in 0..runs {
         let t = Instant::now();
-        let r = Router::new(Arc::clone(&city));
+        let r = Router::new(Arc::clone(&city))?;
         prepare.push(ms(t.elapsed()));
         router = Some(r);
     }
