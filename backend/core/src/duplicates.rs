@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::IncidentId;
+use crate::incident::Incident;
 use crate::value::{IncidentType, InvalidValue, LatLon};
 
 /// How near in space and time a report must be to count as a likely duplicate.
@@ -62,6 +63,18 @@ pub struct OpenIncident {
     pub incident_type: IncidentType,
     /// When it was reported.
     pub reported_at: DateTime<Utc>,
+}
+
+impl OpenIncident {
+    /// The check's view of an incident; `None` once it is closed or merged.
+    pub fn from_incident(incident: &Incident) -> Option<Self> {
+        incident.is_open().then_some(Self {
+            id: incident.id,
+            location: incident.location,
+            incident_type: incident.incident_type,
+            reported_at: incident.entered_at,
+        })
+    }
 }
 
 /// The new call.
@@ -179,6 +192,38 @@ mod tests {
         );
         assert!(found[0].same_type && !found[1].same_type);
         assert_eq!(found[1].age_s, 100);
+    }
+
+    #[test]
+    fn closed_incidents_are_not_candidates() {
+        use crate::decision::Aggregate;
+        use crate::incident::{IncidentCommand, IncidentState, ReportSource};
+        use crate::value::{CallerDetails, Disposition, Priority};
+        let id = IncidentId::from_uuid(Uuid::from_u128(1));
+        let (state, _) = IncidentState::default()
+            .execute(IncidentCommand::Report {
+                incident_id: id,
+                source: ReportSource::Hotline,
+                location: LatLon::from_lat_lon(1.0, 2.0).unwrap(),
+                incident_type: IncidentType::Medical,
+                priority: Priority::P3,
+                caller: CallerDetails::default(),
+                call_received_at: t(0),
+                at: t(10),
+            })
+            .unwrap();
+        let open = OpenIncident::from_incident(state.incident.as_ref().unwrap()).unwrap();
+        assert_eq!((open.id, open.reported_at), (id, t(10)));
+        let (closed, _) = state
+            .execute(IncidentCommand::Close {
+                disposition: Disposition::Resolved,
+                at: t(20),
+            })
+            .unwrap();
+        assert_eq!(
+            OpenIncident::from_incident(closed.incident.as_ref().unwrap()),
+            None
+        );
     }
 
     #[test]

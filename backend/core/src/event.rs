@@ -362,9 +362,45 @@ pub enum EventIds<'a> {
     /// Derived from the command's idempotency key and the stream: a retry of the command
     /// produces the same ids, and the store writes nothing the second time.
     FromKey(&'a IdempotencyKey),
-    /// Fresh time-ordered UUIDs (for events no client retries, such as reactions that carry
-    /// their own dedup).
+    /// Derived from the id of the event that caused them (for reactions, see
+    /// [`crate::reaction`]): running a reaction twice on the same event appends nothing new.
+    CausedBy(Uuid),
+    /// Fresh time-ordered UUIDs, for events nothing will ever resend.
     Fresh,
+}
+
+impl EventIds<'_> {
+    /// The id of the `index`-th event of a batch appended to `stream`.
+    pub fn id(&self, stream: &StreamName, index: u32) -> Uuid {
+        match self {
+            EventIds::FromKey(key) => key.event_id(stream.as_str(), index),
+            EventIds::CausedBy(cause) => {
+                Uuid::new_v5(cause, format!("{stream}\u{0}{index}").as_bytes())
+            }
+            EventIds::Fresh => Uuid::now_v7(),
+        }
+    }
+}
+
+/// The events that a command with this idempotency key already appended to `stream`, read
+/// from the stream's events, in order. Empty when the command never ran (or appended
+/// nothing). A caller that finds them answers with them, as the first time, and appends
+/// nothing: deciding again would see the command's own effects and could answer otherwise.
+pub fn already_appended<'a>(
+    recorded: &'a [RecordedEvent],
+    stream: &StreamName,
+    key: &IdempotencyKey,
+) -> Vec<&'a RecordedEvent> {
+    let ids = EventIds::FromKey(key);
+    let Some(start) = recorded.iter().position(|r| r.id == ids.id(stream, 0)) else {
+        return Vec::new();
+    };
+    recorded[start..]
+        .iter()
+        .zip(0u32..)
+        .take_while(|(r, i)| r.id == ids.id(stream, *i))
+        .map(|(r, _)| r)
+        .collect()
 }
 
 /// Turns the events a decision produced into the `NewEvent`s of one append to `stream`, all
@@ -378,13 +414,7 @@ pub fn encode_batch<E: EventSchema>(
     events
         .iter()
         .enumerate()
-        .map(|(i, event)| {
-            let id = match ids {
-                EventIds::FromKey(key) => key.event_id(stream.as_str(), i as u32),
-                EventIds::Fresh => Uuid::now_v7(),
-            };
-            encode(event, id, metadata.clone())
-        })
+        .map(|(i, event)| encode(event, ids.id(stream, i as u32), metadata.clone()))
         .collect()
 }
 
@@ -513,6 +543,7 @@ mod tests {
                 from: UnitStatus::Dispatched,
                 to: UnitStatus::EnRoute,
                 incident: Some(inc),
+                task: Some(task),
                 at: t(1),
             }),
             DomainEvent::Unit(U::UnitPositionReported {
@@ -727,6 +758,28 @@ mod tests {
         assert_eq!(ids.len(), 3);
         let fresh = encode_batch(&stream, &events, EventIds::Fresh, &meta).unwrap();
         assert_ne!(fresh[0].id, a[0].id);
+        let cause = Uuid::from_u128(77);
+        let c1 = encode_batch(&stream, &events, EventIds::CausedBy(cause), &meta).unwrap();
+        let c2 = encode_batch(&stream, &events, EventIds::CausedBy(cause), &meta).unwrap();
+        assert_eq!(c1, c2);
+        assert_ne!(c1[0].id, c1[1].id);
+
+        // Finding a command's earlier events by its key.
+        let other_key = IdempotencyKey::try_from("call-0002-abcdef").unwrap();
+        let earlier =
+            encode_batch(&stream, &events[..1], EventIds::FromKey(&other_key), &meta).unwrap();
+        let stored: Vec<RecordedEvent> = earlier
+            .iter()
+            .chain(a.iter())
+            .map(|n| recorded(&stream, n))
+            .collect();
+        let found = already_appended(&stored, &stream, &key);
+        assert_eq!(
+            found.iter().map(|r| r.id).collect::<Vec<_>>(),
+            a.iter().map(|n| n.id).collect::<Vec<_>>()
+        );
+        let never = IdempotencyKey::try_from("call-0003-abcdef").unwrap();
+        assert!(already_appended(&stored, &stream, &never).is_empty());
     }
 
     #[test]

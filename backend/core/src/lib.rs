@@ -13,7 +13,7 @@
 //! - [`decision`]: the [`decision::Aggregate`] trait (`decide` / `apply` / `replay`) and the
 //!   typed [`decision::Refusal`].
 //! - [`incident`]: the incident aggregate and the NFPA time points.
-//! - [`unit`]: the unit aggregate: status state machine, position reports, tasks; the unit
+//! - [`unit`](mod@unit): the unit aggregate: status state machine, position reports, tasks; the unit
 //!   stream's revision is the guard against double assignment.
 //! - [`sensor`]: the sensor registry aggregate and the alarm rule (one incident per ongoing
 //!   alarm, the clearing recorded).
@@ -26,6 +26,18 @@
 //! - [`duplicates`]: the duplicate check for a new call (geodesic distance, time window,
 //!   related types).
 //! - [`testing`]: a given / when / then harness for decisions.
+//!
+//! # Handling a command
+//! 1. Parse the request into value types ([`value`]); a parse error is the user's mistake.
+//! 2. Read the aggregate's stream. If [`event::already_appended`] finds events written under
+//!    the command's idempotency key, answer with them and stop.
+//! 3. Decode ([`event::decode`]), replay ([`decision::Aggregate::replay`]), `decide`.
+//!    A [`decision::Refusal`] is the answer (its kind says 404, 409 or 422).
+//! 4. Encode with [`event::encode_batch`] (ids from the idempotency key) and append with
+//!    [`event::expected_state_after`] the last revision read. On a wrong-expected-state
+//!    conflict, go back to 2: for a unit this is how the loser of a simultaneous assignment
+//!    learns which incident won ([`decision::RefusalKind::UnitBusy`]).
+//! 5. Run the [`reaction`]s on the stored events (ids from [`event::EventIds::CausedBy`]).
 
 pub mod decision;
 pub mod duplicates;

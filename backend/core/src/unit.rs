@@ -142,6 +142,9 @@ pub enum UnitEvent {
         /// ends the task).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         incident: Option<IncidentId>,
+        /// That task.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<TaskId>,
         /// When.
         at: DateTime<Utc>,
     },
@@ -447,6 +450,7 @@ impl Aggregate for UnitState {
                         from: unit.status,
                         to: UnitStatus::Dispatched,
                         incident: Some(incident),
+                        task: Some(task),
                         at,
                     },
                 ])
@@ -482,6 +486,7 @@ impl Aggregate for UnitState {
                         from: unit.status,
                         to: UnitStatus::Available,
                         incident: Some(active.incident),
+                        task: Some(active.task),
                         at,
                     },
                 ])
@@ -611,6 +616,7 @@ fn complete(unit: &Unit, active: ActiveTask, at: DateTime<Utc>) -> Result<Vec<Un
             from: unit.status,
             to,
             incident: Some(active.incident),
+            task: Some(active.task),
             at,
         },
     ])
@@ -632,11 +638,12 @@ fn change_status(
     if from == to {
         return refuse(format!("it is already {to}"));
     }
-    let changed = |incident: Option<IncidentId>| {
+    let changed = |task: Option<ActiveTask>| {
         Ok(vec![UnitEvent::UnitStatusChanged {
             from,
             to,
-            incident,
+            incident: task.map(|a| a.incident),
+            task: task.map(|a| a.task),
             at,
         }])
     };
@@ -649,13 +656,13 @@ fn change_status(
     };
     match (from, to) {
         (_, S::Dispatched) => refuse("a unit is dispatched only by assigning it a task".into()),
-        (S::Dispatched, S::EnRoute) => changed(incident),
+        (S::Dispatched, S::EnRoute) => changed(unit.active_task),
         (_, S::EnRoute) => refuse("only a dispatched unit goes en route".into()),
-        (S::Dispatched | S::EnRoute, S::OnScene) => changed(incident),
+        (S::Dispatched | S::EnRoute, S::OnScene) => changed(unit.active_task),
         (_, S::OnScene) => refuse("only a dispatched or en route unit arrives on scene".into()),
-        (S::OnScene, S::Transporting) => changed(incident),
+        (S::OnScene, S::Transporting) => changed(unit.active_task),
         (_, S::Transporting) => refuse("only a unit on scene starts transporting".into()),
-        (S::Transporting, S::AtHospital) => changed(incident),
+        (S::Transporting, S::AtHospital) => changed(unit.active_task),
         (_, S::AtHospital) => refuse("only a transporting unit arrives at hospital".into()),
         (S::OnScene | S::AtHospital, S::Returning) => match unit.active_task {
             Some(active) => complete(unit, active, at),
@@ -718,6 +725,7 @@ mod tests {
                 from: UnitStatus::Available,
                 to: UnitStatus::Dispatched,
                 incident: Some(inc(n)),
+                task: Some(task(n)),
                 at: t(s),
             },
         ]
@@ -728,6 +736,7 @@ mod tests {
             from,
             to,
             incident: n.map(inc),
+            task: n.map(task),
             at: t(s),
         }
     }
