@@ -327,13 +327,40 @@ pub fn decode_with<E: EventSchema>(
         event_type: event_type.to_owned(),
         stream: recorded.stream.to_string(),
         revision: recorded.revision,
-        // serde_json's messages name the problem and position, not the values.
-        reason: e.to_string(),
+        reason: redact_values(&e.to_string()),
     };
     let data: Value = serde_json::from_slice(&recorded.data).map_err(shape_error)?;
     let data = upcasters.upcast(event_type, recorded.schema_version, current, data)?;
     let tagged = serde_json::json!({ "type": event_type, "data": data });
     serde_json::from_value(tagged).map_err(shape_error)
+}
+
+/// serde's messages quote the offending value (`invalid type: string "…"`, `integer `…``,
+/// `unknown variant `…``), which may be personal data. Keep the message and what the type
+/// expected; drop the quoted values (field names stay).
+fn redact_values(message: &str) -> String {
+    let (head, tail) = message.split_at(message.find(", expected").unwrap_or(message.len()));
+    let mut out = String::with_capacity(message.len());
+    let mut rest = head;
+    while let Some(start) = rest.find(['`', '"']) {
+        let delimiter = &rest[start..start + 1];
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let end = after.find(delimiter);
+        if out.ends_with("field ") {
+            out.push_str(delimiter);
+            out.push_str(end.map_or(after, |e| &after[..e]));
+            out.push_str(delimiter);
+        } else {
+            out.push_str(delimiter);
+            out.push('…');
+            out.push_str(delimiter);
+        }
+        rest = end.map_or("", |e| &after[e + 1..]);
+    }
+    out.push_str(rest);
+    out.push_str(tail);
+    out
 }
 
 /// Turns one event into a `NewEvent` with this id and metadata.
@@ -780,6 +807,46 @@ mod tests {
         );
         let never = IdempotencyKey::try_from("call-0003-abcdef").unwrap();
         assert!(already_appended(&stored, &stream, &never).is_empty());
+    }
+
+    #[test]
+    fn decode_errors_do_not_repeat_stored_values() {
+        let stream = IncidentId::from_uuid(Uuid::from_u128(1)).stream_name();
+        let table = [
+            (
+                serde_json::json!({"text": 5551234, "at": t(1)}),
+                "a number where the note goes",
+            ),
+            (
+                serde_json::json!({"text": "Erika 5551234", "at": "Erika 5551234"}),
+                "a string where a time goes",
+            ),
+        ];
+        for (data, why) in table {
+            let new = NewEvent::json(Uuid::from_u128(3), "IncidentNoteAdded", 1, &data).unwrap();
+            let err = DomainEvent::from_recorded(&recorded(&stream, &new)).expect_err(why);
+            let text = err.to_string();
+            assert!(
+                !text.contains("5551234") && !text.contains("Erika"),
+                "{why}: {text}"
+            );
+        }
+        let new = NewEvent::json(
+            Uuid::from_u128(4),
+            "IncidentPriorityUpdated",
+            1,
+            &serde_json::json!({"priority": "Erika", "at": t(1)}),
+        )
+        .unwrap();
+        let text = DomainEvent::from_recorded(&recorded(&stream, &new))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !text.contains("Erika") && text.contains("unknown variant"),
+            "{text}"
+        );
+        assert_eq!(redact_values("missing field `at`"), "missing field `at`");
+        assert_eq!(redact_values("a \"b\" c \"unterminated"), "a \"…\" c \"…\"");
     }
 
     #[test]
