@@ -7,17 +7,19 @@ use crate::ids::{IncidentId, TaskId};
 
 /// Why a command was refused. The `reason` is a sentence for the operator; the `kind` is for
 /// the caller to choose an answer (HTTP 404, 409 or 422).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
 #[error("{reason}")]
 pub struct Refusal {
     /// What sort of refusal, with the data a caller may need.
+    #[serde(flatten)]
     pub kind: RefusalKind,
     /// What is wrong, in words. Never holds personal data.
     pub reason: String,
 }
 
-/// The sort of a [`Refusal`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The sort of a [`Refusal`]. Serializes as `{"kind": "unit_busy", "incident": .., "task": ..}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RefusalKind {
     /// The aggregate does not exist yet (HTTP 404).
     NotFound,
@@ -56,6 +58,18 @@ impl Refusal {
     /// An invalid transition.
     pub fn transition(reason: impl Into<String>) -> Self {
         Self::new(RefusalKind::InvalidTransition, reason)
+    }
+
+    /// Whether the refusal is about the current state (a conflict: re-reading and trying
+    /// something else may succeed) rather than about the command itself.
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self.kind,
+            RefusalKind::AlreadyExists
+                | RefusalKind::Ended
+                | RefusalKind::UnitBusy { .. }
+                | RefusalKind::InvalidTransition
+        )
     }
 
     /// An invalid command.
@@ -102,5 +116,34 @@ pub trait Aggregate: Default + Clone + fmt::Debug + PartialEq {
             next.apply(event);
         }
         Ok((next, events))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+
+    #[test]
+    fn refusals_serialize_flat_with_their_data() {
+        let incident = IncidentId::from_uuid(Uuid::from_u128(1));
+        let task = TaskId::from_uuid(Uuid::from_u128(2));
+        let busy = Refusal::new(RefusalKind::UnitBusy { incident, task }, "unit E1 is busy");
+        let json = serde_json::to_value(&busy).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "kind": "unit_busy",
+                "incident": incident.to_string(),
+                "task": task.to_string(),
+                "reason": "unit E1 is busy",
+            })
+        );
+        assert!(busy.is_conflict());
+        assert!(!Refusal::invalid("bad").is_conflict());
+        assert!(!Refusal::not_found("gone").is_conflict());
+        let json = serde_json::to_value(Refusal::not_found("gone")).unwrap();
+        assert_eq!(json["kind"], "not_found");
     }
 }

@@ -71,6 +71,7 @@ impl EventSchema for UnitEvent {
     const CATEGORY: &'static str = "unit";
     const EVENT_TYPES: &'static [&'static str] = &[
         "UnitRegistered",
+        "UnitCapabilitiesChanged",
         "UnitStatusChanged",
         "UnitPositionReported",
         "TaskAssigned",
@@ -82,6 +83,7 @@ impl EventSchema for UnitEvent {
     fn event_type(&self) -> &'static str {
         match self {
             Self::UnitRegistered { .. } => "UnitRegistered",
+            Self::UnitCapabilitiesChanged { .. } => "UnitCapabilitiesChanged",
             Self::UnitStatusChanged { .. } => "UnitStatusChanged",
             Self::UnitPositionReported { .. } => "UnitPositionReported",
             Self::TaskAssigned { .. } => "TaskAssigned",
@@ -96,6 +98,7 @@ impl EventSchema for SensorEvent {
     const CATEGORY: &'static str = "sensor";
     const EVENT_TYPES: &'static [&'static str] = &[
         "SensorRegistered",
+        "SensorReconfigured",
         "SensorAlarmRaised",
         "SensorAlarmCleared",
     ];
@@ -103,6 +106,7 @@ impl EventSchema for SensorEvent {
     fn event_type(&self) -> &'static str {
         match self {
             Self::SensorRegistered { .. } => "SensorRegistered",
+            Self::SensorReconfigured { .. } => "SensorReconfigured",
             Self::SensorAlarmRaised { .. } => "SensorAlarmRaised",
             Self::SensorAlarmCleared { .. } => "SensorAlarmCleared",
         }
@@ -566,6 +570,10 @@ mod tests {
                 capabilities: BTreeSet::from([Capability::parse("als").unwrap()]),
                 at: t(0),
             }),
+            DomainEvent::Unit(U::UnitCapabilitiesChanged {
+                capabilities: BTreeSet::new(),
+                at: t(1),
+            }),
             DomainEvent::Unit(U::UnitStatusChanged {
                 from: UnitStatus::Dispatched,
                 to: UnitStatus::EnRoute,
@@ -617,6 +625,11 @@ mod tests {
                     .unwrap(),
                 ],
                 at: t(0),
+            }),
+            DomainEvent::Sensor(S::SensorReconfigured {
+                location: here,
+                thresholds: vec![],
+                at: t(1),
             }),
             DomainEvent::Sensor(S::SensorAlarmRaised {
                 alarm: AlarmId::from_uuid(Uuid::from_u128(5)),

@@ -90,7 +90,7 @@ pub fn sensor_follow_up(
     event: &SensorEvent,
 ) -> Option<(IncidentId, IncidentCommand)> {
     match event {
-        SensorEvent::SensorRegistered { .. } => None,
+        SensorEvent::SensorRegistered { .. } | SensorEvent::SensorReconfigured { .. } => None,
         SensorEvent::SensorAlarmRaised {
             alarm,
             incident,

@@ -167,6 +167,16 @@ pub enum SensorEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// The sensor was moved or its thresholds changed. Ongoing alarms go on, judged by the
+    /// new thresholds from now on.
+    SensorReconfigured {
+        /// Where it is now.
+        location: LatLon,
+        /// Its thresholds now.
+        thresholds: Vec<Threshold>,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// A reading crossed a threshold: an alarm starts and an incident is to be reported.
     SensorAlarmRaised {
         /// The alarm.
@@ -213,6 +223,16 @@ pub enum SensorCommand {
         /// Where.
         location: LatLon,
         /// Its thresholds, at most one per metric.
+        thresholds: Vec<Threshold>,
+        /// Now.
+        at: DateTime<Utc>,
+    },
+    /// Move the sensor or change its thresholds. A metric with an ongoing alarm keeps a
+    /// threshold until the alarm clears.
+    Reconfigure {
+        /// Where it is now.
+        location: LatLon,
+        /// Its thresholds now, at most one per metric.
         thresholds: Vec<Threshold>,
         /// Now.
         at: DateTime<Utc>,
@@ -281,18 +301,38 @@ impl Aggregate for SensorState {
                         format!("sensor {sensor_id} is already registered"),
                     ));
                 }
-                let mut seen = BTreeSet::new();
-                for t in &thresholds {
-                    if !seen.insert(t.metric().clone()) {
-                        return Err(Refusal::invalid(format!(
-                            "metric {} has more than one threshold; give it one",
-                            t.metric()
-                        )));
-                    }
-                }
+                one_threshold_per_metric(&thresholds)?;
                 Ok(vec![SensorEvent::SensorRegistered {
                     sensor_id,
                     kind,
+                    location,
+                    thresholds,
+                    at,
+                }])
+            }
+            SensorCommand::Reconfigure {
+                location,
+                thresholds,
+                at,
+            } => {
+                let sensor = self
+                    .sensor
+                    .as_ref()
+                    .ok_or_else(|| Refusal::not_found("the sensor is not registered"))?;
+                one_threshold_per_metric(&thresholds)?;
+                if let Some(metric) = sensor
+                    .ongoing
+                    .keys()
+                    .find(|m| !thresholds.iter().any(|t| t.metric() == *m))
+                {
+                    return Err(Refusal::transition(format!(
+                        "metric {metric} has an ongoing alarm; keep its threshold until the alarm clears"
+                    )));
+                }
+                if location == sensor.location && thresholds == sensor.thresholds {
+                    return Ok(vec![]);
+                }
+                Ok(vec![SensorEvent::SensorReconfigured {
                     location,
                     thresholds,
                     at,
@@ -368,6 +408,16 @@ impl Aggregate for SensorState {
                     });
                 }
             }
+            SensorEvent::SensorReconfigured {
+                location,
+                thresholds,
+                ..
+            } => {
+                if let Some(s) = self.sensor.as_mut() {
+                    s.location = *location;
+                    s.thresholds = thresholds.clone();
+                }
+            }
             SensorEvent::SensorAlarmRaised {
                 alarm,
                 incident,
@@ -395,6 +445,19 @@ impl Aggregate for SensorState {
             }
         }
     }
+}
+
+fn one_threshold_per_metric(thresholds: &[Threshold]) -> Result<(), Refusal> {
+    let mut seen = BTreeSet::new();
+    for t in thresholds {
+        if !seen.insert(t.metric()) {
+            return Err(Refusal::invalid(format!(
+                "metric {} has more than one threshold; give it one",
+                t.metric()
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -548,6 +611,44 @@ mod tests {
                 at: t(1),
             })
             .then_refused_saying(RefusalKind::Invalid, "more than one threshold");
+    }
+
+    #[test]
+    fn reconfiguring_keeps_ongoing_alarms_watched() {
+        let elsewhere = LatLon::from_lat_lon(48.2, 11.6).unwrap();
+        let state = Given::<SensorState>::events([registered()])
+            .when(SensorCommand::Reconfigure {
+                location: elsewhere,
+                thresholds: vec![],
+                at: t(5),
+            })
+            .then_events([SensorEvent::SensorReconfigured {
+                location: elsewhere,
+                thresholds: vec![],
+                at: t(5),
+            }]);
+        assert_eq!(state.sensor.unwrap().location, elsewhere);
+        Given::<SensorState>::events([registered()])
+            .when(SensorCommand::Reconfigure {
+                location: here(),
+                thresholds: vec![threshold()],
+                at: t(5),
+            })
+            .then_nothing();
+        Given::<SensorState>::events([registered(), raised(70.0, 1, 1)])
+            .when(SensorCommand::Reconfigure {
+                location: here(),
+                thresholds: vec![],
+                at: t(5),
+            })
+            .then_refused_saying(RefusalKind::InvalidTransition, "ongoing alarm");
+        Given::<SensorState>::nothing()
+            .when(SensorCommand::Reconfigure {
+                location: here(),
+                thresholds: vec![],
+                at: t(5),
+            })
+            .then_refused(RefusalKind::NotFound);
     }
 
     #[test]

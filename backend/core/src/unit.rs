@@ -132,6 +132,13 @@ pub enum UnitEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// What the unit can do changed (a paramedic joined or left the crew, equipment fitted).
+    UnitCapabilitiesChanged {
+        /// What it can do now.
+        capabilities: BTreeSet<Capability>,
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// The status changed.
     UnitStatusChanged {
         /// Before.
@@ -221,6 +228,13 @@ pub enum UnitCommand {
         /// Where it is based.
         home_station: StationCode,
         /// What it can do.
+        capabilities: BTreeSet<Capability>,
+        /// Now.
+        at: DateTime<Utc>,
+    },
+    /// Change what the unit can do.
+    ChangeCapabilities {
+        /// What it can do now.
         capabilities: BTreeSet<Capability>,
         /// Now.
         at: DateTime<Utc>,
@@ -496,6 +510,13 @@ impl Aggregate for UnitState {
                 complete(unit, active, at)
             }
             C::ChangeStatus { to, at } => change_status(unit, to, at),
+            C::ChangeCapabilities { capabilities, at } => {
+                Ok(if capabilities == unit.capabilities {
+                    vec![]
+                } else {
+                    vec![E::UnitCapabilitiesChanged { capabilities, at }]
+                })
+            }
         }
     }
 
@@ -532,6 +553,9 @@ impl Aggregate for UnitState {
         };
         match event {
             E::UnitRegistered { .. } => {}
+            E::UnitCapabilitiesChanged { capabilities, .. } => {
+                unit.capabilities = capabilities.clone();
+            }
             E::UnitStatusChanged { to, at, .. } => {
                 unit.status = *to;
                 unit.status_since = *at;
@@ -770,6 +794,32 @@ mod tests {
                 at: t(1),
             })
             .then_refused(RefusalKind::AlreadyExists);
+    }
+
+    #[test]
+    fn capabilities_change() {
+        let als: BTreeSet<Capability> = [
+            Capability::parse("aed").unwrap(),
+            Capability::parse("als").unwrap(),
+        ]
+        .into_iter()
+        .collect();
+        let state = given(&[registered()])
+            .when(UnitCommand::ChangeCapabilities {
+                capabilities: als.clone(),
+                at: t(5),
+            })
+            .then_events([UnitEvent::UnitCapabilitiesChanged {
+                capabilities: als.clone(),
+                at: t(5),
+            }]);
+        assert_eq!(state.unit.unwrap().capabilities, als);
+        given(&[registered()])
+            .when(UnitCommand::ChangeCapabilities {
+                capabilities: [Capability::parse("aed").unwrap()].into_iter().collect(),
+                at: t(5),
+            })
+            .then_nothing();
     }
 
     #[test]

@@ -243,7 +243,7 @@ proptest! {
                     prop_assert_eq!(open, Some(*alarm));
                     open = None;
                 }
-                SensorEvent::SensorRegistered { .. } => {}
+                SensorEvent::SensorRegistered { .. } | SensorEvent::SensorReconfigured { .. } => {}
             }
         }
     }
