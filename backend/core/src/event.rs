@@ -822,6 +822,70 @@ mod tests {
         assert!(already_appended(&stored, &stream, &never).is_empty());
     }
 
+    /// The stored shape of version 1. A change here is a schema change: bump the version and
+    /// add an upcaster instead of editing these.
+    #[test]
+    fn version_1_shapes_are_fixed() {
+        let table: Vec<(DomainEvent, Value)> = {
+            let events = one_of_each();
+            let find = |name: &str| {
+                events
+                    .iter()
+                    .find(|e| e.event_type() == name)
+                    .unwrap()
+                    .clone()
+            };
+            vec![
+                (
+                    find("IncidentReported"),
+                    serde_json::json!({
+                        "incident_id": "00000000-0000-0000-0000-000000000001",
+                        "source": {"kind": "sensor", "sensor": "00000000-0000-0000-0000-000000000004", "alarm": "00000000-0000-0000-0000-000000000005"},
+                        "location": {"lat": 52.5, "lon": 13.4},
+                        "incident_type": "structure_fire",
+                        "priority": "P1",
+                        "caller": {"name": "Erika", "call_back": "+491511234567"},
+                        "at": "2026-09-21T14:13:21Z",
+                    }),
+                ),
+                (
+                    find("UnitStatusChanged"),
+                    serde_json::json!({
+                        "from": "dispatched",
+                        "to": "en_route",
+                        "incident": "00000000-0000-0000-0000-000000000001",
+                        "task": "00000000-0000-0000-0000-000000000003",
+                        "at": "2026-09-21T14:13:21Z",
+                    }),
+                ),
+                (
+                    find("TimePointRecorded"),
+                    serde_json::json!({
+                        "point": "on_scene",
+                        "unit": "00000000-0000-0000-0000-000000000002",
+                        "task": "00000000-0000-0000-0000-000000000003",
+                        "at": "2026-09-21T14:13:26Z",
+                    }),
+                ),
+                (
+                    find("SensorAlarmCleared"),
+                    serde_json::json!({
+                        "alarm": "00000000-0000-0000-0000-000000000005",
+                        "incident": "00000000-0000-0000-0000-000000000001",
+                        "metric": "temperature_c",
+                        "value": 40.0,
+                        "at": "2026-09-21T14:13:22Z",
+                    }),
+                ),
+            ]
+        };
+        for (event, expected) in table {
+            let (_, new) = encode_any(&event, Uuid::from_u128(1));
+            let data: Value = serde_json::from_slice(&new.data).unwrap();
+            assert_eq!(data, expected, "{}", event.event_type());
+        }
+    }
+
     #[test]
     fn decode_errors_do_not_repeat_stored_values() {
         let stream = IncidentId::from_uuid(Uuid::from_u128(1)).stream_name();
