@@ -2,8 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
-
+mod bench;
 mod geodata_cmd;
+mod load;
 mod store_cmd;
 
 /// Muster: emergency response coordination, event-sourced.
@@ -20,7 +21,8 @@ enum Command {
     Store(store_cmd::StoreArgs),
     /// Import, generate and inspect city files; route and geocode on them.
     Geodata(geodata_cmd::GeodataArgs),
-
+    /// Measure Muster's components against baselines measured in the same run.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,6 +37,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Store(args) => store_cmd::run(args),
         Command::Geodata(args) => geodata_cmd::run(args),
-
+        Command::Bench(args) => bench::run(args),
     }
 }

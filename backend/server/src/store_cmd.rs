@@ -51,17 +51,49 @@ enum StoreCommand {
         /// Directory to write the copy into.
         dir: PathBuf,
     },
+    /// Appends synthetic position reports under load, printing a line per acknowledged
+    /// append (`ack <writer> <stream> <revision> <position>`). For crash tests and load checks.
+    Load {
+        /// Concurrent writers, each on its own stream.
+        #[arg(long, default_value_t = 8)]
+        writers: usize,
+        /// Events per append.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Events to append in all; without it, appends until killed.
+        #[arg(long)]
+        events: Option<u64>,
+        /// Stream name prefix.
+        #[arg(long, default_value = "load")]
+        prefix: String,
+        /// Seed of the synthetic data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
 }
 
 fn open(args: &StoreArgs, verify: VerifyOnOpen) -> anyhow::Result<EmbeddedStore> {
-    if !args.data_dir.join(muster_store::embedded::STORE_FILE).exists() {
-        bail!("no event store in {} (set --data-dir or MUSTER_DATA_DIR)", args.data_dir.display());
+    if !args
+        .data_dir
+        .join(muster_store::embedded::STORE_FILE)
+        .exists()
+    {
+        bail!(
+            "no event store in {} (set --data-dir or MUSTER_DATA_DIR)",
+            args.data_dir.display()
+        );
     }
-    let options = EmbeddedOptions { verify_on_open: verify, ..Default::default() };
+    let options = EmbeddedOptions {
+        verify_on_open: verify,
+        ..Default::default()
+    };
     EmbeddedStore::open(&args.data_dir, options)
         .with_context(|| format!("cannot open the event store in {}", args.data_dir.display()))
 }
@@ -79,7 +111,10 @@ pub fn run(args: StoreArgs) -> anyhow::Result<()> {
                 println!("events   {}", stats.events);
                 println!("streams  {}", stats.streams);
                 println!("head     {}", stats.head);
-                println!("file     {:.1} MiB", stats.file_bytes as f64 / (1024.0 * 1024.0));
+                println!(
+                    "file     {:.1} MiB",
+                    stats.file_bytes as f64 / (1024.0 * 1024.0)
+                );
             }
         }
         StoreCommand::Verify { json } => {
@@ -106,7 +141,10 @@ pub fn run(args: StoreArgs) -> anyhow::Result<()> {
                     println!("problem: {problem}");
                 }
                 if report.problem_count > report.problems.len() as u64 {
-                    println!("… and {} more", report.problem_count - report.problems.len() as u64);
+                    println!(
+                        "… and {} more",
+                        report.problem_count - report.problems.len() as u64
+                    );
                 }
                 println!("{}", if report.is_clean() { "ok" } else { "NOT OK" });
             }
@@ -121,7 +159,36 @@ pub fn run(args: StoreArgs) -> anyhow::Result<()> {
         StoreCommand::Backup { dir } => {
             let store = open(&args, VerifyOnOpen::Tail)?;
             let stats = store.backup(dir)?;
-            println!("backed up {} events in {} streams to {}", stats.events, stats.streams, dir.display());
+            println!(
+                "backed up {} events in {} streams to {}",
+                stats.events,
+                stats.streams,
+                dir.display()
+            );
+        }
+        StoreCommand::Load {
+            writers,
+            batch,
+            events,
+            prefix,
+            seed,
+        } => {
+            if *writers == 0 || *batch == 0 {
+                bail!("--writers and --batch must be at least 1");
+            }
+            let store: std::sync::Arc<dyn EventStore> = std::sync::Arc::new(
+                EmbeddedStore::open(&args.data_dir, EmbeddedOptions::default()).with_context(
+                    || format!("cannot open the event store in {}", args.data_dir.display()),
+                )?,
+            );
+            let load = crate::load::Load {
+                writers: *writers,
+                batch: *batch,
+                events: events.unwrap_or(u64::MAX),
+                prefix: prefix.clone(),
+                seed: *seed,
+            };
+            runtime()?.block_on(crate::load::run_printing(store, load))?;
         }
     }
     Ok(())
@@ -150,8 +217,13 @@ async fn dump(store: &EmbeddedStore, mut from: Position, mut left: u64) -> anyho
         from = last.position.next();
         left -= page.len() as u64;
         for e in &page {
-            let data: &serde_json::value::RawValue = serde_json::from_slice(&e.data)
-                .with_context(|| format!("event at position {} holds data that is not JSON", e.position))?;
+            let data: &serde_json::value::RawValue =
+                serde_json::from_slice(&e.data).with_context(|| {
+                    format!(
+                        "event at position {} holds data that is not JSON",
+                        e.position
+                    )
+                })?;
             let line = DumpLine {
                 position: e.position.0,
                 stream: e.stream.as_str(),

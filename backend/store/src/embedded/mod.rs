@@ -10,6 +10,8 @@
 //! reported with the file and the event's position rather than handed out or skipped.
 
 mod codec;
+#[cfg(test)]
+mod faults;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -160,13 +162,22 @@ fn storage(e: impl std::fmt::Display) -> StoreError {
 impl EmbeddedStore {
     /// Opens (or creates) the store in directory `dir`.
     pub fn open(dir: impl AsRef<Path>, options: EmbeddedOptions) -> Result<Self> {
-        let dir = dir.as_ref();
+        Self::open_with(dir.as_ref(), options, |builder, path| builder.create(path))
+    }
+
+    /// Opens the store with the database made by `create` (tests put a fault-injecting
+    /// storage backend there).
+    pub(crate) fn open_with(
+        dir: &Path,
+        options: EmbeddedOptions,
+        create: impl FnOnce(&redb::Builder, &Path) -> std::result::Result<Database, redb::DatabaseError>,
+    ) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Storage(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join(STORE_FILE);
         let started = Instant::now();
-        let db = open_database(&path, &options)?;
-        let head = init_and_check(&db, &path, options.verify_on_open)?;
+        let mut db = open_database(&path, &options, create)?;
+        let head = init_and_check(&mut db, &path, options.verify_on_open)?;
         tracing::info!(path = %path.display(), head = head.0, elapsed_ms = started.elapsed().as_millis() as u64, "event store open");
         let shared = Arc::new(Shared {
             db,
@@ -256,13 +267,14 @@ impl EmbeddedStore {
     }
 }
 
-fn open_database(path: &Path, options: &EmbeddedOptions) -> Result<Database> {
+fn open_database(
+    path: &Path,
+    options: &EmbeddedOptions,
+    create: impl FnOnce(&redb::Builder, &Path) -> std::result::Result<Database, redb::DatabaseError>,
+) -> Result<Database> {
     let mut builder = Database::builder();
     builder.set_cache_size(options.cache_bytes);
-    if options.verify_on_open == VerifyOnOpen::Full {
-        builder.set_check_integrity_on_open(true);
-    }
-    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.create(path)));
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| create(&builder, path)));
     match opened {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)))) => {
@@ -289,7 +301,7 @@ fn open_database(path: &Path, options: &EmbeddedOptions) -> Result<Database> {
 }
 
 /// Creates the tables of a new store, then checks the counters and the newest events.
-fn init_and_check(db: &Database, path: &Path, verify: VerifyOnOpen) -> Result<Position> {
+fn init_and_check(db: &mut Database, path: &Path, verify: VerifyOnOpen) -> Result<Position> {
     let txn = db.begin_write().map_err(storage)?;
     {
         let mut meta = txn.open_table(META).map_err(storage)?;
@@ -315,7 +327,7 @@ fn init_and_check(db: &Database, path: &Path, verify: VerifyOnOpen) -> Result<Po
     }
     txn.commit().map_err(storage)?;
 
-    let head = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check_tail(db, path)))
+    let head = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check_tail(&*db, path)))
         .unwrap_or_else(|_| {
             Err(StoreError::Corrupt {
                 file: path.to_owned(),
@@ -324,13 +336,40 @@ fn init_and_check(db: &Database, path: &Path, verify: VerifyOnOpen) -> Result<Po
             })
         })?;
     if verify == VerifyOnOpen::Full {
-        let report = verify::verify(db, path)?;
+        // Muster's own scan first, since it names the event; then every page checksum.
+        let report = verify::verify(&*db, path)?;
         if let Some(problem) = report.problems.first() {
             return Err(StoreError::Corrupt {
                 file: path.to_owned(),
-                detail: format!("{} problem(s), first: {problem}", report.problems.len()),
+                detail: format!("{} problem(s), first: {problem}", report.problem_count),
                 position: None,
             });
+        }
+        let checked =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.check_integrity()));
+        match checked {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
+                return Err(StoreError::Corrupt {
+                    file: path.to_owned(),
+                    detail: "page checksums did not match and the file had to be repaired".into(),
+                    position: None,
+                });
+            }
+            Ok(Err(e)) => {
+                return Err(StoreError::Corrupt {
+                    file: path.to_owned(),
+                    detail: format!("page check failed: {e}"),
+                    position: None,
+                });
+            }
+            Err(_) => {
+                return Err(StoreError::Corrupt {
+                    file: path.to_owned(),
+                    detail: "the database engine failed while checking page checksums".into(),
+                    position: None,
+                });
+            }
         }
     }
     Ok(head)
@@ -1016,4 +1055,117 @@ mod tests {
     }
 
     crate::contract_tests!(fresh);
+
+    use std::sync::atomic::Ordering as AtomicOrdering;
+
+    use crate::types::EventMetadata;
+    use faults::{Faults, FaultyBackend};
+
+    fn open_faulty(dir: &Path) -> (EmbeddedStore, Arc<Faults>) {
+        let faults = Arc::new(Faults::default());
+        let f = faults.clone();
+        let store =
+            EmbeddedStore::open_with(dir, EmbeddedOptions::default(), move |builder, path| {
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path)
+                    .unwrap();
+                builder.create_with_backend(FaultyBackend::new(file, f))
+            })
+            .unwrap();
+        (store, faults)
+    }
+
+    fn one_event(n: u32) -> Vec<NewEvent> {
+        vec![
+            NewEvent::json(Uuid::new_v4(), "Tested", 1, &n)
+                .unwrap()
+                .with_metadata(EventMetadata::default()),
+        ]
+    }
+
+    #[tokio::test]
+    async fn a_failed_fsync_refuses_writes_until_reopened_and_keeps_what_was_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StreamName::parse("unit-1").unwrap();
+        let (store, faults) = open_faulty(dir.path());
+        store
+            .append(&s, ExpectedState::NoStream, one_event(0))
+            .await
+            .unwrap();
+        faults.fail_sync.store(true, AtomicOrdering::SeqCst);
+        let failed = store
+            .append(&s, ExpectedState::Revision(0), one_event(1))
+            .await;
+        assert!(matches!(failed, Err(StoreError::Storage(_))), "{failed:?}");
+        faults.fail_sync.store(false, AtomicOrdering::SeqCst);
+        let refused = store.append(&s, ExpectedState::Any, one_event(2)).await;
+        assert!(
+            matches!(refused, Err(StoreError::WritesRefused { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(store.head(), Position(1), "a failed commit moved the head");
+        assert_eq!(
+            store.read_all(Position::START, 10).await.unwrap().len(),
+            1,
+            "the store stays readable"
+        );
+        drop(store);
+
+        let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
+        let all = store.read_all(Position::START, 10).await.unwrap();
+        assert_eq!(
+            all[0].decode::<u32>().unwrap(),
+            0,
+            "the acknowledged event survived"
+        );
+        store
+            .append(&s, ExpectedState::Any, one_event(3))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_fails_the_append_acknowledges_nothing_and_stays_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StreamName::parse("unit-2").unwrap();
+        let (store, faults) = open_faulty(dir.path());
+        store
+            .append(&s, ExpectedState::NoStream, one_event(0))
+            .await
+            .unwrap();
+        faults.disk_full.store(true, AtomicOrdering::SeqCst);
+        let big: Vec<NewEvent> = (0..2000)
+            .map(|n| NewEvent::json(Uuid::new_v4(), "Tested", 1, &format!("{n:0>400}")).unwrap())
+            .collect();
+        let failed = store.append(&s, ExpectedState::Revision(0), big).await;
+        assert!(matches!(failed, Err(StoreError::Storage(_))), "{failed:?}");
+        assert_eq!(store.head(), Position(1));
+        let read = store
+            .read_stream(&s, Direction::Forwards, ReadFrom::Start, 10)
+            .await
+            .unwrap();
+        assert_eq!(read.len(), 1, "the store stays readable with what it had");
+        drop(store);
+        let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
+        assert_eq!(
+            store.stream_revision(&s).await.unwrap(),
+            Some(0),
+            "nothing of the failed append is stored"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_process_cannot_open_the_same_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
+        let second = EmbeddedStore::open(dir.path(), EmbeddedOptions::default());
+        assert!(
+            matches!(second, Err(StoreError::Storage(ref m)) if m.contains("already open")),
+            "{second:?}"
+        );
+    }
 }

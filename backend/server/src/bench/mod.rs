@@ -1,0 +1,32 @@
+//! `muster bench …`: measurements of Muster's components, each next to a baseline measured
+//! in the same run, reported as medians over several runs.
+
+use clap::{Args, Subcommand};
+
+mod stats;
+mod store;
+
+/// Arguments of `muster bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// The embedded event store: append throughput and latency, $all catch-up, reopen after a
+    /// crash; against a plain fdatasync'ed file and PostgreSQL.
+    Store(store::StoreBenchArgs),
+    /// Routing on the 30 km generated city (many-to-one, preparation, snapping) and the
+    /// Helsinki import.
+    Geodata(crate::geodata_cmd::GeodataBenchArgs),
+}
+
+/// Runs `muster bench …`.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.command {
+        BenchCommand::Store(a) => store::run(a),
+        BenchCommand::Geodata(a) => crate::geodata_cmd::bench(a),
+    }
+}
