@@ -23,7 +23,7 @@ use rstar::RTree;
 use rstar::primitives::{GeomWithData, Line};
 
 use crate::ch::{UNREACHED, UpwardGraphs};
-use crate::graph::arcs;
+use crate::graph::{Adjacency, arcs};
 use crate::model::{City, InvalidCity, NodeIdx, RoadIdx};
 use crate::point::{LatLon, PlanarM, Projection};
 
@@ -58,6 +58,16 @@ pub struct Snap {
     pub on_road: LatLon,
     /// Planar distance from the query point to the road, metres.
     pub distance_m: f64,
+}
+
+/// A route: its travel time and the way it goes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub travel_time: Duration,
+    /// From the start's point on the road to the end's, along every road's shape.
+    pub points: Vec<LatLon>,
+    /// Roads driven, in order (the first and last possibly only in part).
+    pub roads: Vec<RoadIdx>,
 }
 
 /// A temporary change to one road.
@@ -111,6 +121,8 @@ struct Prepared {
     along_ms: Vec<u32>,
     against_ms: Vec<u32>,
     upward: UpwardGraphs,
+    /// The same hierarchy as `fast_paths` keeps it, for unpacking paths.
+    fast: FastGraph,
 }
 
 struct Inner {
@@ -118,6 +130,10 @@ struct Inner {
     projection: Projection,
     segments: RTree<Segment>,
     road_planar_len_m: Vec<f64>,
+    /// Roads leaving each node, as (head, road index * 2 + 1 if along the road).
+    out_roads: Adjacency,
+    /// Roads arriving at each node, as (tail, road index * 2 + 1 if along the road).
+    in_roads: Adjacency,
     /// Node order of the first preparation, reused by later ones (much faster).
     node_order: Vec<usize>,
     current: ArcSwap<Prepared>,
@@ -179,6 +195,18 @@ impl Router {
             road_planar_len_m.push(start_m);
         }
         let segments = RTree::bulk_load(segments);
+        let out_roads = Adjacency::new(
+            city.nodes.len(),
+            arcs(&city.roads)
+                .into_iter()
+                .map(|a| (a.tail, a.head, a.road * 2 + u32::from(a.along))),
+        );
+        let in_roads = Adjacency::new(
+            city.nodes.len(),
+            arcs(&city.roads)
+                .into_iter()
+                .map(|a| (a.head, a.tail, a.road * 2 + u32::from(a.along))),
+        );
         let (along_ms, against_ms) = weights(&city, &RoadConditions::new());
         let input = input_graph(&city, &along_ms, &against_ms);
         let fast = fast_paths::prepare(&input);
@@ -189,6 +217,7 @@ impl Router {
             along_ms,
             against_ms,
             upward: upward(&fast, city.nodes.len()),
+            fast,
         };
         Ok(Self {
             inner: Arc::new(Inner {
@@ -196,6 +225,8 @@ impl Router {
                 projection,
                 segments,
                 road_planar_len_m,
+                out_roads,
+                in_roads,
                 node_order,
                 current: ArcSwap::from_pointee(prepared),
                 next_generation: AtomicU64::new(1),
@@ -234,6 +265,7 @@ impl Router {
                 along_ms,
                 against_ms,
                 upward: upward(&fast, inner.city.nodes.len()),
+                fast,
             });
             inner.current.rcu(|cur| {
                 if cur.generation > generation {
@@ -357,6 +389,200 @@ impl Router {
                 }
             })
             .collect())
+    }
+
+    /// The same answers as [`Router::travel_times_to`] by one plain Dijkstra search backwards
+    /// from the target over the whole graph, without the hierarchy: the baseline that
+    /// `muster bench geodata` measures the hierarchy against.
+    pub fn travel_times_to_by_dijkstra(
+        &self,
+        sources: &[LatLon],
+        target: LatLon,
+    ) -> Result<Vec<Result<Duration, RouteError>>, RouteError> {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        let prepared = self.inner.current.load();
+        let t_snap = self.snap_in(&prepared, target)?;
+        let mut dist = vec![UNREACHED; self.inner.city.nodes.len()];
+        let mut heap = BinaryHeap::new();
+        for (node, w) in self.target_seeds(&prepared, &t_snap) {
+            heap.push(Reverse((w, node)));
+        }
+        while let Some(Reverse((d, v))) = heap.pop() {
+            if d >= dist[v as usize] {
+                continue;
+            }
+            dist[v as usize] = d;
+            for &(tail, code) in self.inner.in_roads.out(v) {
+                let (road, along) = ((code / 2) as usize, code % 2 == 1);
+                let w = if along {
+                    prepared.along_ms[road]
+                } else {
+                    prepared.against_ms[road]
+                };
+                let w = if w == NO_ARC { CLOSED_MS } else { u64::from(w) };
+                if d + w < dist[tail as usize] {
+                    heap.push(Reverse((d + w, tail)));
+                }
+            }
+        }
+        Ok(sources
+            .iter()
+            .map(|&from| {
+                let s = self.snap_in(&prepared, from)?;
+                let via = self
+                    .source_seeds(&prepared, &s)
+                    .into_iter()
+                    .map(|(n, w)| w.saturating_add(dist[n as usize]))
+                    .min()
+                    .unwrap_or(UNREACHED);
+                let d = via.min(same_road_ms(&prepared, &s, &t_snap));
+                if d >= CLOSED_MS {
+                    Err(RouteError::Unreachable { from, to: target })
+                } else {
+                    Ok(Duration::from_millis(d))
+                }
+            })
+            .collect())
+    }
+
+    /// The quickest route from `from` to `to`, with its geometry (for moving simulated
+    /// units along roads and for drawing the route).
+    pub fn route(&self, from: LatLon, to: LatLon) -> Result<Route, RouteError> {
+        let prepared = self.inner.current.load();
+        let s = self.snap_in(&prepared, from)?;
+        let t = self.snap_in(&prepared, to)?;
+        let direct = same_road_ms(&prepared, &s, &t);
+        let seeds = |v: Vec<(NodeIdx, u64)>| -> Vec<(usize, usize)> {
+            v.into_iter()
+                .map(|(n, w)| (n as usize, w as usize))
+                .collect()
+        };
+        let (ss, ts) = (
+            seeds(self.source_seeds(&prepared, &s)),
+            seeds(self.target_seeds(&prepared, &t)),
+        );
+        let path = if ss.is_empty() || ts.is_empty() {
+            None
+        } else {
+            fast_paths::calc_path_multiple_sources_and_targets(&prepared.fast, ss, ts)
+        };
+        let via = path
+            .as_ref()
+            .map(|p| p.get_weight() as u64)
+            .unwrap_or(UNREACHED);
+        let best = via.min(direct);
+        if best >= CLOSED_MS {
+            return Err(RouteError::Unreachable { from, to });
+        }
+        if direct <= via {
+            return Ok(Route {
+                travel_time: Duration::from_millis(direct),
+                points: self.road_part(s.road, s.fraction, t.fraction),
+                roads: vec![s.road],
+            });
+        }
+        let nodes = path.expect("a path was found").get_nodes().clone();
+        let first = nodes[0] as NodeIdx;
+        let last = nodes[nodes.len() - 1] as NodeIdx;
+        let city = &self.inner.city;
+        let s_road = &city.roads[s.road as usize];
+        let mut points = self.road_part(
+            s.road,
+            s.fraction,
+            if first == s_road.to { 1.0 } else { 0.0 },
+        );
+        let mut roads = vec![s.road];
+        for w in nodes.windows(2) {
+            let (a, b) = (w[0] as NodeIdx, w[1] as NodeIdx);
+            let (road, along) = self.quickest_road(&prepared, a, b);
+            roads.push(road);
+            let (f0, f1) = if along { (0.0, 1.0) } else { (1.0, 0.0) };
+            points.extend(self.road_part(road, f0, f1).into_iter().skip(1));
+        }
+        let t_road = &city.roads[t.road as usize];
+        let t_start = if last == t_road.from { 0.0 } else { 1.0 };
+        points.extend(
+            self.road_part(t.road, t_start, t.fraction)
+                .into_iter()
+                .skip(1),
+        );
+        roads.push(t.road);
+        roads.dedup();
+        Ok(Route {
+            travel_time: Duration::from_millis(best),
+            points,
+            roads,
+        })
+    }
+
+    /// The quickest open road from `a` to `b` (the path came from it, so one exists).
+    fn quickest_road(&self, p: &Prepared, a: NodeIdx, b: NodeIdx) -> (RoadIdx, bool) {
+        self.inner
+            .out_roads
+            .out(a)
+            .iter()
+            .filter(|(head, _)| *head == b)
+            .map(|&(_, code)| {
+                let (road, along) = (code / 2, code % 2 == 1);
+                let w = if along {
+                    p.along_ms[road as usize]
+                } else {
+                    p.against_ms[road as usize]
+                };
+                (w, road, along)
+            })
+            .min()
+            .map(|(_, road, along)| (road, along))
+            .expect("consecutive path nodes are joined by a road")
+    }
+
+    /// Points of a road between two fractions of its length (reversed if `f1 < f0`).
+    fn road_part(&self, road: RoadIdx, f0: f64, f1: f64) -> Vec<LatLon> {
+        let inner = &*self.inner;
+        let r = &inner.city.roads[road as usize];
+        let pts: Vec<PlanarM> = r
+            .polyline(&inner.city.nodes)
+            .map(|p| inner.projection.project(p))
+            .collect();
+        let total = inner.road_planar_len_m[road as usize];
+        let (lo, hi) = (f0.min(f1) * total, f0.max(f1) * total);
+        let mut out = Vec::new();
+        let mut at = 0.0;
+        let lerp = |a: PlanarM, b: PlanarM, t: f64| PlanarM {
+            x_m: a.x_m + (b.x_m - a.x_m) * t,
+            y_m: a.y_m + (b.y_m - a.y_m) * t,
+        };
+        for w in pts.windows(2) {
+            let len = w[0].distance_m(w[1]);
+            let (start, end) = (at, at + len);
+            if end >= lo && start <= hi {
+                let t0 = if len > 0.0 {
+                    ((lo - start) / len).clamp(0.0, 1.0)
+                } else {
+                    0.0
+                };
+                let t1 = if len > 0.0 {
+                    ((hi - start) / len).clamp(0.0, 1.0)
+                } else {
+                    1.0
+                };
+                if out.is_empty() {
+                    out.push(lerp(w[0], w[1], t0));
+                }
+                out.push(lerp(w[0], w[1], t1));
+            }
+            at = end;
+        }
+        if out.is_empty() {
+            out.push(lerp(pts[0], pts[pts.len() - 1], f0.clamp(0.0, 1.0)));
+        }
+        if f1 < f0 {
+            out.reverse();
+        }
+        out.into_iter()
+            .filter_map(|p| inner.projection.unproject(p))
+            .collect()
     }
 
     fn source_seeds(&self, p: &Prepared, s: &Snap) -> Vec<(NodeIdx, u64)> {

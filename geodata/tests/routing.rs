@@ -129,6 +129,13 @@ fn check_against_oracle(router: &Router, conditions: &RoadConditions, pairs: usi
             if want.is_none() {
                 assert!(matches!(got, Err(RouteError::Unreachable { .. })));
             }
+            if k == 0 {
+                let by_dijkstra = router
+                    .travel_times_to_by_dijkstra(&sources, target)
+                    .unwrap();
+                let by_ch = router.travel_times_to(&sources, target).unwrap();
+                assert_eq!(by_dijkstra, by_ch);
+            }
             if k % 10 == 0 {
                 let single = router.travel_time(*source, target).ok();
                 assert_eq!(single.map(|d| d.as_millis() as u64), want);
@@ -280,5 +287,34 @@ fn the_last_started_preparation_wins() {
 fn bad_multipliers_are_refused() {
     for bad in [0.5, f64::NAN, f64::INFINITY, 1000.0] {
         assert!(TimeMultiplier::new(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn routes_follow_connected_roads_from_start_to_end() {
+    let router = Router::new(small_city()).unwrap();
+    let city = router.city().clone();
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    for _ in 0..500 {
+        let (a, b) = (random_point(&city, &mut rng), random_point(&city, &mut rng));
+        let Ok(route) = router.route(a, b) else {
+            assert!(router.travel_time(a, b).is_err());
+            continue;
+        };
+        assert_eq!(Ok(route.travel_time), router.travel_time(a, b));
+        let (sa, sb) = (router.snap(a).unwrap(), router.snap(b).unwrap());
+        assert!(route.points[0].haversine_m(sa.on_road) < 1.0);
+        assert!(route.points.last().unwrap().haversine_m(sb.on_road) < 1.0);
+        for w in route.roads.windows(2) {
+            let (r0, r1) = (&city.roads[w[0] as usize], &city.roads[w[1] as usize]);
+            let shared = [r0.from, r0.to]
+                .iter()
+                .any(|n| *n == r1.from || *n == r1.to);
+            assert!(shared, "roads {} and {} do not meet", w[0], w[1]);
+        }
+        // No jumps: consecutive points are at most one road segment apart.
+        for w in route.points.windows(2) {
+            assert!(w[0].haversine_m(w[1]) < 400.0);
+        }
     }
 }

@@ -163,10 +163,16 @@ pub fn run(args: GeodataArgs) -> anyhow::Result<()> {
         }
         GeodataCommand::Route { city, from, to } => {
             let router = Router::new(Arc::new(load(&city)?))?;
-            let t = router.travel_time(from, to)?;
+            let route = router.route(from, to)?;
+            let length_m: f64 = route
+                .points
+                .windows(2)
+                .map(|w| w[0].haversine_m(w[1]))
+                .sum();
             println!(
-                "{:.1} s by road ({:.0} m in a straight line)",
-                t.as_secs_f64(),
+                "{:.1} s by road, {length_m:.0} m over {} roads ({:.0} m in a straight line)",
+                route.travel_time.as_secs_f64(),
+                route.roads.len(),
                 from.haversine_m(to)
             );
             Ok(())
@@ -293,20 +299,34 @@ pub fn bench(args: GeodataBenchArgs) -> anyhow::Result<()> {
     }
 
     let (mut p50, mut p99) = (Vec::new(), Vec::new());
+    let (mut base_p50, mut base_p99) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         let mut lat_ms = Vec::with_capacity(args.queries);
-        for _ in 0..args.queries {
+        let mut base_ms = Vec::with_capacity(args.queries / 10);
+        for q in 0..args.queries {
             let k = rng.random_range(0..covered.len() / 21) * 21;
             let target = covered[k];
             let sources = &covered[k + 1..k + 21];
             let t = Instant::now();
             let answers = router.travel_times_to(sources, target)?;
             lat_ms.push(ms(t.elapsed()));
+            // The baseline (one plain Dijkstra search from the target) is slow: one in ten.
+            if q % 10 == 0 {
+                let t = Instant::now();
+                let baseline = router.travel_times_to_by_dijkstra(sources, target)?;
+                base_ms.push(ms(t.elapsed()));
+                if baseline != answers {
+                    bail!("hierarchy and plain Dijkstra disagree for target {target}");
+                }
+            }
             std::hint::black_box(answers);
         }
         lat_ms.sort_by(f64::total_cmp);
+        base_ms.sort_by(f64::total_cmp);
         p50.push(percentile(&lat_ms, 0.50));
         p99.push(percentile(&lat_ms, 0.99));
+        base_p50.push(percentile(&base_ms, 0.50));
+        base_p99.push(percentile(&base_ms, 0.99));
     }
 
     let mut snap_us = Vec::new();
@@ -367,6 +387,18 @@ pub fn bench(args: GeodataBenchArgs) -> anyhow::Result<()> {
             unit: "ms",
             runs: p99,
             target: Some(1.0),
+        },
+        Figure {
+            name: "baseline: plain Dijkstra p50",
+            unit: "ms",
+            runs: base_p50,
+            target: None,
+        },
+        Figure {
+            name: "baseline: plain Dijkstra p99",
+            unit: "ms",
+            runs: base_p99,
+            target: None,
         },
         Figure {
             name: "preparation (R-tree + CH)",
