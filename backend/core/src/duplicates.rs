@@ -240,6 +240,13 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x6475_706c),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
         /// Against a brute-force oracle: exactly the related incidents inside both limits are
         /// suggested, sorted by distance.
         #[test]
