@@ -234,8 +234,11 @@ pub enum IncidentCommand {
         /// Now.
         at: DateTime<Utc>,
     },
-    /// This incident is a duplicate of `into`: end it. The caller also sends
-    /// [`IncidentCommand::AbsorbDuplicate`] to `into`.
+    /// This incident is a duplicate of `into`: end it. Refused while units are on it.
+    ///
+    /// A merge touches two streams. The caller decides this command first (without
+    /// appending), then appends [`IncidentCommand::AbsorbDuplicate`] to `into` (refused if
+    /// `into` has ended), then appends this one with its expected revision.
     MergeInto {
         /// The incident that goes on.
         into: IncidentId,
