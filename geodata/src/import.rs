@@ -54,6 +54,20 @@ pub enum ImportError {
     NotPbf { path: PathBuf },
     #[error("{path} holds no drivable roads")]
     NoRoads { path: PathBuf },
+    #[error(transparent)]
+    Write(#[from] crate::format::CityFileError),
+}
+
+/// Imports `pbf` and writes the city file `out` atomically: on any error, `out` is left as
+/// it was (absent, or the previous city) and no temporary file remains.
+pub fn import_to_file(
+    pbf: &Path,
+    out: &Path,
+    options: &ImportOptions,
+) -> Result<City, ImportError> {
+    let city = import_pbf(pbf, options)?;
+    crate::format::save(&city, out)?;
+    Ok(city)
 }
 
 /// What to import and how to report progress.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use muster_geodata::format;
 use muster_geodata::graph::{arcs, strongly_connected_components};
-use muster_geodata::import::{ImportError, ImportOptions, import_pbf};
+use muster_geodata::import::{ImportError, ImportOptions, import_pbf, import_to_file};
 use muster_geodata::model::{City, Direction, RoadClass};
 use muster_geodata::{LatLon, OSM_ATTRIBUTION, RouteError, Router};
 
@@ -128,6 +128,28 @@ fn truncated_or_corrupt_pbf_is_a_clear_error() {
         );
         assert!(err.to_string().contains("bad.osm.pbf"), "{why}: {err}");
     }
+}
+
+#[test]
+fn a_failed_import_leaves_no_city_file_and_keeps_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(sample_pbf()).unwrap();
+    let bad = dir.path().join("cut.osm.pbf");
+    std::fs::write(&bad, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let out = dir.path().join("city.city");
+    let options = ImportOptions::named("x");
+    assert!(import_to_file(&bad, &out, &options).is_err());
+    assert!(!out.exists());
+    // A good import, then a failed one over it: the good one stays.
+    import_to_file(&sample_pbf(), &out, &options).unwrap();
+    let good = std::fs::read(&out).unwrap();
+    assert!(import_to_file(&bad, &out, &options).is_err());
+    assert_eq!(std::fs::read(&out).unwrap(), good);
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
 }
 
 #[test]

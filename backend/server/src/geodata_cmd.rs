@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use muster_geodata::generate::{GenerateParams, generate};
 use muster_geodata::geocode::{AddressQuery, Geocoder};
-use muster_geodata::import::{ImportOptions, import_pbf};
+use muster_geodata::import::{ImportOptions, import_pbf, import_to_file};
 use muster_geodata::routing::{RoadCondition, RoadConditions};
 use muster_geodata::{City, LatLon, Router, format};
 use rand::{Rng, SeedableRng};
@@ -117,8 +117,7 @@ pub fn run(args: GeodataArgs) -> anyhow::Result<()> {
                 demo_district_grid: district_grid.max(1),
                 demo_hospital_grid: hospital_grid.max(1),
             };
-            let city = import_pbf(&pbf, &options)?;
-            format::save(&city, &out)?;
+            let city = import_to_file(&pbf, &out, &options)?;
             eprintln!(
                 "imported {} in {:.2} s: {} nodes, {} roads, {} streets, {} addresses -> {}",
                 pbf.display(),
