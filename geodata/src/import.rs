@@ -2,8 +2,9 @@
 //!
 //! Two passes over the file keep memory bounded by what is kept, not by the extract:
 //! 1. **Ways.** Drivable `highway=*` ways (with class, direction, street name), buildings
-//!    and other ways carrying an address, and base-map lines (water, railways, coastline)
-//!    are kept as lists of node ids; every node id they use is noted.
+//!    and other ways carrying an address (two roughly opposite nodes of each, enough to
+//!    place the address), and base-map lines (water, railways, coastline) are kept as
+//!    lists of node ids; every node id they use is noted.
 //! 2. **Nodes.** Coordinates are kept only for noted node ids (a sorted id list and a
 //!    parallel coordinate list: 16 bytes a node); nodes that carry an address become
 //!    addresses.
@@ -116,7 +117,7 @@ struct RawRoad {
 }
 
 struct RawAddress {
-    refs: Vec<i64>,
+    refs: [i64; 2],
     street: StreetIdx,
     number: String,
 }
@@ -439,7 +440,9 @@ fn collect_way<'a>(
     if let (Some(s), Some(n)) = (addr_street, addr_number) {
         let street = c.street(s);
         c.way_addresses.push(RawAddress {
-            refs: refs.clone(),
+            // Two roughly opposite corners place the address near the building's middle
+            // without keeping the coordinates of every building node.
+            refs: [refs[0], refs[(refs.len() - 1) / 2]],
             street,
             number: n.to_string(),
         });
