@@ -190,13 +190,23 @@ pub fn import_pbf(path: &Path, options: &ImportOptions) -> Result<City, ImportEr
     let mut coords: Vec<Option<LatLon>> = vec![None; ids.len()];
     let mut node_addresses: Vec<(String, String, LatLon)> = Vec::new();
     bar.set_message("nodes");
+    let mut cursor = 0usize;
     let mut see_node =
         |id: i64, lat_e7: i32, lon_e7: i32, tags: &mut dyn Iterator<Item = (&str, &str)>| {
             let Some(p) = LatLon::from_e7(lat_e7, lon_e7) else {
                 return;
             };
-            if let Ok(i) = ids.binary_search(&id) {
-                coords[i] = Some(p);
+            // Extracts list nodes by ascending id, so a cursor finds each noted id in
+            // amortised constant time; an out-of-order id falls back to a binary search.
+            if cursor > 0 && ids[cursor - 1] >= id {
+                cursor = ids.partition_point(|&x| x < id);
+            }
+            while cursor < ids.len() && ids[cursor] < id {
+                cursor += 1;
+            }
+            if cursor < ids.len() && ids[cursor] == id {
+                coords[cursor] = Some(p);
+                cursor += 1;
             }
             let (mut street, mut number) = (None, None);
             for (k, v) in tags {
@@ -294,23 +304,17 @@ pub fn import_pbf(path: &Path, options: &ImportOptions) -> Result<City, ImportEr
     }
     let bounds = Bounds::around(nodes.iter().copied()).expect("roads have nodes");
 
-    // Addresses: from nodes, and from ways at the mean of their nodes; one per street+number.
-    let mut addresses: Vec<Address> = Vec::new();
-    let mut seen: HashMap<(StreetIdx, String), ()> = HashMap::new();
-    let mut push_address = |addresses: &mut Vec<Address>, street, number: String, location| {
-        if seen.insert((street, number.clone()), ()).is_none() {
-            addresses.push(Address {
-                street,
-                number,
-                location,
-            });
-        }
-    };
-    for (street, number, p) in node_addresses {
-        let s = c.street(&street);
-        push_address(&mut addresses, s, number, p);
+    // Addresses: from nodes, and from ways at the mean of their two kept nodes; the first
+    // one of each street + number wins.
+    let mut addresses: Vec<Address> = Vec::with_capacity(node_addresses.len());
+    for (street, number, location) in node_addresses {
+        addresses.push(Address {
+            street: c.street(&street),
+            number,
+            location,
+        });
     }
-    for a in &c.way_addresses {
+    for a in std::mem::take(&mut c.way_addresses) {
         let pts: Vec<LatLon> = a.refs.iter().filter_map(|&id| coord_of(id)).collect();
         if pts.is_empty() {
             continue;
@@ -318,10 +322,29 @@ pub fn import_pbf(path: &Path, options: &ImportOptions) -> Result<City, ImportEr
         let n = pts.len() as f64;
         let lat = pts.iter().map(|p| p.lat()).sum::<f64>() / n;
         let lon = pts.iter().map(|p| p.lon()).sum::<f64>() / n;
-        if let Ok(p) = LatLon::new(lat, lon) {
-            push_address(&mut addresses, a.street, a.number.clone(), p);
+        if let Ok(location) = LatLon::new(lat, lon) {
+            addresses.push(Address {
+                street: a.street,
+                number: a.number,
+                location,
+            });
         }
     }
+    let mut order: Vec<u32> = (0..addresses.len() as u32).collect();
+    order.sort_by(|&x, &y| {
+        let (a, b) = (&addresses[x as usize], &addresses[y as usize]);
+        (a.street, &a.number, x).cmp(&(b.street, &b.number, y))
+    });
+    let mut keep = vec![false; addresses.len()];
+    for (k, &i) in order.iter().enumerate() {
+        let a = &addresses[i as usize];
+        keep[i as usize] = k == 0 || {
+            let prev = &addresses[order[k - 1] as usize];
+            (prev.street, &prev.number) != (a.street, &a.number)
+        };
+    }
+    let mut keep = keep.into_iter();
+    addresses.retain(|_| keep.next().unwrap_or(false));
     let map_lines = c
         .lines
         .iter()
