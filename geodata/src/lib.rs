@@ -14,10 +14,11 @@
 //! - [`point`]: validated WGS 84 positions ([`LatLon`]) and the city's planar projection.
 //! - [`model`]: the city model ([`City`]): roads, streets, addresses, districts, stations,
 //!   hospitals, base-map lines, and its GeoJSON base map.
-//! - [`format`]: the city file (header, version, checksum, postcard payload), atomic writes.
+//! - [`format`](mod@format): the city file (header, version, checksum, postcard
+//!   payload), atomic writes.
 //! - [`graph`]: directed arcs of the road graph and strongly connected components.
 //! - [`ch`]: many-to-one queries on a contraction hierarchy prepared by `fast_paths`.
-//! - [`routing`]: the [`Router`]: snapping, travel times, road conditions swapped in
+//! - [`routing`]: the [`Router`]: snapping, travel times, routes, road conditions swapped in
 //!   from background preparation.
 //! - [`import`]: OpenStreetMap PBF import in two bounded-memory passes.
 //! - [`demo`]: the documented rule placing made-up districts, stations and hospitals.
