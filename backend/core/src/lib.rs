@@ -26,6 +26,8 @@
 //! - [`duplicates`]: the duplicate check for a new call (geodesic distance, time window,
 //!   related types).
 //! - [`testing`]: a given / when / then harness for decisions.
+//! - [`dispatch`]: the live unit index (R-tree), recommendations by road travel time, joint
+//!   assignment for surges, coverage and move-ups.
 //!
 //! # Handling a command
 //! 1. Parse the request into value types ([`value`]); a parse error is the user's mistake.
@@ -40,6 +42,7 @@
 //! 5. Run the [`reaction`]s on the stored events (ids from [`event::EventIds::CausedBy`]).
 
 pub mod decision;
+pub mod dispatch;
 pub mod duplicates;
 pub mod event;
 pub mod ids;

@@ -1,0 +1,22 @@
+//! The dispatcher: a live R-tree of units, recommendations by road travel time, joint
+//! assignment for surges, and coverage with move-up suggestions. Pure computations over the
+//! index and the city's router; the server feeds the index from the log and turns accepted
+//! recommendations into commands.
+//!
+//! - [`index`]: the live [`UnitIndex`], updated in place by position reports and status changes.
+//! - [`recommend`]: [`recommend()`](recommend::recommend) for one incident, nearest by road,
+//!   proven exact by a straight-line bound.
+//! - [`surge`]: [`assign_jointly`](surge::assign_jointly) (min-cost) and the greedy baseline.
+//! - [`coverage`]: areas without a unit within a target time, with move-ups.
+
+pub mod coverage;
+pub mod index;
+pub mod recommend;
+pub mod surge;
+
+pub use coverage::{CoverageReport, coverage};
+pub use index::{Applied, DEFAULT_STALE_AFTER, IndexedUnit, NewUnit, UnitIndex, Whereabouts};
+pub use recommend::{
+    Candidate, IncidentSpec, Reason, RecommendError, Recommendation, Shortfall, recommend,
+};
+pub use surge::{PendingIncident, SurgePlan, assign_greedily, assign_jointly};
