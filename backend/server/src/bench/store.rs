@@ -140,10 +140,12 @@ pub fn run(mut args: StoreBenchArgs) -> anyhow::Result<()> {
             .tempdir_in(d)?,
         None => tempfile::Builder::new().prefix("muster-bench-").tempdir()?,
     };
+    // Resolved now: a rebuild during a long run replaces the file this process came from.
+    let exe = std::env::current_exe().context("cannot find the muster binary")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(run_all(&args, base.path()))
+    rt.block_on(run_all(&args, base.path(), &exe))
 }
 
 fn options(args: &StoreBenchArgs) -> EmbeddedOptions {
@@ -159,7 +161,7 @@ fn progress(args: &StoreBenchArgs, text: &str) {
     }
 }
 
-async fn run_all(args: &StoreBenchArgs, base: &Path) -> anyhow::Result<()> {
+async fn run_all(args: &StoreBenchArgs, base: &Path, exe: &Path) -> anyhow::Result<()> {
     let pg = match Postgres::connect(&args.postgres, args.writers).await {
         Ok(pg) => Some(pg),
         Err(e) => {
@@ -257,7 +259,7 @@ async fn run_all(args: &StoreBenchArgs, base: &Path) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&file);
 
     let reopen_after_crash = if args.reopen_events > 0 {
-        Some(reopen(args, base).await?)
+        Some(reopen(args, base, exe).await?)
     } else {
         None
     };
@@ -505,7 +507,7 @@ async fn catch_up(args: &StoreBenchArgs, dir: &Path, file: &Path) -> anyhow::Res
     })
 }
 
-async fn reopen(args: &StoreBenchArgs, base: &Path) -> anyhow::Result<ReopenRow> {
+async fn reopen(args: &StoreBenchArgs, base: &Path, exe: &Path) -> anyhow::Result<ReopenRow> {
     let dir = base.join("reopen");
     progress(
         args,
@@ -514,7 +516,6 @@ async fn reopen(args: &StoreBenchArgs, base: &Path) -> anyhow::Result<ReopenRow>
             args.reopen_events
         ),
     );
-    let exe = std::env::current_exe()?;
     let mut child = std::process::Command::new(exe)
         .args([
             "store",
@@ -573,7 +574,7 @@ async fn reopen(args: &StoreBenchArgs, base: &Path) -> anyhow::Result<ReopenRow>
         drop(store);
         if r + 1 < args.runs {
             // Each later reopen again follows a crash: a writer killed in the middle of appends.
-            crash_again(&dir)?;
+            crash_again(exe, &dir)?;
         }
     }
     let events = {
@@ -588,9 +589,9 @@ async fn reopen(args: &StoreBenchArgs, base: &Path) -> anyhow::Result<ReopenRow>
 }
 
 /// Starts a writer on the store, waits for its first acknowledgement, and kills it.
-fn crash_again(dir: &Path) -> anyhow::Result<()> {
+fn crash_again(exe: &Path, dir: &Path) -> anyhow::Result<()> {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(std::env::current_exe()?)
+    let mut child = std::process::Command::new(exe)
         .args([
             "store",
             "load",
