@@ -12,9 +12,8 @@
 //! wait.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -138,6 +137,9 @@ struct Inner {
     node_order: Vec<usize>,
     current: ArcSwap<Prepared>,
     next_generation: AtomicU64,
+    worker: Mutex<Worker>,
+    /// Notified after every swap (and when the worker fails).
+    swapped: Condvar,
 }
 
 /// Routing over one city. Cheap to clone; clones share the prepared graph.
@@ -155,16 +157,61 @@ impl std::fmt::Debug for Router {
     }
 }
 
-/// A background re-preparation; [`Preparation::wait`] blocks until it is in force.
+/// A requested re-preparation; [`Preparation::wait`] blocks until it (or a later one that
+/// superseded it) is in force.
 #[derive(Debug)]
 pub struct Preparation {
-    handle: JoinHandle<u64>,
+    router: Router,
+    generation: u64,
 }
 
 impl Preparation {
-    /// Waits until the new graph answers queries; returns its generation.
+    /// The generation this request will have, or be superseded by.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Waits until the requested conditions, or later ones, answer queries; returns the
+    /// generation in force then (at least [`Preparation::generation`]).
+    ///
+    /// # Panics
+    /// If the background preparation panicked (a bug), rather than waiting forever.
     pub fn wait(self) -> u64 {
-        self.handle.join().expect("graph preparation panicked")
+        let inner = &self.router.inner;
+        let mut worker = inner.worker.lock().expect("worker state lock");
+        loop {
+            let now = inner.current.load().generation;
+            if now >= self.generation {
+                return now;
+            }
+            assert!(!worker.failed, "graph preparation panicked");
+            worker = inner.swapped.wait(worker).expect("worker state lock");
+        }
+    }
+}
+
+/// The background preparer's state: at most one preparation runs, and only the latest
+/// request waits, so a burst of condition changes costs one or two preparations, not one
+/// thread each.
+#[derive(Debug, Default)]
+struct Worker {
+    pending: Option<(u64, RoadConditions)>,
+    running: bool,
+    failed: bool,
+}
+
+/// Marks the worker stopped if preparation unwinds, so waiters do not hang.
+struct WorkerGuard<'a>(&'a Inner);
+
+impl Drop for WorkerGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Ok(mut w) = self.0.worker.lock() {
+                w.running = false;
+                w.failed = true;
+            }
+            self.0.swapped.notify_all();
+        }
     }
 }
 
@@ -230,6 +277,8 @@ impl Router {
                 node_order,
                 current: ArcSwap::from_pointee(prepared),
                 next_generation: AtomicU64::new(1),
+                worker: Mutex::new(Worker::default()),
+                swapped: Condvar::new(),
             }),
         })
     }
@@ -248,35 +297,59 @@ impl Router {
         self.inner.current.load().conditions.clone()
     }
 
-    /// Replaces the road conditions. The new graph is prepared on a background thread and
-    /// swapped in when ready; until then queries answer from the current one. When several
-    /// preparations overlap, the one started last wins.
+    /// Replaces the road conditions (the whole set in force). The new graph is prepared on a
+    /// background thread and swapped in when ready; until then queries answer from the
+    /// current one and never wait. Requests made while a preparation runs are coalesced:
+    /// only the latest is prepared next, so the last request always wins.
     pub fn set_conditions(&self, conditions: RoadConditions) -> Preparation {
-        let inner = Arc::clone(&self.inner);
+        let inner = &self.inner;
+        let mut worker = inner.worker.lock().expect("worker state lock");
         let generation = inner.next_generation.fetch_add(1, Ordering::SeqCst);
-        let handle = std::thread::spawn(move || {
+        worker.pending = Some((generation, conditions));
+        if !worker.running {
+            worker.running = true;
+            worker.failed = false;
+            let router = self.clone();
+            std::thread::spawn(move || router.prepare_pending());
+        }
+        Preparation {
+            router: self.clone(),
+            generation,
+        }
+    }
+
+    /// The background preparer: prepares the latest pending request until none is left.
+    fn prepare_pending(&self) {
+        let inner = &*self.inner;
+        let _guard = WorkerGuard(inner);
+        loop {
+            let (generation, conditions) = {
+                let mut worker = inner.worker.lock().expect("worker state lock");
+                match worker.pending.take() {
+                    Some(next) => next,
+                    None => {
+                        worker.running = false;
+                        return;
+                    }
+                }
+            };
             let (along_ms, against_ms) = weights(&inner.city, &conditions);
             let input = input_graph(&inner.city, &along_ms, &against_ms);
             let fast = fast_paths::prepare_with_order(&input, &inner.node_order)
                 .unwrap_or_else(|_| fast_paths::prepare(&input));
-            let prepared = Arc::new(Prepared {
+            let prepared = Prepared {
                 generation,
                 conditions,
                 along_ms,
                 against_ms,
                 upward: upward(&fast, inner.city.nodes.len()),
                 fast,
-            });
-            inner.current.rcu(|cur| {
-                if cur.generation > generation {
-                    Arc::clone(cur)
-                } else {
-                    Arc::clone(&prepared)
-                }
-            });
-            generation
-        });
-        Preparation { handle }
+            };
+            // Swap under the lock so a waiter cannot miss the notification.
+            let _worker = inner.worker.lock().expect("worker state lock");
+            inner.current.store(Arc::new(prepared));
+            inner.swapped.notify_all();
+        }
     }
 
     /// Roads with any segment within `radius_m` of `p` (for closing roads around a spot).

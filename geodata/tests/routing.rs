@@ -272,14 +272,20 @@ fn closures_and_slowdowns_change_answers_after_the_swap() {
 }
 
 #[test]
-fn the_last_started_preparation_wins() {
+fn the_last_request_wins_and_bursts_are_coalesced() {
     let router = Router::new(small_city()).unwrap();
-    let road = 3;
-    let first = router.set_conditions(RoadConditions::from([(road, RoadCondition::Closed)]));
-    let second = router.set_conditions(RoadConditions::new());
-    let (g1, g2) = (first.wait(), second.wait());
-    assert!(g2 > g1);
-    assert_eq!(router.generation(), g2);
+    let mut requests = Vec::new();
+    for road in 0..20 {
+        requests.push(router.set_conditions(RoadConditions::from([(road, RoadCondition::Closed)])));
+    }
+    let last = router.set_conditions(RoadConditions::new());
+    let last_generation = last.generation();
+    for (k, r) in requests.into_iter().enumerate() {
+        let requested = r.generation();
+        assert!(r.wait() >= requested, "request {k}");
+    }
+    assert_eq!(last.wait(), last_generation);
+    assert_eq!(router.generation(), last_generation);
     assert!(router.conditions().is_empty());
 }
 
