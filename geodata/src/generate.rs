@@ -8,6 +8,8 @@
 //! - a river meanders west to east across the middle; only every 30th north-south line
 //!   (every 6 km at the default block size) crosses it on a bridge, so straight-line distance
 //!   misleads across the water;
+//! - house numbers on the west-east streets: odd on the north side, even on the south,
+//!   two per block, rising eastwards, so geocoding works here too;
 //! - demo districts, stations and hospitals placed by [`crate::demo::place`].
 //!
 //! The city sits in the open North Atlantic (around 55° N, 30° W) so it is never mistaken
@@ -19,12 +21,14 @@ use rand_chacha::ChaCha8Rng;
 use crate::demo;
 use crate::graph::keep_largest_component;
 use crate::model::{
-    Bounds, City, CityMeta, Direction, MapLine, MapLineKind, Road, RoadClass, StreetIdx,
+    Address, Bounds, City, CityMeta, Direction, MapLine, MapLineKind, Road, RoadClass, StreetIdx,
 };
 use crate::point::{LatLon, PlanarM, Projection};
 
 /// Distance between neighbouring parallel streets, metres.
 pub const BLOCK_M: f64 = 200.0;
+/// Distance of a house from the middle of its street, metres.
+const ADDRESS_SETBACK_M: f64 = 25.0;
 /// Half the river's width, metres; no intersection lies in the water.
 const RIVER_HALF_WIDTH_M: f64 = 90.0;
 /// Every this many north-south lines, one carries a bridge.
@@ -101,15 +105,19 @@ pub fn generate(params: GenerateParams) -> City {
         _ => RoadClass::Residential,
     };
     let mut streets: Vec<String> = Vec::new();
-    let mut street_for = |prefix: &str, line: usize| -> StreetIdx {
-        let name = match class_of(line) {
-            RoadClass::Primary => format!("{prefix} Boulevard {line}"),
-            _ => format!("{prefix} Street {line}"),
+    let mut street_for = |west_east: bool, line: usize| -> StreetIdx {
+        let kind = match (west_east, class_of(line)) {
+            (true, RoadClass::Primary) => "Boulevard",
+            (true, _) => "Street",
+            (false, RoadClass::Primary) => "Parkway",
+            (false, _) => "Avenue",
         };
+        let name = format!("{} {kind}", street_word(line));
         streets.push(name);
         (streets.len() - 1) as StreetIdx
     };
     let mut roads = Vec::new();
+    let mut addresses = Vec::new();
     let add = |roads: &mut Vec<Road>,
                rng: &mut ChaCha8Rng,
                a: u32,
@@ -135,7 +143,7 @@ pub fn generate(params: GenerateParams) -> City {
     // West-east streets (rows).
     for j in 0..n {
         let class = class_of(j);
-        let street = street_for("East", j);
+        let street = street_for(true, j);
         let one_way = (class == RoadClass::Residential && j % 3 == 1).then_some(if j % 2 == 0 {
             Direction::Forward
         } else {
@@ -146,13 +154,35 @@ pub fn generate(params: GenerateParams) -> City {
                 && !across_river(points[a as usize], points[b as usize])
             {
                 add(&mut roads, &mut rng, a, b, class, one_way, street);
+                // House numbers: odd on the north side, even on the south, rising eastwards.
+                let (pa, pb) = (points[a as usize], points[b as usize]);
+                let mid = PlanarM {
+                    x_m: (pa.x_m + pb.x_m) / 2.0,
+                    y_m: (pa.y_m + pb.y_m) / 2.0,
+                };
+                for (number, dy) in [
+                    (2 * i + 1, ADDRESS_SETBACK_M),
+                    (2 * i + 2, -ADDRESS_SETBACK_M),
+                ] {
+                    let p = PlanarM {
+                        x_m: mid.x_m,
+                        y_m: mid.y_m + dy,
+                    };
+                    if let Some(location) = projection.unproject(p) {
+                        addresses.push(Address {
+                            street,
+                            number: number.to_string(),
+                            location,
+                        });
+                    }
+                }
             }
         }
     }
     // South-north streets (columns); only bridge columns jump over the river.
     for i in 0..n {
         let class = class_of(i);
-        let street = street_for("North", i);
+        let street = street_for(false, i);
         let one_way = (class == RoadClass::Residential && i % 3 == 2).then_some(if i % 2 == 0 {
             Direction::Forward
         } else {
@@ -201,7 +231,7 @@ pub fn generate(params: GenerateParams) -> City {
         nodes,
         roads,
         streets,
-        addresses: Vec::new(),
+        addresses,
         districts: services.districts,
         stations: services.stations,
         hospitals: services.hospitals,
@@ -210,6 +240,25 @@ pub fn generate(params: GenerateParams) -> City {
             points: river,
         }],
     }
+}
+
+/// A made-up, digit-free street name word for grid line `k`, distinct for every `k` below
+/// 960 (house numbers follow street names, so names must not contain numbers).
+fn street_word(k: usize) -> String {
+    const HEADS: [&str; 24] = [
+        "Al", "Bir", "Ced", "Dal", "El", "Fern", "Glen", "Hol", "Ivy", "Jun", "Kel", "Lin", "Mar",
+        "Nor", "Oak", "Pin", "Quin", "Ros", "Sel", "Tam", "Ul", "Val", "Wil", "Yar",
+    ];
+    const TAILS: [&str; 8] = [
+        "ton", "wood", "field", "brook", "dale", "ford", "mere", "ley",
+    ];
+    const PREFIXES: [&str; 5] = ["", "Upper ", "Lower ", "Old ", "New "];
+    format!(
+        "{}{}{}",
+        PREFIXES[(k / 192) % PREFIXES.len()],
+        HEADS[k % 24],
+        TAILS[(k / 24) % 8]
+    )
 }
 
 #[cfg(test)]
@@ -223,6 +272,13 @@ mod tests {
         let c = generate(GenerateParams::new(3.0, 2).unwrap());
         assert_eq!(a, b);
         assert_ne!(a.nodes, c.nodes);
+    }
+
+    #[test]
+    fn street_words_are_distinct_and_digit_free() {
+        let words: std::collections::HashSet<String> = (0..960).map(street_word).collect();
+        assert_eq!(words.len(), 960);
+        assert!(words.iter().all(|w| !w.chars().any(|c| c.is_ascii_digit())));
     }
 
     #[test]
@@ -243,5 +299,14 @@ mod tests {
         assert_eq!(city.districts.len(), 25);
         assert!(city.stations.len() >= 25);
         assert_eq!(city.hospitals.len(), 4);
+        let geocoder = crate::geocode::Geocoder::new(&city);
+        for a in city.addresses.iter().step_by(997) {
+            let text = format!("{} {}", city.streets[a.street as usize], a.number);
+            let hit = geocoder
+                .geocode(&crate::geocode::AddressQuery::parse(&text).unwrap())
+                .unwrap();
+            assert!(hit.exact && hit.location == a.location, "{text}");
+            assert_eq!(geocoder.reverse(a.location).unwrap().to_string(), text);
+        }
     }
 }
