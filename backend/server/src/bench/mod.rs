@@ -3,6 +3,7 @@
 
 use clap::{Args, Subcommand};
 
+mod dispatch;
 mod stats;
 mod store;
 
@@ -21,12 +22,16 @@ enum BenchCommand {
     /// Routing on the 30 km generated city (many-to-one, preparation, snapping) and the
     /// Helsinki import.
     Geodata(crate::geodata_cmd::GeodataBenchArgs),
+    /// The dispatcher: recommendations by road among 10,000 units on the 30 km generated city,
+    /// position reports applied meanwhile, straight line against road, surge against greedy.
+    Dispatch(dispatch::DispatchBenchArgs),
 }
 
 /// Runs `muster bench …`.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Store(a) => store::run(a),
+        BenchCommand::Dispatch(a) => dispatch::run(a),
         BenchCommand::Geodata(a) => crate::geodata_cmd::bench(a),
     }
 }

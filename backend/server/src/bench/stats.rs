@@ -20,20 +20,29 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
-/// Latency recorder in microseconds.
+/// Latency recorder: microseconds, or nanoseconds once [`Latencies::record_ns`] is used.
 #[derive(Debug, Clone)]
-pub struct Latencies(Histogram<u64>);
+pub struct Latencies(Histogram<u64>, u64);
 
 impl Default for Latencies {
     fn default() -> Self {
-        Self(Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds"))
+        Self(
+            Histogram::new_with_bounds(1, 120_000_000_000, 3).expect("valid histogram bounds"),
+            1000,
+        )
     }
 }
 
 impl Latencies {
-    /// Records one latency.
+    /// Records one latency, in microseconds.
     pub fn record(&mut self, d: Duration) {
+        self.1 = 1000;
         self.0.saturating_record((d.as_micros() as u64).max(1));
+    }
+    /// Records one latency, in nanoseconds (for sub-millisecond work).
+    pub fn record_ns(&mut self, d: Duration) {
+        self.1 = 1_000_000;
+        self.0.saturating_record((d.as_nanos() as u64).max(1));
     }
     /// Adds another recorder's values.
     pub fn merge(&mut self, other: &Latencies) {
@@ -45,7 +54,7 @@ impl Latencies {
     }
     /// The quantile, in milliseconds.
     pub fn quantile_ms(&self, q: f64) -> f64 {
-        self.0.value_at_quantile(q) as f64 / 1000.0
+        self.0.value_at_quantile(q) as f64 / self.1 as f64
     }
 }
 
