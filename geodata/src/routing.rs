@@ -171,6 +171,11 @@ impl Preparation {
         self.generation
     }
 
+    /// Whether the requested conditions, or later ones, answer queries now.
+    pub fn is_in_force(&self) -> bool {
+        self.router.generation() >= self.generation
+    }
+
     /// Waits until the requested conditions, or later ones, answer queries; returns the
     /// generation in force then (at least [`Preparation::generation`]).
     ///

@@ -214,6 +214,44 @@ fn points_outside_the_city_are_outside_coverage_not_a_panic() {
 }
 
 #[test]
+fn queries_are_answered_while_a_preparation_runs() {
+    let city = Arc::new(generate(GenerateParams::new(30.0, 3).unwrap()));
+    let router = Router::new(Arc::clone(&city)).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let points: Vec<LatLon> = (0..200).map(|_| random_point(&city, &mut rng)).collect();
+    let before: Vec<_> = points
+        .windows(2)
+        .map(|w| router.travel_time(w[0], w[1]))
+        .collect();
+    let closures: RoadConditions = (0..200)
+        .map(|_| {
+            (
+                rng.random_range(0..city.roads.len() as u32),
+                RoadCondition::Closed,
+            )
+        })
+        .collect();
+    let preparation = router.set_conditions(closures);
+    // Queries keep being answered, from the old graph, while the new one is prepared.
+    let mut answered_meanwhile = 0;
+    let mut k = 0;
+    while !preparation.is_in_force() {
+        let i = k % before.len();
+        let answer = router.travel_time(points[i], points[i + 1]);
+        if !preparation.is_in_force() {
+            assert_eq!(answer, before[i]);
+            answered_meanwhile += 1;
+        }
+        k += 1;
+    }
+    assert!(
+        answered_meanwhile > 0,
+        "no query was answered during the preparation"
+    );
+    preparation.wait();
+}
+
+#[test]
 fn the_river_makes_straight_line_distance_mislead() {
     let city = generate(GenerateParams::new(30.0, 7).unwrap());
     let projection = city.projection();
