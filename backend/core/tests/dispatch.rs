@@ -362,3 +362,84 @@ fn areas_without_a_unit_in_time_are_reported_with_move_ups() {
         everywhere.uncovered
     );
 }
+
+#[test]
+fn a_p1_incident_short_of_units_may_take_one_from_a_p5_incident_by_rule() {
+    use muster_core::IncidentId;
+    use muster_core::dispatch::{Commitment, DispatchRules, preemptions};
+    let router = router();
+    let mut index = populated(3, 9);
+    let engines: Vec<UnitId> = index
+        .units()
+        .filter(|u| u.kind == UnitKind::Engine)
+        .map(|u| u.id)
+        .collect();
+    for id in &engines {
+        index.set_status(*id, UnitStatus::EnRoute);
+    }
+    let at = router.city().stations[0].location;
+    let rec = recommend(&index, &spec(at), &plan(UnitKind::Engine, 1), &[], now()).unwrap();
+    assert_eq!(rec.shortfall.len(), 1);
+    let low = IncidentId::new_v7();
+    let committed: Vec<Commitment> = engines
+        .iter()
+        .map(|u| Commitment {
+            unit: *u,
+            incident: low,
+            priority: Priority::P5,
+        })
+        .collect();
+    let rules = DispatchRules::default();
+    let taken = preemptions(
+        &index,
+        &rules,
+        &spec(at),
+        Priority::P1,
+        &rec.shortfall,
+        &committed,
+    );
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert_eq!(taken[0].from_incident, low);
+    assert_eq!(taken[0].rule, "P1 takes from P4-P5");
+    let sources: Vec<LatLon> = engines.iter().map(|u| place(&index, *u)).collect();
+    let fastest = router
+        .travel_times_to(&sources, at)
+        .unwrap()
+        .into_iter()
+        .filter_map(Result::ok)
+        .min()
+        .unwrap();
+    assert_eq!(
+        (taken[0].eta_s * 1000.0).round() as u128,
+        fastest.as_millis(),
+        "not the fastest unit"
+    );
+
+    let not_allowed = preemptions(
+        &index,
+        &rules,
+        &spec(at),
+        Priority::P2,
+        &rec.shortfall,
+        &committed,
+    );
+    assert!(not_allowed.is_empty(), "a P2 took a unit without a rule");
+    let busy_p3: Vec<Commitment> = committed
+        .iter()
+        .map(|c| Commitment {
+            priority: Priority::P3,
+            ..*c
+        })
+        .collect();
+    assert!(
+        preemptions(
+            &index,
+            &rules,
+            &spec(at),
+            Priority::P1,
+            &rec.shortfall,
+            &busy_p3
+        )
+        .is_empty()
+    );
+}

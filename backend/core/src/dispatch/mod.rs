@@ -8,14 +8,18 @@
 //!   proven exact by a straight-line bound.
 //! - [`surge`]: [`assign_jointly`](surge::assign_jointly) (min-cost) and the greedy baseline.
 //! - [`coverage`]: areas without a unit within a target time, with move-ups.
+//! - [`policy`]: dispatch rules as data (automatic dispatch, preemption, acknowledgement
+//!   timeout) and the preemption candidates they allow.
 
 pub mod coverage;
 pub mod index;
+pub mod policy;
 pub mod recommend;
 pub mod surge;
 
 pub use coverage::{CoverageReport, coverage};
 pub use index::{Applied, DEFAULT_STALE_AFTER, IndexedUnit, NewUnit, UnitIndex, Whereabouts};
+pub use policy::{Commitment, DispatchRules, Preemption, preemptions};
 pub use recommend::{
     Candidate, IncidentSpec, Reason, RecommendError, Recommendation, Shortfall, recommend,
 };
