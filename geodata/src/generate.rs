@@ -299,7 +299,7 @@ mod tests {
         assert_eq!(city.districts.len(), 25);
         assert!(city.stations.len() >= 25);
         assert_eq!(city.hospitals.len(), 4);
-        let geocoder = crate::geocode::Geocoder::new(&city);
+        let geocoder = crate::geocode::Geocoder::new(std::sync::Arc::new(city.clone()));
         for a in city.addresses.iter().step_by(997) {
             let text = format!("{} {}", city.streets[a.street as usize], a.number);
             let hit = geocoder

@@ -2,6 +2,7 @@
 //! address (or named road) for display.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rstar::RTree;
 use rstar::primitives::{GeomWithData, Line};
@@ -121,18 +122,18 @@ fn numeric_part(s: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
-/// Geocoding indexes for one city.
+/// Geocoding indexes for one city. Shares the city; cheap to keep in server state.
 #[derive(Debug)]
-pub struct Geocoder<'a> {
-    city: &'a City,
+pub struct Geocoder {
+    city: Arc<City>,
     projection: Projection,
     by_street: HashMap<String, (StreetIdx, Vec<usize>)>,
     addresses: RTree<GeomWithData<[f64; 2], usize>>,
     named_roads: RTree<GeomWithData<Line<[f64; 2]>, StreetIdx>>,
 }
 
-impl<'a> Geocoder<'a> {
-    pub fn new(city: &'a City) -> Self {
+impl Geocoder {
+    pub fn new(city: Arc<City>) -> Self {
         let projection = city.projection();
         let mut by_street: HashMap<String, (StreetIdx, Vec<usize>)> = HashMap::new();
         for (i, name) in city.streets.iter().enumerate() {
@@ -192,7 +193,7 @@ impl<'a> Geocoder<'a> {
             });
         };
         let street = self.city.streets[*street_idx as usize].clone();
-        let city = self.city;
+        let city = &*self.city;
         if let Some(number) = &query.number {
             let wanted = normalise_number(number);
             if let Some(&i) = addrs

@@ -35,6 +35,14 @@ fn import() -> City {
 }
 
 #[test]
+fn router_and_geocoder_can_be_shared_between_threads() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<Router>();
+    shareable::<muster_geodata::geocode::Geocoder>();
+    shareable::<City>();
+}
+
+#[test]
 fn import_is_sane() {
     let city = import();
     assert_eq!(city.meta.attribution, OSM_ATTRIBUTION);
@@ -155,8 +163,8 @@ fn a_failed_import_leaves_no_city_file_and_keeps_the_previous_one() {
 #[test]
 fn geocoding_finds_real_addresses_and_back() {
     use muster_geodata::geocode::{AddressQuery, GeocodeError, Geocoder};
-    let city = committed_city();
-    let geo = Geocoder::new(&city);
+    let city = Arc::new(committed_city());
+    let geo = Geocoder::new(Arc::clone(&city));
     // Every address in the city geocodes to itself (first occurrence of street + number).
     // (House numbers with a comma, such as "13 A, 5. krs.", hold more than a number.)
     for a in city

@@ -178,7 +178,7 @@ pub fn run(args: GeodataArgs) -> anyhow::Result<()> {
         }
         GeodataCommand::Geocode { city, address } => {
             let c = load(&city)?;
-            let hit = Geocoder::new(&c).geocode(&AddressQuery::parse(&address)?)?;
+            let hit = Geocoder::new(Arc::new(c)).geocode(&AddressQuery::parse(&address)?)?;
             println!(
                 "{} {}: {}{}",
                 hit.street,
@@ -190,7 +190,7 @@ pub fn run(args: GeodataArgs) -> anyhow::Result<()> {
         }
         GeodataCommand::Reverse { city, at } => {
             let c = load(&city)?;
-            match Geocoder::new(&c).reverse(at) {
+            match Geocoder::new(Arc::new(c)).reverse(at) {
                 Some(hit) => println!("{hit} ({:.0} m away)", hit.distance_m),
                 None => bail!("no address or named road near {at}"),
             }
