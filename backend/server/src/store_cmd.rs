@@ -69,6 +69,9 @@ enum StoreCommand {
         /// Seed of the synthetic data.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Record the allocator state with each commit (fast reopen after a crash).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        quick_repair: bool,
     },
 }
 
@@ -172,12 +175,14 @@ pub fn run(args: StoreArgs) -> anyhow::Result<()> {
             events,
             prefix,
             seed,
+            quick_repair,
         } => {
             if *writers == 0 || *batch == 0 {
                 bail!("--writers and --batch must be at least 1");
             }
+            let options = EmbeddedOptions { quick_repair: *quick_repair, ..Default::default() };
             let store: std::sync::Arc<dyn EventStore> = std::sync::Arc::new(
-                EmbeddedStore::open(&args.data_dir, EmbeddedOptions::default()).with_context(
+                EmbeddedStore::open(&args.data_dir, options).with_context(
                     || format!("cannot open the event store in {}", args.data_dir.display()),
                 )?,
             );

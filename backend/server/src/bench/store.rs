@@ -527,6 +527,7 @@ async fn reopen(args: &StoreBenchArgs, base: &Path, exe: &Path) -> anyhow::Resul
             "--prefix",
             "fill",
         ])
+        .arg(format!("--quick-repair={}", args.quick_repair))
         .arg("--data-dir")
         .arg(&dir)
         .stdout(std::process::Stdio::piped())
@@ -574,7 +575,7 @@ async fn reopen(args: &StoreBenchArgs, base: &Path, exe: &Path) -> anyhow::Resul
         drop(store);
         if r + 1 < args.runs {
             // Each later reopen again follows a crash: a writer killed in the middle of appends.
-            crash_again(exe, &dir)?;
+            crash_again(exe, &dir, args.quick_repair)?;
         }
     }
     let events = {
@@ -589,7 +590,7 @@ async fn reopen(args: &StoreBenchArgs, base: &Path, exe: &Path) -> anyhow::Resul
 }
 
 /// Starts a writer on the store, waits for its first acknowledgement, and kills it.
-fn crash_again(exe: &Path, dir: &Path) -> anyhow::Result<()> {
+fn crash_again(exe: &Path, dir: &Path, quick_repair: bool) -> anyhow::Result<()> {
     use std::io::BufRead;
     let mut child = std::process::Command::new(exe)
         .args([
@@ -602,6 +603,7 @@ fn crash_again(exe: &Path, dir: &Path) -> anyhow::Result<()> {
             "--prefix",
             "again",
         ])
+        .arg(format!("--quick-repair={quick_repair}"))
         .arg("--data-dir")
         .arg(dir)
         .stdout(std::process::Stdio::piped())
