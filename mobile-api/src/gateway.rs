@@ -1,0 +1,151 @@
+//! The mobile gateway: accepts websocket connections on a listener the caller bound, runs a
+//! [`session`](crate::session) for each, one [`Hub`] reading `$all` for all of them, and the
+//! [`AckWatchdog`]. Stops when the shutdown future resolves: sessions get close code 1001 and
+//! the gateway waits for them to end.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
+use muster_store::EventStore;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::alerts::AckWatchdog;
+use crate::delivery::Hub;
+use crate::limits::{HELLO_TIMEOUT, MAX_CONNECTIONS, MAX_MESSAGE_BYTES};
+use crate::session::{GatewayStats, SessionContext, run_session};
+use crate::token::TokenVerifier;
+
+/// Default time a crew has to acknowledge a task before the operators are alerted.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Bytes of the read buffer of each connection; messages larger than this still arrive (the
+/// buffer grows up to [`MAX_MESSAGE_BYTES`]).
+pub const READ_BUFFER_BYTES: usize = 4096;
+
+/// How the gateway behaves.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Time a crew has to acknowledge a task; `None` runs no watchdog (another node does).
+    pub ack_timeout: Option<Duration>,
+    /// Most connections at once.
+    pub max_connections: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            ack_timeout: Some(DEFAULT_ACK_TIMEOUT),
+            max_connections: MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// The websocket settings of every connection: the size limits (close 1009 above them) and
+/// small buffers, so that idle connections cost little memory.
+pub fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+}
+
+/// Runs the gateway on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    store: Arc<dyn EventStore>,
+    verifier: Arc<dyn TokenVerifier>,
+    config: GatewayConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Arc<GatewayStats> {
+    let stats = Arc::new(GatewayStats::default());
+    run_with_stats(listener, store, verifier, config, stats.clone(), shutdown).await;
+    stats
+}
+
+/// [`run`], counting into `stats` (which the caller can read while it runs).
+pub async fn run_with_stats(
+    listener: TcpListener,
+    store: Arc<dyn EventStore>,
+    verifier: Arc<dyn TokenVerifier>,
+    config: GatewayConfig,
+    stats: Arc<GatewayStats>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (hub, subscription) = Hub::new(&store);
+    let hub_task = tokio::spawn(hub.clone().run(subscription, wait_stop(stop_rx.clone())));
+    let watchdog = config.ack_timeout.map(|timeout| {
+        tokio::spawn(AckWatchdog::new(store.clone(), timeout).run(wait_stop(stop_rx.clone())))
+    });
+    let ctx = Arc::new(SessionContext {
+        store,
+        verifier,
+        hub,
+        stats: stats.clone(),
+    });
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let ctx = ctx.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let handshake = tokio::time::timeout(
+                HELLO_TIMEOUT,
+                tokio_tungstenite::accept_async_with_config(tcp, Some(websocket_config())),
+            )
+            .await;
+            let ws = match handshake {
+                Ok(Ok(ws)) => ws,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "websocket handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "websocket handshake timed out");
+                    return;
+                }
+            };
+            ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
+            let (sink, stream) = ws.split();
+            let end = run_session(stream, sink, ctx.clone(), stop).await;
+            ctx.stats.connections.fetch_sub(1, Ordering::Relaxed);
+            tracing::debug!(%peer, unit = ?end.unit, code = ?end.code, reason = %end.reason, "session ended");
+        });
+    }
+    let _ = stop_tx.send(true);
+    // Every session holds a slot until it ends.
+    let _ = slots.acquire_many(config.max_connections as u32).await;
+    let _ = hub_task.await;
+    if let Some(w) = watchdog {
+        let _ = w.await;
+    }
+}
+
+async fn wait_stop(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
