@@ -21,7 +21,7 @@ use crate::model::City;
 pub const MAGIC: &[u8; 8] = b"MUSTCITY";
 /// Bumped whenever the encoding of [`City`] changes; older files are refused with
 /// [`CityFileError::UnsupportedVersion`] and must be re-imported.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 24;
 /// A limit on what `load` accepts, so a damaged length field cannot ask for all memory.
 pub const MAX_PAYLOAD_BYTES: u64 = 4 << 30;
@@ -212,6 +212,7 @@ mod tests {
             districts: vec![],
             stations: vec![],
             hospitals: vec![],
+            station_areas: vec![],
             map_lines: vec![],
         }
     }

@@ -209,6 +209,12 @@ pub fn generate(params: GenerateParams) -> City {
     let grid_districts = (params.size_km / 6.0).ceil().max(1.0) as u32;
     let grid_hospitals = (params.size_km / 15.0).ceil().max(1.0) as u32;
     let services = demo::place(&nodes, bounds, grid_districts, grid_hospitals);
+    let station_areas = crate::areas::station_areas(
+        &nodes,
+        &roads,
+        &services.stations,
+        &Projection::new(bounds.centre()),
+    );
     let river: Vec<LatLon> = (0..=200)
         .filter_map(|k| {
             let x_m = -half + size_m * f64::from(k) / 200.0;
@@ -235,6 +241,7 @@ pub fn generate(params: GenerateParams) -> City {
         districts: services.districts,
         stations: services.stations,
         hospitals: services.hospitals,
+        station_areas,
         map_lines: vec![MapLine {
             kind: MapLineKind::Water,
             points: river,

@@ -362,6 +362,12 @@ pub fn import_pbf(path: &Path, options: &ImportOptions) -> Result<City, ImportEr
         options.demo_district_grid,
         options.demo_hospital_grid,
     );
+    let station_areas = crate::areas::station_areas(
+        &nodes,
+        &roads,
+        &services.stations,
+        &crate::point::Projection::new(bounds.centre()),
+    );
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -380,6 +386,7 @@ pub fn import_pbf(path: &Path, options: &ImportOptions) -> Result<City, ImportEr
         districts: services.districts,
         stations: services.stations,
         hospitals: services.hospitals,
+        station_areas,
         map_lines,
     })
 }

@@ -21,10 +21,12 @@
 //! - [`routing`]: the [`Router`]: snapping, travel times, routes, road conditions swapped in
 //!   from background preparation.
 //! - [`import`]: OpenStreetMap PBF import in two bounded-memory passes.
+//! - [`areas`]: first-due station areas computed over the road graph.
 //! - [`demo`]: the documented rule placing made-up districts, stations and hospitals.
 //! - [`generate`]: the generated city (road hierarchy, river with few bridges).
 //! - [`geocode`]: street and house number to a position, and back.
 
+pub mod areas;
 pub mod ch;
 pub mod demo;
 pub mod format;

@@ -30,6 +30,8 @@ pub struct City {
     pub districts: Vec<District>,
     pub stations: Vec<Station>,
     pub hospitals: Vec<Hospital>,
+    /// First-due areas of the fire stations (see [`crate::areas`]).
+    pub station_areas: Vec<crate::areas::StationArea>,
     /// Non-road base-map lines (water, railways) for the wall display.
     pub map_lines: Vec<MapLine>,
 }
@@ -420,6 +422,18 @@ impl City {
                 "type": "Feature",
                 "geometry": {"type": "Polygon", "coordinates": [ring]},
                 "properties": {"layer": "district", "id": d.id, "name": d.name},
+            }));
+        }
+        for a in &self.station_areas {
+            let mut ring: Vec<Value> = a.ring.iter().copied().map(lonlat).collect();
+            if let Some(first) = a.ring.first() {
+                ring.push(lonlat(*first));
+            }
+            let station = &self.stations[a.station as usize];
+            features.push(json!({
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {"layer": "station_area", "station": station.id, "name": station.name},
             }));
         }
         for s in &self.stations {

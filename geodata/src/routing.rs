@@ -673,6 +673,7 @@ impl Router {
         if against != NO_ARC {
             seeds.push((road.from, part_ms(against, s.fraction)));
         }
+        at_end_node(road, s.fraction, &mut seeds);
         seeds
     }
 
@@ -686,7 +687,18 @@ impl Router {
         if against != NO_ARC {
             seeds.push((road.to, part_ms(against, 1.0 - t.fraction)));
         }
+        at_end_node(road, t.fraction, &mut seeds);
         seeds
+    }
+}
+
+/// A point snapped onto the very end of a road stands on that node, where every road at
+/// the node is open to it, whichever way the snapped road runs.
+fn at_end_node(road: &crate::model::Road, fraction: f64, seeds: &mut Vec<(NodeIdx, u64)>) {
+    if fraction <= 0.0 {
+        seeds.push((road.from, 0));
+    } else if fraction >= 1.0 {
+        seeds.push((road.to, 0));
     }
 }
 

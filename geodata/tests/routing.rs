@@ -60,6 +60,13 @@ fn oracle(city: &City, conditions: &RoadConditions, s: &Snap, t: &Snap) -> Optio
     if let Some(w) = s_against {
         heap.push(Reverse((part_ms(w as u32, s.fraction), sr.from)));
     }
+    // Standing on a road's end is standing on its node.
+    if s.fraction == 0.0 {
+        heap.push(Reverse((0, sr.from)));
+    }
+    if s.fraction == 1.0 {
+        heap.push(Reverse((0, sr.to)));
+    }
     while let Some(Reverse((d, v))) = heap.pop() {
         if d >= dist[v as usize] {
             continue;
@@ -83,6 +90,12 @@ fn oracle(city: &City, conditions: &RoadConditions, s: &Snap, t: &Snap) -> Optio
         && dist[tr.to as usize] != u64::MAX
     {
         best = best.min(dist[tr.to as usize] + part_ms(w as u32, 1.0 - t.fraction));
+    }
+    if t.fraction == 0.0 && dist[tr.from as usize] != u64::MAX {
+        best = best.min(dist[tr.from as usize]);
+    }
+    if t.fraction == 1.0 && dist[tr.to as usize] != u64::MAX {
+        best = best.min(dist[tr.to as usize]);
     }
     if s.road == t.road {
         if let Some(w) = s_along
