@@ -1,6 +1,8 @@
 //! The `muster` command: parses arguments and hands over to the library code of each area.
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
 
 mod bench;
 mod geodata_cmd;
@@ -23,6 +25,48 @@ enum Command {
     Geodata(geodata_cmd::GeodataArgs),
     /// Measure Muster's components against baselines measured in the same run.
     Bench(bench::BenchArgs),
+    /// Run the operator API, the wall-display feed and the projections on the embedded store.
+    Serve(ServeArgs),
+    /// Maintain the projections (views) of the log.
+    Projections(ProjectionsArgs),
+}
+
+/// Arguments of `muster serve`.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// TOML config file (see docs/api.md); `MUSTER_…` variables override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (event store and views); overrides the config.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on, such as 127.0.0.1:8080 (port 0 picks a free port).
+    #[arg(long)]
+    bind: Option<String>,
+    /// Create demo users (printing their tokens) and demo units at the demo city's stations.
+    #[arg(long)]
+    demo: bool,
+}
+
+/// Arguments of `muster projections`.
+#[derive(Debug, Args)]
+struct ProjectionsArgs {
+    #[command(subcommand)]
+    command: ProjectionsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectionsCommand {
+    /// Rebuild the views from the whole log and save them with their checkpoint (run it while
+    /// the server is stopped).
+    Rebuild {
+        /// Data directory.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+        /// Where areas come from: bundled, grid, or a city file.
+        #[arg(long, default_value = "bundled")]
+        city: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,5 +82,101 @@ fn main() -> anyhow::Result<()> {
         Command::Store(args) => store_cmd::run(args),
         Command::Geodata(args) => geodata_cmd::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve(args),
+        Command::Projections(args) => match args.command {
+            ProjectionsCommand::Rebuild { data_dir, city } => projections_rebuild(&data_dir, &city),
+        },
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = muster_server::Config::load(args.config.as_deref())?;
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    if let Some(b) = args.bind {
+        config.bind = b;
+    }
+    let demo_users = if args.demo {
+        let users = muster_server::auth::demo_users();
+        config.users.extend(users.iter().cloned());
+        users
+    } else {
+        Vec::new()
+    };
+    if config.users.is_empty() {
+        anyhow::bail!(
+            "no users: add [[users]] to the config file, set MUSTER_USERS=name:role:token, or run with --demo"
+        );
+    }
+    runtime()?.block_on(async move {
+        let app = muster_server::Application::build(config.clone()).await?;
+        let addr = format!("http://{}", bound_address(&config.bind, app.port()));
+        println!("muster listening on {addr}");
+        if let Some(operator) = demo_users
+            .iter()
+            .find(|u| u.role == muster_server::auth::Role::Operator)
+        {
+            let units = muster_server::app::register_demo_units(&app, operator).await?;
+            println!("demo: {units} units at the stations of the bundled city");
+            for u in &demo_users {
+                println!("demo token {:<9} {}", u.role.as_str(), u.token);
+            }
+            println!("try: curl -H 'Authorization: Bearer <operator token>' {addr}/api/units");
+        }
+        let stopper = app.stopper();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            eprintln!("stopping: finishing requests in flight and saving the views");
+            stopper.stop().await;
+        });
+        app.run_until_stopped().await
+    })
+}
+
+fn bound_address(bind: &str, port: u16) -> String {
+    let host = bind.rsplit_once(':').map_or(bind, |(h, _)| h);
+    format!("{host}:{port}")
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn projections_rebuild(data_dir: &std::path::Path, city: &str) -> anyhow::Result<()> {
+    let report = runtime()?.block_on(muster_server::benches::rebuild_views(data_dir, city))?;
+    println!(
+        "rebuilt the views from {} events in {:.3} s ({:.0} events/s); checkpoint {}",
+        report.events,
+        report.seconds,
+        report.events as f64 / report.seconds.max(1e-9),
+        report
+            .checkpoint
+            .map_or("none".to_string(), |p| p.to_string())
+    );
+    Ok(())
 }

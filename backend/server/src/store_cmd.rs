@@ -180,12 +180,14 @@ pub fn run(args: StoreArgs) -> anyhow::Result<()> {
             if *writers == 0 || *batch == 0 {
                 bail!("--writers and --batch must be at least 1");
             }
-            let options = EmbeddedOptions { quick_repair: *quick_repair, ..Default::default() };
-            let store: std::sync::Arc<dyn EventStore> = std::sync::Arc::new(
-                EmbeddedStore::open(&args.data_dir, options).with_context(
+            let options = EmbeddedOptions {
+                quick_repair: *quick_repair,
+                ..Default::default()
+            };
+            let store: std::sync::Arc<dyn EventStore> =
+                std::sync::Arc::new(EmbeddedStore::open(&args.data_dir, options).with_context(
                     || format!("cannot open the event store in {}", args.data_dir.display()),
-                )?,
-            );
+                )?);
             let load = crate::load::Load {
                 writers: *writers,
                 batch: *batch,

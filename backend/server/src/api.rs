@@ -1,0 +1,1091 @@
+//! The operator API: JSON in and out for every command and view. Routes are listed in
+//! [`routes`]; `docs/api.md` and the OpenAPI document ([`crate::openapi`]) describe them.
+//!
+//! Every command needs an `Idempotency-Key` header (8–128 printable ASCII characters): a
+//! repeat with the same key is answered as the first time and writes nothing. Answers to
+//! commands carry the log `position` of their last event; a view read with
+//! `?min_position=P` waits (a short while) until the views have applied `P`.
+
+use std::collections::BTreeSet;
+use std::future::{Ready, ready};
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload, web};
+use chrono::{DateTime, Utc};
+use muster_core::decision::{Aggregate, Refusal};
+use muster_core::duplicates::{DuplicateWindow, NewCall, OpenIncident, suggest_duplicates};
+use muster_core::incident::{IncidentCommand, IncidentState, ReportSource};
+use muster_core::sensor::{Reading, SensorCommand, SensorState, Threshold};
+use muster_core::unit::{UnitCommand, UnitState, UnitStatus};
+use muster_core::value::{
+    Agency, CallSign, CallerDetails, Capability, Disposition, IdempotencyKey, IncidentType, LatLon,
+    MetricName, NoteText, PersonName, PhoneNumber, Priority, SensorKind, StationCode, UnitKind,
+};
+use muster_core::{AlarmId, IncidentId, SensorId, TaskId, UnitId};
+use muster_store::{EventMetadata, Position};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::auth::{Caller, DISPATCH, FIELD, READERS, Role};
+use crate::commands::{CommandError, Commands, Executed};
+use crate::error::ApiError;
+use crate::views::Views;
+
+/// How long a view read waits for `min_position` before answering with what it has.
+pub const MIN_POSITION_WAIT: Duration = Duration::from_secs(5);
+
+/// What the handlers share.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The command side.
+    pub commands: Commands,
+    /// The views.
+    pub views: Views,
+}
+
+/// Namespace of ids derived from idempotency keys, for commands that create an aggregate
+/// without naming its id: a retry of the create targets the same stream.
+const CREATE_NAMESPACE: Uuid = Uuid::from_u128(0x6d75_7374_6572_2d63_7265_6174_652d_6964);
+
+fn derived_id(what: &str, key: &IdempotencyKey) -> Uuid {
+    Uuid::new_v5(
+        &CREATE_NAMESPACE,
+        format!("{what}\u{0}{}", key.as_str()).as_bytes(),
+    )
+}
+
+// ----------------------------------------------------------------------------------------
+// Extractors
+
+/// A set of roles a route allows.
+pub trait Roles {
+    /// The roles.
+    const ROLES: &'static [Role];
+}
+
+/// Dispatch-centre commands.
+#[derive(Debug)]
+pub struct Dispatch;
+impl Roles for Dispatch {
+    const ROLES: &'static [Role] = DISPATCH;
+}
+/// Field commands.
+#[derive(Debug)]
+pub struct Field;
+impl Roles for Field {
+    const ROLES: &'static [Role] = FIELD;
+}
+/// Reading views.
+#[derive(Debug)]
+pub struct Read;
+impl Roles for Read {
+    const ROLES: &'static [Role] = READERS;
+}
+
+/// A caller whose role is in `R` (401 without a known token, 403 with the wrong role).
+#[derive(Debug)]
+pub struct Allowed<R: Roles>(pub Caller, PhantomData<R>);
+
+impl<R: Roles> FromRequest for Allowed<R> {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let caller = match Caller::from_request(req, payload).into_inner() {
+            Ok(c) => c,
+            Err(e) => return ready(Err(e)),
+        };
+        ready(
+            caller
+                .require(R::ROLES)
+                .map(|()| Allowed(caller, PhantomData)),
+        )
+    }
+}
+
+/// The `Idempotency-Key` header, parsed.
+#[derive(Debug)]
+pub struct Key(pub IdempotencyKey);
+
+impl FromRequest for Key {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let result = (|| {
+            let value = req.headers().get("Idempotency-Key").ok_or_else(|| {
+                ApiError::bad_request(
+                    "missing_idempotency_key",
+                    "every command needs an Idempotency-Key header (8 to 128 printable characters)",
+                )
+            })?;
+            let text = value.to_str().map_err(|_| {
+                ApiError::bad_request("invalid_idempotency_key", "the Idempotency-Key is not text")
+            })?;
+            IdempotencyKey::try_from(text)
+                .map(Key)
+                .map_err(|e| ApiError::bad_request("invalid_idempotency_key", e.to_string()))
+        })();
+        ready(result)
+    }
+}
+
+fn metadata(caller: &Caller, source: &str) -> EventMetadata {
+    EventMetadata {
+        actor: Some(caller.name.clone()),
+        source: Some(source.into()),
+        correlation_id: Some(Uuid::now_v7()),
+        causation_id: None,
+        occurred_at: Some(Utc::now()),
+    }
+}
+
+fn parse_id<T, E>(
+    what: &str,
+    raw: &str,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<T, ApiError> {
+    parse(raw).map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!(
+                "there is no {what} with id {:?}: ids are UUIDs",
+                shorten(raw)
+            ),
+        )
+    })
+}
+
+fn shorten(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Refused(r) => r.into(),
+            CommandError::Contended(stream) => ApiError::new(
+                StatusCode::CONFLICT,
+                "contended",
+                format!("{stream} kept changing while deciding; try again"),
+            ),
+            CommandError::KeyReused => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was already used for a different request",
+            ),
+            e @ (CommandError::Store(_) | CommandError::Encode(_) | CommandError::Decode(_)) => {
+                ApiError::internal(e)
+            }
+        }
+    }
+}
+
+fn answer<A: Aggregate>(status: StatusCode, executed: &Executed<A>, extra: Value) -> HttpResponse {
+    let mut body = json!({
+        "position": executed.position(),
+        "replayed": executed.replayed,
+        "events": executed.recorded.iter().map(|r| json!({
+            "type": r.event_type, "stream": r.stream.as_str(), "revision": r.revision, "position": r.position,
+        })).collect::<Vec<_>>(),
+    });
+    if let (Value::Object(body), Value::Object(extra)) = (&mut body, extra) {
+        body.extend(extra);
+    }
+    let mut response = HttpResponse::build(status);
+    if executed.replayed {
+        response.insert_header(("Idempotent-Replayed", "true"));
+    }
+    response.json(body)
+}
+
+// ----------------------------------------------------------------------------------------
+// Incidents
+
+/// Caller details as they arrive. Personal data: parsed here with errors that never repeat
+/// the value.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerIn {
+    name: Option<Value>,
+    call_back: Option<Value>,
+}
+
+impl CallerIn {
+    fn parse(self) -> Result<CallerDetails, ApiError> {
+        let text = |what: &str, v: Value| match v {
+            Value::String(s) => Ok(s),
+            _ => Err(ApiError::invalid(format!("caller.{what} must be a string"))),
+        };
+        let name = match self.name {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                PersonName::parse(&text("name", v)?)
+                    .map_err(|e| ApiError::invalid(e.to_string()))?,
+            ),
+        };
+        let call_back = match self.call_back {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                PhoneNumber::parse(&text("call_back", v)?)
+                    .map_err(|e| ApiError::invalid(e.to_string()))?,
+            ),
+        };
+        Ok(CallerDetails { name, call_back })
+    }
+}
+
+/// `POST /api/incidents`: a call taker enters a call.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateIncident {
+    /// Optional id; by default derived from the idempotency key.
+    pub id: Option<IncidentId>,
+    /// Where.
+    pub location: LatLon,
+    /// What.
+    pub incident_type: IncidentType,
+    /// How urgent.
+    pub priority: Priority,
+    /// Who called.
+    #[serde(default)]
+    pub caller: Option<CallerIn>,
+    /// `hotline` (default) or `citizen`.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// When the call was answered; default now.
+    pub call_received_at: Option<DateTime<Utc>>,
+}
+
+async fn create_incident(
+    state: web::Data<AppState>,
+    Allowed(caller, _): Allowed<Dispatch>,
+    Key(key): Key,
+    body: web::Json<CreateIncident>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let source = match body.source.as_deref() {
+        None | Some("hotline") => ReportSource::Hotline,
+        Some("citizen") => ReportSource::Citizen,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "source {:?} is not accepted here; use \"hotline\" or \"citizen\"",
+                shorten(other)
+            )));
+        }
+    };
+    let caller_details = body.caller.unwrap_or_default().parse()?;
+    let id = body
+        .id
+        .unwrap_or_else(|| IncidentId::from_uuid(derived_id("incident", &key)));
+    let now = Utc::now();
+    let received = body.call_received_at.unwrap_or(now);
+    let command = IncidentCommand::Report {
+        incident_id: id,
+        source,
+        location: body.location,
+        incident_type: body.incident_type,
+        priority: body.priority,
+        caller: caller_details,
+        call_received_at: received,
+        at: now,
+    };
+    let executed = state
+        .commands
+        .execute::<IncidentState>(
+            &id.stream_name(),
+            &key,
+            &metadata(&caller, "hotline"),
+            |s| s.decide(command.clone()),
+        )
+        .await?;
+    let duplicates = state.views.read(|live| {
+        let open: Vec<OpenIncident> = live
+            .state
+            .incidents
+            .values()
+            .filter(|r| r.is_open() && r.id != id)
+            .map(|r| OpenIncident {
+                id: r.id,
+                location: r.location,
+                incident_type: r.incident_type,
+                reported_at: r.reported_at,
+            })
+            .collect();
+        suggest_duplicates(
+            &open,
+            &NewCall {
+                location: body.location,
+                incident_type: body.incident_type,
+                at: now,
+            },
+            &DuplicateWindow::DEFAULT,
+        )
+    });
+    let area = state.views.areas().area_of(body.location);
+    Ok(answer(
+        StatusCode::CREATED,
+        &executed,
+        json!({ "incident_id": id, "area": area, "duplicates": duplicates }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct ViewQuery {
+    min_position: Option<u64>,
+    #[serde(default)]
+    include_closed: bool,
+    bbox: Option<String>,
+}
+
+async fn wait_views(state: &AppState, q: &ViewQuery) {
+    if let Some(p) = q.min_position {
+        state.views.wait_for(Position(p), MIN_POSITION_WAIT).await;
+    }
+}
+
+fn view_query(req: &HttpRequest) -> Result<ViewQuery, ApiError> {
+    web::Query::<ViewQuery>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))
+}
+
+async fn list_incidents(
+    state: web::Data<AppState>,
+    _: Allowed<Read>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q = view_query(&req)?;
+    wait_views(&state, &q).await;
+    let body = state.views.read(|live| {
+        let mut rows: Vec<_> = live
+            .state
+            .incidents
+            .values()
+            .filter(|r| q.include_closed || r.is_open())
+            .collect();
+        rows.sort_by(|a, b| {
+            a.priority
+                .cmp(&b.priority)
+                .then(a.reported_at.cmp(&b.reported_at))
+        });
+        json!({ "position": live.state.last, "incidents": rows })
+    });
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn get_incident(
+    state: web::Data<AppState>,
+    Allowed(caller, _): Allowed<Read>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("incident", &path, IncidentId::parse)?;
+    let s = state.commands.incident(id).await?;
+    let Some(incident) = s.incident else {
+        return Err(ApiError::not_found(format!("there is no incident {id}")));
+    };
+    let mut body = json!({
+        "id": incident.id,
+        "status": incident.status(),
+        "incident_type": incident.incident_type,
+        "priority": incident.priority,
+        "location": incident.location,
+        "source": incident.source,
+        "triaged": incident.triaged,
+        "call_received_at": incident.call_received_at,
+        "entered_at": incident.entered_at,
+        "notes": incident.note_count,
+        "units": incident.units.iter().map(|(u, p)| json!({
+            "unit": u, "task": p.task, "active": p.is_active(),
+            "dispatched_at": p.dispatched_at, "en_route_at": p.en_route_at,
+            "on_scene_at": p.on_scene_at, "cleared_at": p.cleared_at,
+        })).collect::<Vec<_>>(),
+    });
+    // Call-back details go to the dispatch centre only.
+    if DISPATCH.contains(&caller.role) {
+        body["caller"] = json!({
+            "name": incident.caller.name.as_ref().map(|n| n.expose()),
+            "call_back": incident.caller.call_back.as_ref().map(|p| p.expose()),
+        });
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// `POST /api/incidents/{id}/tasks`: assign a unit.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignUnit {
+    /// The unit.
+    pub unit_id: UnitId,
+}
+
+async fn assign_unit(
+    state: web::Data<AppState>,
+    Allowed(caller, _): Allowed<Dispatch>,
+    Key(key): Key,
+    path: web::Path<String>,
+    body: web::Json<AssignUnit>,
+) -> Result<HttpResponse, ApiError> {
+    let incident_id = parse_id("incident", &path, IncidentId::parse)?;
+    let unit_id = body.unit_id;
+    let incident = state.commands.incident(incident_id).await?;
+    match &incident.incident {
+        None => {
+            return Err(ApiError::not_found(format!(
+                "there is no incident {incident_id}"
+            )));
+        }
+        Some(i) if !i.is_open() => {
+            return Err(Refusal::new(
+                muster_core::RefusalKind::Ended,
+                format!("incident {incident_id} has ended; no unit can be assigned to it"),
+            )
+            .into());
+        }
+        Some(_) => {}
+    }
+    let task = TaskId::new_v7();
+    let now = Utc::now();
+    let executed = state
+        .commands
+        .execute::<UnitState>(
+            &unit_id.stream_name(),
+            &key,
+            &metadata(&caller, "operator"),
+            |s| {
+                s.decide(UnitCommand::AssignTask {
+                    task,
+                    incident: incident_id,
+                    at: now,
+                })
+            },
+        )
+        .await?;
+    let task = executed
+        .state
+        .unit
+        .as_ref()
+        .and_then(|u| u.active_task)
+        .map(|t| t.task);
+    Ok(answer(
+        StatusCode::CREATED,
+        &executed,
+        json!({ "incident_id": incident_id, "unit_id": unit_id, "task_id": task }),
+    ))
+}
+
+/// `POST /api/incidents/{id}/close`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloseIncident {
+    /// How it ended.
+    pub disposition: Disposition,
+}
+
+async fn close_incident(
+    state: web::Data<AppState>,
+    Allowed(caller, _): Allowed<Dispatch>,
+    Key(key): Key,
+    path: web::Path<String>,
+    body: web::Json<CloseIncident>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("incident", &path, IncidentId::parse)?;
+    let now = Utc::now();
+    let disposition = body.disposition;
+    let executed = state
+        .commands
+        .execute::<IncidentState>(
+            &id.stream_name(),
+            &key,
+            &metadata(&caller, "operator"),
+            |s| {
+                s.decide(IncidentCommand::Close {
+                    disposition,
+                    at: now,
+                })
+            },
+        )
+        .await?;
+    Ok(answer(
+        StatusCode::OK,
+        &executed,
+        json!({ "incident_id": id }),
+    ))
+}
+
+/// `POST /api/incidents/{id}/notes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddNote {
+    /// The note.
+    pub text: NoteText,
+}
+
+async fn add_note(
+    state: web::Data<AppState>,
+    Allowed(caller, _): Allowed<Field>,
+    Key(key): Key,
+    path: web::Path<String>,
+    body: web::Json<AddNote>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("incident", &path, IncidentId::parse)?;
+    let now = Utc::now();
+    let text = body.into_inner().text;
+    let executed = state
+        .commands
+        .execute::<IncidentState>(
+            &id.stream_name(),
+            &key,
+            &metadata(&caller, "operator"),
+            |s| {
+                s.decide(IncidentCommand::AddNote {
+                    text: text.clone(),
+                    at: now,
+                })
+            },
+        )
+        .await?;
+    Ok(answer(
+        StatusCode::OK,
+        &executed,
+        json!({ "incident_id": id }),
+    ))
+}
+
+// ----------------------------------------------------------------------------------------
+// Units
+
+/// `POST /api/units`: register a unit.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterUnit {
+    /// Optional id; by default derived from the idempotency key.
+    pub id: Option<UnitId>,
+    /// Kind.
+    pub kind: UnitKind,
+    /// Radio name.
+    pub call_sign: CallSign,
+    /// Agency.
+    pub agency: Agency,
+    /// Home station.
+    pub home_station: StationCode,
+    /// Capabilities.
+    #[serde(default)]
+    pub capabilities: BTreeSet<Capability>,
+    /// Where it is now.
+    #[serde(default)]
+    pub location: Option<LatLon>,
+}
+
+async fn register_unit(
+    state: web::Data<AppState>,
+    Allowed(caller, _): Allowed<Dispatch>,
+    Key(key): Key,
+    body: web::Json<RegisterUnit>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let id = body
+        .id
+        .unwrap_or_else(|| UnitId::from_uuid(derived_id("unit", &key)));
+    let executed = register(&state.commands, &caller, &key, id, body).await?;
+    Ok(answer(
+        StatusCode::CREATED,
+        &executed,
+        json!({ "unit_id": id }),
+    ))
+}
+
+/// Registers a unit (and its first position, if given) as one command.
+pub async fn register(
+    commands: &Commands,
+    caller: &Caller,
+    key: &IdempotencyKey,
+    id: UnitId,
+    body: RegisterUnit,
+) -> Result<Executed<UnitState>, ApiError> {
+    let now = Utc::now();
+    Ok(commands
+        .execute::<UnitState>(&id.stream_name(), key, &metadata(caller, "operator"), |s| {
+            let (next, mut events) = s.execute(UnitCommand::Register {
+                unit_id: id,
+                kind: body.kind,
+                call_sign: body.call_sign.clone(),
+                agency: body.agency.clone(),
+                home_station: body.home_station.clone(),
+                capabilities: body.capabilities.clone(),
+                at: now,
+            })?;
+            if let Some(position) = body.location {
+                events.extend(next.decide(UnitCommand::ReportPosition {
+                    position,
+                    heading_deg: None,
+                    speed_m_s: None,
+                    accuracy_m: None,
+                    at: now,
+                })?);
+            }
+            Ok(events)
+        })
+        .await?)
+}
+
+async fn list_units(
+    state: web::Data<AppState>,
+    _: Allowed<Read>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q = view_query(&req)?;
+    wait_views(&state, &q).await;
+    let body = state.views.read(|live| {
+        json!({ "position": live.state.last, "units": live.state.units.values().collect::<Vec<_>>() })
+    });
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn get_unit(
+    state: web::Data<AppState>,
+    _: Allowed<Read>,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("unit", &path, UnitId::parse)?;
+    let q = view_query(&req)?;
+    wait_views(&state, &q).await;
+    state
+        .views
+        .read(|live| {
+            live.state
+                .units
+                .get(&id)
+                .map(|u| HttpResponse::Ok().json(u))
+        })
+        .ok_or_else(|| ApiError::not_found(format!("there is no unit {id}")))
+}
+
+/// `POST /api/units/{id}/status`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeStatus {
+    /// The new status.
+    pub status: UnitStatus,
+}
+
+async fn change_status(
+    state: web::Data<AppState>,
+    Allowed(caller, _): Allowed<Field>,
+    Key(key): Key,
+    path: web::Path<String>,
+    body: web::Json<ChangeStatus>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("unit", &path, UnitId::parse)?;
+    let to = body.status;
+    let now = Utc::now();
+    let executed = state
+        .commands
+        .execute::<UnitState>(&id.stream_name(), &key, &metadata(&caller, "field"), |s| {
+            s.decide(UnitCommand::ChangeStatus { to, at: now })
+        })
+        .await?;
+    Ok(answer(StatusCode::OK, &executed, json!({ "unit_id": id })))
+}
+
+/// `POST /api/units/{id}/position`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportPosition {
+    /// Where.
+    pub location: LatLon,
+    /// Heading, degrees.
+    pub heading_deg: Option<f64>,
+    /// Speed, m/s.
+    pub speed_m_s: Option<f64>,
+    /// Accuracy, m.
+    pub accuracy_m: Option<f64>,
+    /// When the fix was taken; default now.
+    pub at: Option<DateTime<Utc>>,
+}
+
+async fn report_position(
+    state: web::Data<AppState>,
+    Allowed(caller, _): Allowed<Field>,
+    Key(key): Key,
+    path: web::Path<String>,
+    body: web::Json<ReportPosition>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("unit", &path, UnitId::parse)?;
+    let b = body.into_inner();
+    let at = b.at.unwrap_or_else(Utc::now);
+    let executed = state
+        .commands
+        .execute::<UnitState>(&id.stream_name(), &key, &metadata(&caller, "field"), |s| {
+            s.decide(UnitCommand::ReportPosition {
+                position: b.location,
+                heading_deg: b.heading_deg,
+                speed_m_s: b.speed_m_s,
+                accuracy_m: b.accuracy_m,
+                at,
+            })
+        })
+        .await?;
+    Ok(answer(StatusCode::OK, &executed, json!({ "unit_id": id })))
+}
+
+/// `POST /api/units/{id}/tasks/{task}/decline`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decline {
+    /// Why.
+    pub reason: Option<NoteText>,
+}
+
+async fn task_step(
+    state: web::Data<AppState>,
+    Allowed(caller, _): Allowed<Field>,
+    Key(key): Key,
+    path: web::Path<(String, String, String)>,
+    body: Option<web::Json<Decline>>,
+) -> Result<HttpResponse, ApiError> {
+    let (unit, task, step) = path.into_inner();
+    let id = parse_id("unit", &unit, UnitId::parse)?;
+    let task = parse_id("task", &task, TaskId::parse)?;
+    let now = Utc::now();
+    let reason = body.and_then(|b| b.into_inner().reason);
+    let command = match step.as_str() {
+        "acknowledge" => UnitCommand::AcknowledgeTask { task, at: now },
+        "decline" => UnitCommand::DeclineTask {
+            task,
+            reason,
+            at: now,
+        },
+        "complete" => UnitCommand::CompleteTask { task, at: now },
+        _ => {
+            return Err(ApiError::not_found(
+                "no such task step: use acknowledge, decline or complete",
+            ));
+        }
+    };
+    let executed = state
+        .commands
+        .execute::<UnitState>(&id.stream_name(), &key, &metadata(&caller, "field"), |s| {
+            s.decide(command.clone())
+        })
+        .await?;
+    Ok(answer(
+        StatusCode::OK,
+        &executed,
+        json!({ "unit_id": id, "task_id": task }),
+    ))
+}
+
+// ----------------------------------------------------------------------------------------
+// Sensors
+
+/// `POST /api/sensors`: register a sensor.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterSensor {
+    /// Optional id; by default derived from the idempotency key.
+    pub id: Option<SensorId>,
+    /// What it is.
+    pub kind: SensorKind,
+    /// Where.
+    pub location: LatLon,
+    /// Thresholds, at most one per metric.
+    pub thresholds: Vec<Threshold>,
+}
+
+async fn register_sensor(
+    state: web::Data<AppState>,
+    Allowed(caller, _): Allowed<Dispatch>,
+    Key(key): Key,
+    body: web::Json<RegisterSensor>,
+) -> Result<HttpResponse, ApiError> {
+    let b = body.into_inner();
+    let id =
+        b.id.unwrap_or_else(|| SensorId::from_uuid(derived_id("sensor", &key)));
+    let now = Utc::now();
+    let executed = state
+        .commands
+        .execute::<SensorState>(
+            &id.stream_name(),
+            &key,
+            &metadata(&caller, "operator"),
+            |s| {
+                s.decide(SensorCommand::Register {
+                    sensor_id: id,
+                    kind: b.kind.clone(),
+                    location: b.location,
+                    thresholds: b.thresholds.clone(),
+                    at: now,
+                })
+            },
+        )
+        .await?;
+    Ok(answer(
+        StatusCode::CREATED,
+        &executed,
+        json!({ "sensor_id": id }),
+    ))
+}
+
+/// `POST /api/sensors/{id}/readings`: one reading.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadingIn {
+    /// The metric.
+    pub metric: MetricName,
+    /// The value (finite).
+    pub value: f64,
+    /// When it was measured; default now.
+    pub at: Option<DateTime<Utc>>,
+}
+
+async fn ingest_reading(
+    state: web::Data<AppState>,
+    Allowed(caller, _): Allowed<Dispatch>,
+    Key(key): Key,
+    path: web::Path<String>,
+    body: web::Json<ReadingIn>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("sensor", &path, SensorId::parse)?;
+    let b = body.into_inner();
+    let reading = Reading::new(b.metric, b.value, b.at.unwrap_or_else(Utc::now))
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let new_alarm = AlarmId::new_v7();
+    let new_incident = IncidentId::new_v7();
+    let executed = state
+        .commands
+        .execute::<SensorState>(&id.stream_name(), &key, &metadata(&caller, "sensor"), |s| {
+            s.decide(SensorCommand::Ingest {
+                reading: reading.clone(),
+                new_alarm,
+                new_incident,
+            })
+        })
+        .await?;
+    let alarm = executed.events.iter().find_map(|e| match e {
+        muster_core::sensor::SensorEvent::SensorAlarmRaised {
+            alarm, incident, ..
+        } => Some(json!({"raised": alarm, "incident_id": incident})),
+        muster_core::sensor::SensorEvent::SensorAlarmCleared {
+            alarm, incident, ..
+        } => Some(json!({"cleared": alarm, "incident_id": incident})),
+        _ => None,
+    });
+    Ok(answer(
+        StatusCode::OK,
+        &executed,
+        json!({ "sensor_id": id, "alarm": alarm }),
+    ))
+}
+
+// ----------------------------------------------------------------------------------------
+// Views
+
+async fn area_counts(
+    state: web::Data<AppState>,
+    _: Allowed<Read>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q = view_query(&req)?;
+    wait_views(&state, &q).await;
+    Ok(HttpResponse::Ok().json(state.views.read(|live| live.state.area_counts())))
+}
+
+/// A GeoJSON bounding box: west, south, east, north (RFC 7946 §5). West greater than east
+/// crosses the antimeridian.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BBox {
+    west: f64,
+    south: f64,
+    east: f64,
+    north: f64,
+}
+
+impl BBox {
+    /// Parses `west,south,east,north` in degrees.
+    pub fn parse(text: &str) -> Result<BBox, ApiError> {
+        let bad = |why: &str| {
+            ApiError::bad_request(
+                "invalid_bbox",
+                format!("bbox must be west,south,east,north in degrees: {why}"),
+            )
+        };
+        let parts: Vec<f64> = text
+            .split(',')
+            .map(|p| p.trim().parse::<f64>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad("each part must be a number"))?;
+        let [west, south, east, north] = parts[..] else {
+            return Err(bad("it needs exactly four numbers"));
+        };
+        if parts.iter().any(|v| !v.is_finite()) {
+            return Err(bad("numbers must be finite"));
+        }
+        if !(-180.0..=180.0).contains(&west) || !(-180.0..=180.0).contains(&east) {
+            return Err(bad("longitudes must be within -180..180"));
+        }
+        if !(-90.0..=90.0).contains(&south) || !(-90.0..=90.0).contains(&north) {
+            return Err(bad("latitudes must be within -90..90"));
+        }
+        if south > north {
+            return Err(bad("south must not be north of north"));
+        }
+        Ok(BBox {
+            west,
+            south,
+            east,
+            north,
+        })
+    }
+
+    /// Whether a point is inside (edges included).
+    pub fn contains(&self, p: LatLon) -> bool {
+        let (lat, lon) = (p.lat_deg(), p.lon_deg());
+        let lon_ok = if self.west <= self.east {
+            (self.west..=self.east).contains(&lon)
+        } else {
+            lon >= self.west || lon <= self.east
+        };
+        lon_ok && (self.south..=self.north).contains(&lat)
+    }
+}
+
+fn feature(id: String, location: LatLon, mut properties: Value) -> Value {
+    if let Value::Object(p) = &mut properties {
+        p.remove("location");
+    }
+    json!({
+        "type": "Feature",
+        "id": id,
+        "geometry": { "type": "Point", "coordinates": location.to_geojson_position() },
+        "properties": properties,
+    })
+}
+
+async fn geo_incidents(
+    state: web::Data<AppState>,
+    _: Allowed<Read>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q = view_query(&req)?;
+    let bbox = q.bbox.as_deref().map(BBox::parse).transpose()?;
+    wait_views(&state, &q).await;
+    let body = state.views.read(|live| {
+        let features: Vec<Value> = live
+            .state
+            .incidents
+            .values()
+            .filter(|r| q.include_closed || r.is_open())
+            .filter(|r| bbox.is_none_or(|b| b.contains(r.location)))
+            .map(|r| feature(r.id.to_string(), r.location, json!(r)))
+            .collect();
+        json!({ "type": "FeatureCollection", "features": features, "position": live.state.last })
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("application/geo+json")
+        .body(body.to_string()))
+}
+
+async fn geo_units(
+    state: web::Data<AppState>,
+    _: Allowed<Read>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let q = view_query(&req)?;
+    let bbox = q.bbox.as_deref().map(BBox::parse).transpose()?;
+    wait_views(&state, &q).await;
+    let body = state.views.read(|live| {
+        let features: Vec<Value> = live
+            .state
+            .units
+            .values()
+            .filter_map(|r| r.location.map(|l| (r, l)))
+            .filter(|(_, l)| bbox.is_none_or(|b| b.contains(*l)))
+            .map(|(r, l)| feature(r.id.to_string(), l, json!(r)))
+            .collect();
+        json!({ "type": "FeatureCollection", "features": features, "position": live.state.last })
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("application/geo+json")
+        .body(body.to_string()))
+}
+
+/// Every route: method, path, handler. The OpenAPI document is checked against this list.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", "/api/incidents"),
+    ("get", "/api/incidents"),
+    ("get", "/api/incidents/{id}"),
+    ("post", "/api/incidents/{id}/tasks"),
+    ("post", "/api/incidents/{id}/close"),
+    ("post", "/api/incidents/{id}/notes"),
+    ("post", "/api/units"),
+    ("get", "/api/units"),
+    ("get", "/api/units/{id}"),
+    ("post", "/api/units/{id}/status"),
+    ("post", "/api/units/{id}/position"),
+    ("post", "/api/units/{id}/tasks/{task}/{step}"),
+    ("post", "/api/sensors"),
+    ("post", "/api/sensors/{id}/readings"),
+    ("get", "/api/areas"),
+    ("get", "/api/geo/incidents"),
+    ("get", "/api/geo/units"),
+    ("get", "/api/feed"),
+    ("get", "/api/openapi.json"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+];
+
+/// Mounts the `/api` routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/incidents", web::post().to(create_incident))
+        .route("/api/incidents", web::get().to(list_incidents))
+        .route("/api/incidents/{id}", web::get().to(get_incident))
+        .route("/api/incidents/{id}/tasks", web::post().to(assign_unit))
+        .route("/api/incidents/{id}/close", web::post().to(close_incident))
+        .route("/api/incidents/{id}/notes", web::post().to(add_note))
+        .route("/api/units", web::post().to(register_unit))
+        .route("/api/units", web::get().to(list_units))
+        .route("/api/units/{id}", web::get().to(get_unit))
+        .route("/api/units/{id}/status", web::post().to(change_status))
+        .route("/api/units/{id}/position", web::post().to(report_position))
+        .route(
+            "/api/units/{id}/tasks/{task}/{step}",
+            web::post().to(task_step),
+        )
+        .route("/api/sensors", web::post().to(register_sensor))
+        .route("/api/sensors/{id}/readings", web::post().to(ingest_reading))
+        .route("/api/areas", web::get().to(area_counts))
+        .route("/api/geo/incidents", web::get().to(geo_incidents))
+        .route("/api/geo/units", web::get().to(geo_units));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bboxes_are_checked_and_may_cross_the_antimeridian() {
+        let cases = [
+            ("1,2,3", "three numbers"),
+            ("a,b,c,d", "not numbers"),
+            ("0,0,1,NaN", "NaN"),
+            ("0,0,1,inf", "infinite"),
+            ("0,91,1,92", "latitude out of range"),
+            ("-181,0,1,1", "longitude out of range"),
+            ("0,10,1,5", "south north of north"),
+        ];
+        for (text, why) in cases {
+            assert!(BBox::parse(text).is_err(), "{why}: {text}");
+        }
+        let b = BBox::parse("170,-10,-170,10").unwrap();
+        assert!(b.contains(LatLon::from_lat_lon(0.0, 179.0).unwrap()));
+        assert!(b.contains(LatLon::from_lat_lon(0.0, -175.0).unwrap()));
+        assert!(!b.contains(LatLon::from_lat_lon(0.0, 0.0).unwrap()));
+        let h = BBox::parse("24.9,60.1,25.0,60.2").unwrap();
+        assert!(h.contains(LatLon::from_lat_lon(60.17, 24.94).unwrap()));
+        assert!(!h.contains(LatLon::from_lat_lon(60.17, 25.04).unwrap()));
+    }
+}

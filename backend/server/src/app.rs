@@ -1,0 +1,346 @@
+//! Wiring: the store, the views and their projector, the HTTP server. Tests and `muster
+//! serve` build an [`Application`] from a [`Config`] and a bound listener; the caller owns
+//! the socket (port 0 picks a free one) and decides when to stop.
+//!
+//! Graceful shutdown ([`Stopper::stop`]): the server stops accepting, requests in flight
+//! finish (up to `shutdown_timeout_s`), wall-display feeds are closed, the projector applies
+//! everything committed and saves the views with their checkpoint, then the store closes.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actix_web::error::{JsonPayloadError, PayloadError};
+use actix_web::{App, HttpRequest, HttpResponse, dev::ServerHandle, web};
+use anyhow::Context;
+use muster_store::{EmbeddedOptions, EmbeddedStore, EventStore, Position};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::api::{self, AppState};
+use crate::areas::Areas;
+use crate::auth::{Tokens, UserConfig};
+use crate::commands::Commands;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::feed::{self, FeedShutdown};
+use crate::views::{ViewDb, Views, run_projector};
+
+/// A built server, listening, not yet running.
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    stopper: Stopper,
+    projector: tokio::task::JoinHandle<anyhow::Result<()>>,
+    store: Arc<EmbeddedStore>,
+    state: AppState,
+    city: Option<muster_geodata::model::City>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish()
+    }
+}
+
+/// Stops a running [`Application`] gracefully.
+#[derive(Clone)]
+pub struct Stopper {
+    handle: ServerHandle,
+    stopping: watch::Sender<bool>,
+    ready: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Stopper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Stopper")
+    }
+}
+
+impl Stopper {
+    /// Begins a graceful stop; `run_until_stopped` returns when it is done.
+    pub async fn stop(&self) {
+        self.ready.store(false, Ordering::SeqCst);
+        self.stopping.send_replace(true);
+        self.handle.stop(true).await;
+    }
+}
+
+struct Readiness(Arc<AtomicBool>);
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "alive"}))
+}
+
+async fn readyz(ready: web::Data<Readiness>, state: web::Data<AppState>) -> HttpResponse {
+    if ready.0.load(Ordering::SeqCst) {
+        HttpResponse::Ok().json(json!({"status": "ready", "position": state.views.last()}))
+    } else {
+        actix_web::ResponseError::error_response(&ApiError::unavailable(
+            "not ready: the views are catching up with the log, or the server is stopping",
+        ))
+    }
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(crate::openapi::document())
+}
+
+async fn no_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(format!(
+        "there is no route {} {}; see /api/openapi.json",
+        req.method(),
+        req.path()
+    )))
+}
+
+fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let e = match &err {
+        JsonPayloadError::Overflow { limit }
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::new(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is larger than the limit of {limit} bytes"),
+        ),
+        JsonPayloadError::ContentType => ApiError::new(
+            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as application/json",
+        ),
+        JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::invalid(e.to_string())
+            .with_details(json!({"line": e.line(), "column": e.column()})),
+        JsonPayloadError::Deserialize(e) => {
+            ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+        }
+        JsonPayloadError::Payload(PayloadError::Overflow) => ApiError::new(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the body is larger than the limit",
+        ),
+        other => ApiError::bad_request("unreadable_body", other.to_string()),
+    };
+    e.into()
+}
+
+impl Application {
+    /// Opens the store in `config.data_dir`, loads the views, binds `config.bind`.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let listener =
+            TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
+        Self::build_with_listener(config, listener).await
+    }
+
+    /// As [`Application::build`], on a listener the caller bound.
+    pub async fn build_with_listener(
+        config: Config,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
+        config.check()?;
+        let store = Arc::new(
+            EmbeddedStore::open(&config.data_dir, EmbeddedOptions::default()).with_context(
+                || format!("opening the event store in {}", config.data_dir.display()),
+            )?,
+        );
+        let dyn_store: Arc<dyn EventStore> = store.clone();
+        let (areas, city) = Areas::from_setting(&config.city)?;
+        let db = Arc::new(ViewDb::open(&config.data_dir)?);
+        let mut saved = db
+            .load()
+            .context("loading the saved views")?
+            .unwrap_or_default();
+        let head = dyn_store.head();
+        if saved.last.is_some_and(|p| p >= head) && saved.last.is_some() && head == Position::START
+            || saved.last.is_some_and(|p| p.next() > head)
+        {
+            tracing::warn!("the saved views are ahead of the log; rebuilding them");
+            saved = Default::default();
+        }
+        let views = Views::new(saved, areas);
+        let (stopping, stop_rx) = watch::channel(false);
+        let projector = tokio::spawn(run_projector(
+            views.clone(),
+            dyn_store.clone(),
+            db,
+            stop_rx.clone(),
+        ));
+        let ready = Arc::new(AtomicBool::new(false));
+        {
+            let ready = ready.clone();
+            let views = views.clone();
+            tokio::spawn(async move {
+                if head > Position::START {
+                    while !views
+                        .wait_for(Position(head.0 - 1), std::time::Duration::from_secs(3600))
+                        .await
+                    {}
+                }
+                ready.store(true, Ordering::SeqCst);
+            });
+        }
+        let tokens = Tokens::new(&config.users)?;
+        let state = AppState {
+            commands: Commands::new(dyn_store),
+            views,
+        };
+        let port = listener.local_addr()?.port();
+        let data = web::Data::new(state.clone());
+        let tokens = web::Data::new(tokens);
+        let readiness = web::Data::new(Readiness(ready.clone()));
+        let feed_shutdown = web::Data::new(FeedShutdown(stop_rx));
+        let limit = config.max_body_bytes;
+        let server = actix_web::HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(tokens.clone())
+                .app_data(readiness.clone())
+                .app_data(feed_shutdown.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(limit)
+                        .error_handler(json_error),
+                )
+                .app_data(web::PayloadConfig::default().limit(limit))
+                .configure(api::routes)
+                .route("/api/feed", web::get().to(feed::feed))
+                .route("/api/openapi.json", web::get().to(openapi))
+                .route("/healthz", web::get().to(healthz))
+                .route("/readyz", web::get().to(readyz))
+                .default_service(web::to(no_route))
+        })
+        .workers(config.workers)
+        .shutdown_timeout(config.shutdown_timeout_s)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        let stopper = Stopper {
+            handle: server.handle(),
+            stopping,
+            ready,
+        };
+        Ok(Self {
+            port,
+            server,
+            stopper,
+            projector,
+            store,
+            state,
+            city,
+        })
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop it.
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// The command side and views (for demo set-up and benchmarks).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The city its areas come from, if any.
+    pub fn city(&self) -> Option<&muster_geodata::model::City> {
+        self.city.as_ref()
+    }
+
+    /// Serves until stopped, then drains: the projector applies what is committed and saves
+    /// the views, and the store closes.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let served = self.server.await;
+        self.stopper.ready.store(false, Ordering::SeqCst);
+        self.stopper.stopping.send_replace(true);
+        let projected = self.projector.await.context("the projector task failed")?;
+        self.store.close();
+        served.context("the HTTP server failed")?;
+        projected.context("the projector failed")
+    }
+}
+
+/// Serves on `listener` until `shutdown` completes, then stops gracefully.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = Application::build_with_listener(config, listener).await?;
+    let stopper = app.stopper();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.stop().await;
+    });
+    app.run_until_stopped().await
+}
+
+/// Registers demo units at the city's stations (one per station), with fixed idempotency
+/// keys so that running the demo again registers nothing new. Answers how many there are.
+pub async fn register_demo_units(
+    app: &Application,
+    operator: &UserConfig,
+) -> anyhow::Result<usize> {
+    use muster_core::value::{
+        Agency, CallSign, Capability, IdempotencyKey, LatLon, StationCode, UnitKind,
+    };
+    use muster_geodata::model::StationKind;
+    let Some(city) = app.city() else {
+        return Ok(0);
+    };
+    let caller = crate::auth::Caller {
+        name: operator.name.clone(),
+        role: operator.role,
+    };
+    let mut count = 0;
+    for (i, station) in city.stations.iter().enumerate() {
+        let (kind, prefix, agency, caps): (UnitKind, &str, &str, &[&str]) = match station.kind {
+            StationKind::Fire => (UnitKind::Engine, "E", "demo-fire", &["pump"]),
+            StationKind::Ambulance => (UnitKind::AlsAmbulance, "A", "demo-ems", &["als"]),
+            StationKind::Police => (UnitKind::PatrolCar, "P", "demo-police", &[]),
+        };
+        let code: String = station
+            .id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let key = IdempotencyKey::try_from(format!("demo-unit-{code}"))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let body = api::RegisterUnit {
+            id: None,
+            kind,
+            call_sign: CallSign::parse(&format!("{prefix}{}", i + 1))
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            agency: Agency::parse(agency).map_err(|e| anyhow::anyhow!("{e}"))?,
+            home_station: StationCode::parse(&format!("s-{code}"))
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            capabilities: caps
+                .iter()
+                .map(|c| Capability::parse(c))
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            location: Some(
+                LatLon::from_lat_lon(station.location.lat(), station.location.lon())
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            ),
+        };
+        let id = muster_core::UnitId::from_uuid(uuid::Uuid::new_v5(
+            &uuid::Uuid::from_u128(0x6d75_7374_6572_2d64_656d_6f2d_756e_6974),
+            key.as_str().as_bytes(),
+        ));
+        api::register(&app.state.commands, &caller, &key, id, body)
+            .await
+            .map_err(|e| anyhow::anyhow!("registering a demo unit: {e}"))?;
+        count += 1;
+    }
+    Ok(count)
+}

@@ -1,0 +1,254 @@
+//! Bearer tokens with roles. No anonymous write: every API call names a user through its
+//! token, and each route says which roles may call it.
+//!
+//! | role | may |
+//! |---|---|
+//! | `operator` | take calls, register sensors and units, assign, close, read every view |
+//! | `responder` | change its unit's status and position, acknowledge / decline / complete tasks, read views |
+//! | `planner` | read views |
+//! | `admin` | everything |
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::{Ready, ready};
+use std::sync::Arc;
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// What a user may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A dispatch-centre operator or call taker.
+    Operator,
+    /// A field responder (a unit's crew).
+    Responder,
+    /// A planner: reads views.
+    Planner,
+    /// An administrator: everything.
+    Admin,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 4] = [Role::Operator, Role::Responder, Role::Planner, Role::Admin];
+
+    /// The role's name, as in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Responder => "responder",
+            Role::Planner => "planner",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// Roles that may read views.
+pub const READERS: &[Role] = &[Role::Operator, Role::Responder, Role::Planner, Role::Admin];
+/// Roles that may run dispatch-centre commands.
+pub const DISPATCH: &[Role] = &[Role::Operator, Role::Admin];
+/// Roles that may report a unit's own status, position and task progress.
+pub const FIELD: &[Role] = &[Role::Operator, Role::Responder, Role::Admin];
+
+/// A user as the configuration names it.
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// The user's name, recorded as the actor of the events they cause.
+    pub name: String,
+    /// What they may do.
+    pub role: Role,
+    /// Their bearer token (at least 16 characters).
+    pub token: String,
+}
+
+impl fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("token", &"…")
+            .finish()
+    }
+}
+
+/// The smallest token length accepted in a configuration.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// The user behind a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+}
+
+impl Caller {
+    /// Refuses with 403 unless the caller has one of these roles.
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.role) {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(format!(
+            "role {} may not do this; it needs one of: {}",
+            self.role.as_str(),
+            roles
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+    }
+}
+
+/// Every known token.
+#[derive(Clone, Default)]
+pub struct Tokens {
+    by_token: Arc<HashMap<String, Caller>>,
+}
+
+impl fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tokens({} users)", self.by_token.len())
+    }
+}
+
+impl Tokens {
+    /// The tokens of these users; refuses short tokens and duplicates.
+    pub fn new(users: &[UserConfig]) -> anyhow::Result<Self> {
+        let mut by_token = HashMap::new();
+        for u in users {
+            anyhow::ensure!(
+                u.token.chars().count() >= MIN_TOKEN_CHARS,
+                "the token of user {:?} is shorter than {MIN_TOKEN_CHARS} characters",
+                u.name
+            );
+            let old = by_token.insert(
+                u.token.clone(),
+                Caller {
+                    name: u.name.clone(),
+                    role: u.role,
+                },
+            );
+            anyhow::ensure!(old.is_none(), "two users share a token (user {:?})", u.name);
+        }
+        Ok(Self {
+            by_token: Arc::new(by_token),
+        })
+    }
+
+    /// The caller a token belongs to.
+    pub fn caller(&self, token: &str) -> Option<&Caller> {
+        self.by_token.get(token)
+    }
+
+    /// How many users.
+    pub fn len(&self) -> usize {
+        self.by_token.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_token.is_empty()
+    }
+}
+
+/// A fresh random token: 32 hex digits.
+pub fn new_token() -> String {
+    use rand::Rng;
+    let bytes: [u8; 16] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The demo users, one per role, with fresh tokens.
+pub fn demo_users() -> Vec<UserConfig> {
+    Role::ALL
+        .iter()
+        .map(|role| UserConfig {
+            name: format!("demo-{}", role.as_str()),
+            role: *role,
+            token: new_token(),
+        })
+        .collect()
+}
+
+/// The token of a request: `Authorization: Bearer <token>`, or for websockets (which
+/// browsers open without headers) the `access_token` query parameter.
+fn token_of(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    if let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::unauthorized("the Authorization header is not readable text"))?;
+        let token = value.strip_prefix("Bearer ").ok_or_else(|| {
+            ApiError::unauthorized("the Authorization header must be \"Bearer <token>\"")
+        })?;
+        return Ok(Some(token.trim().to_owned()));
+    }
+    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map(|q| q.0)
+        .unwrap_or_default();
+    Ok(query.get("access_token").cloned())
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Ready<Result<Caller, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let tokens = req.app_data::<web::Data<Tokens>>();
+        let result = (|| {
+            let token = token_of(req)?
+                .ok_or_else(|| ApiError::unauthorized("a bearer token is required"))?;
+            let tokens =
+                tokens.ok_or_else(|| ApiError::internal(anyhow::anyhow!("no token table")))?;
+            tokens
+                .caller(&token)
+                .cloned()
+                .ok_or_else(|| ApiError::unauthorized("the bearer token is not known"))
+        })();
+        ready(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_and_shared_tokens_are_refused() {
+        let user = |name: &str, token: &str| UserConfig {
+            name: name.into(),
+            role: Role::Operator,
+            token: token.into(),
+        };
+        assert!(Tokens::new(&[user("a", "short")]).is_err());
+        let t = "0123456789abcdef0123";
+        assert!(Tokens::new(&[user("a", t), user("b", t)]).is_err());
+        let tokens = Tokens::new(&[user("a", t)]).unwrap();
+        assert_eq!(tokens.caller(t).unwrap().name, "a");
+        assert!(tokens.caller("0123456789abcdef0124").is_none());
+    }
+
+    #[test]
+    fn roles_are_checked() {
+        let planner = Caller {
+            name: "p".into(),
+            role: Role::Planner,
+        };
+        assert!(planner.require(READERS).is_ok());
+        let e = planner.require(DISPATCH).unwrap_err();
+        assert_eq!(e.status.as_u16(), 403);
+    }
+
+    #[test]
+    fn debug_hides_tokens() {
+        let users = demo_users();
+        assert_eq!(users.len(), 4);
+        assert!(!format!("{:?}", users[0]).contains(&users[0].token));
+    }
+}

@@ -1,0 +1,367 @@
+//! Command handling: load the aggregate from its stream, decide, append with the expected
+//! revision, and on a conflict read again and decide again. Then run the follow-ups
+//! ([`muster_core::reaction`]) on what was stored.
+//!
+//! Every command carries an idempotency key. Its events get ids derived from the key (see
+//! [`muster_core::event::EventIds::FromKey`]); a repeat finds them in the stream and is
+//! answered with them, writing nothing. A repeat also runs the follow-ups again (they are
+//! idempotent by their causing event's id), so a crash between an append and its follow-ups
+//! is healed by the client's retry.
+
+use std::sync::Arc;
+
+use muster_core::decision::{Aggregate, Refusal};
+use muster_core::event::{
+    self, DecodeError, EncodeError, EventIds, EventSchema, already_appended, encode_batch,
+    expected_state_after,
+};
+use muster_core::incident::{IncidentEvent, IncidentState};
+use muster_core::reaction;
+use muster_core::sensor::SensorState;
+use muster_core::unit::{UnitEvent, UnitState};
+use muster_core::value::IdempotencyKey;
+use muster_core::{AggregateRef, DomainEvent, IncidentId, SensorId, UnitId};
+use muster_store::{
+    Direction, EventMetadata, EventStore, Position, ReadFrom, RecordedEvent, StoreError,
+    StreamName, StreamRevision,
+};
+use uuid::Uuid;
+
+/// How many times a command is decided again after losing a race for its stream.
+pub const MAX_ATTEMPTS: usize = 16;
+/// How many rounds of follow-ups one command may cause (a follow-up's events may have
+/// follow-ups of their own: a close releases units, whose completions record time points).
+const MAX_FOLLOW_UP_ROUNDS: usize = 4;
+
+/// Why a command did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The decision refused it.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The stream kept changing under us.
+    #[error("the {0} stream kept changing; try again")]
+    Contended(StreamName),
+    /// The same idempotency key was used for a different request.
+    #[error("the idempotency key was already used for a different request")]
+    KeyReused,
+    /// The store or the codec failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An event could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// A stored event could not be decoded.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+/// What a command did.
+#[derive(Debug, Clone)]
+pub struct Executed<A: Aggregate> {
+    /// The aggregate's state after the command.
+    pub state: A,
+    /// The command's events as stored (empty when it changed nothing).
+    pub recorded: Vec<RecordedEvent>,
+    /// The command's events.
+    pub events: Vec<A::Event>,
+    /// Whether this was a repeat, answered from the events the first run stored.
+    pub replayed: bool,
+}
+
+impl<A: Aggregate> Executed<A> {
+    /// The log position of the last event, if any.
+    pub fn position(&self) -> Option<Position> {
+        self.recorded.last().map(|r| r.position)
+    }
+}
+
+/// The command side of the application: one store, many aggregates.
+#[derive(Clone)]
+pub struct Commands {
+    store: Arc<dyn EventStore>,
+}
+
+impl std::fmt::Debug for Commands {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Commands")
+    }
+}
+
+/// Every event of a stream, oldest first; none when it does not exist.
+pub async fn read_stream(
+    store: &dyn EventStore,
+    stream: &StreamName,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    match store
+        .read_stream(stream, Direction::Forwards, ReadFrom::Start, usize::MAX)
+        .await
+    {
+        Ok(events) => Ok(events),
+        Err(StoreError::StreamNotFound(_)) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Loads an aggregate: its state, its stored events, the revision of the last one.
+pub async fn load<A>(
+    store: &dyn EventStore,
+    stream: &StreamName,
+) -> Result<(A, Vec<RecordedEvent>, Option<StreamRevision>), CommandError>
+where
+    A: Aggregate,
+    A::Event: EventSchema,
+{
+    let recorded = read_stream(store, stream).await?;
+    let events: Vec<A::Event> = recorded
+        .iter()
+        .map(event::decode)
+        .collect::<Result<_, _>>()?;
+    let revision = recorded.last().map(|r| r.revision);
+    Ok((A::replay(&events), recorded, revision))
+}
+
+impl Commands {
+    /// Commands on this store.
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Self { store }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    /// Runs one command on one aggregate's stream (see the module docs). `decide` may be
+    /// called more than once: after a lost race it sees the new state.
+    pub async fn execute<A>(
+        &self,
+        stream: &StreamName,
+        key: &IdempotencyKey,
+        metadata: &EventMetadata,
+        mut decide: impl FnMut(&A) -> Result<Vec<A::Event>, Refusal>,
+    ) -> Result<Executed<A>, CommandError>
+    where
+        A: Aggregate,
+        A::Event: EventSchema,
+    {
+        for _ in 0..MAX_ATTEMPTS {
+            let (state, recorded, revision) = load::<A>(&*self.store, stream).await?;
+            let done = already_appended(&recorded, stream, key);
+            if !done.is_empty() {
+                let recorded: Vec<RecordedEvent> = done.into_iter().cloned().collect();
+                let events = recorded
+                    .iter()
+                    .map(event::decode)
+                    .collect::<Result<Vec<A::Event>, _>>()?;
+                self.follow_up(&recorded).await;
+                return Ok(Executed {
+                    state,
+                    recorded,
+                    events,
+                    replayed: true,
+                });
+            }
+            let events = decide(&state)?;
+            if events.is_empty() {
+                return Ok(Executed {
+                    state,
+                    recorded: Vec::new(),
+                    events,
+                    replayed: false,
+                });
+            }
+            let batch = encode_batch(stream, &events, EventIds::FromKey(key), metadata)?;
+            let ids: Vec<Uuid> = batch.iter().map(|e| e.id).collect();
+            match self
+                .store
+                .append(stream, expected_state_after(revision), batch)
+                .await
+            {
+                Ok(_) => {
+                    let stored = self.read_ids(stream, revision, &ids).await?;
+                    let mut next = state;
+                    for e in &events {
+                        next.apply(e);
+                    }
+                    self.follow_up(&stored).await;
+                    return Ok(Executed {
+                        state: next,
+                        recorded: stored,
+                        events,
+                        replayed: false,
+                    });
+                }
+                Err(e) if e.is_conflict() => continue,
+                Err(StoreError::IdClash { .. }) => return Err(CommandError::KeyReused),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(CommandError::Contended(stream.clone()))
+    }
+
+    /// The events just appended after `revision`, as stored.
+    async fn read_ids(
+        &self,
+        stream: &StreamName,
+        revision: Option<StreamRevision>,
+        ids: &[Uuid],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let from = revision.map_or(0, |r| r + 1);
+        let events = self
+            .store
+            .read_stream(
+                stream,
+                Direction::Forwards,
+                ReadFrom::Revision(from),
+                ids.len(),
+            )
+            .await?;
+        Ok(events.into_iter().filter(|e| ids.contains(&e.id)).collect())
+    }
+
+    /// Runs the follow-ups of stored events, and of their follow-ups' events. A refusal or
+    /// failure is logged, not shown: the command itself went through.
+    pub async fn follow_up(&self, recorded: &[RecordedEvent]) {
+        let mut round: Vec<Vec<RecordedEvent>> = vec![recorded.to_vec()];
+        for _ in 0..MAX_FOLLOW_UP_ROUNDS {
+            let mut next = Vec::new();
+            for batch in round {
+                for (stream, cause, step) in follow_ups(&batch) {
+                    match self.react(&stream, cause, step).await {
+                        Ok(stored) if !stored.is_empty() => next.push(stored),
+                        Ok(_) => {}
+                        Err(e) => tracing::info!(%stream, %cause, "follow-up not applied: {e}"),
+                    }
+                }
+            }
+            if next.is_empty() {
+                return;
+            }
+            round = next;
+        }
+    }
+
+    /// Appends one follow-up, with ids from its cause; nothing if already there.
+    async fn react(
+        &self,
+        stream: &StreamName,
+        cause: Uuid,
+        step: FollowUp,
+    ) -> Result<Vec<RecordedEvent>, CommandError> {
+        let ids = EventIds::CausedBy(cause);
+        let metadata = EventMetadata {
+            actor: Some("muster".into()),
+            source: Some("reaction".into()),
+            causation_id: Some(cause),
+            ..EventMetadata::default()
+        };
+        for _ in 0..MAX_ATTEMPTS {
+            let recorded = read_stream(&*self.store, stream).await?;
+            let first = ids.id(stream, 0);
+            if recorded.iter().any(|r| r.id == first) {
+                return Ok(Vec::new());
+            }
+            let revision = recorded.last().map(|r| r.revision);
+            let batch = match &step {
+                FollowUp::Incident(command) => {
+                    let events: Vec<IncidentEvent> = recorded
+                        .iter()
+                        .map(event::decode)
+                        .collect::<Result<_, _>>()?;
+                    let state = IncidentState::replay(&events);
+                    let new = state.decide(command.clone())?;
+                    encode_batch(stream, &new, ids, &metadata)?
+                }
+                FollowUp::Unit(command) => {
+                    let events: Vec<UnitEvent> = recorded
+                        .iter()
+                        .map(event::decode)
+                        .collect::<Result<_, _>>()?;
+                    let state = UnitState::replay(&events);
+                    let new = state.decide(command.clone())?;
+                    encode_batch(stream, &new, ids, &metadata)?
+                }
+            };
+            if batch.is_empty() {
+                return Ok(Vec::new());
+            }
+            let new_ids: Vec<Uuid> = batch.iter().map(|e| e.id).collect();
+            match self
+                .store
+                .append(stream, expected_state_after(revision), batch)
+                .await
+            {
+                Ok(_) => return Ok(self.read_ids(stream, revision, &new_ids).await?),
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(CommandError::Contended(stream.clone()))
+    }
+
+    /// Loads the incident state.
+    pub async fn incident(&self, id: IncidentId) -> Result<IncidentState, CommandError> {
+        Ok(load::<IncidentState>(&*self.store, &id.stream_name())
+            .await?
+            .0)
+    }
+
+    /// Loads the unit state.
+    pub async fn unit(&self, id: UnitId) -> Result<UnitState, CommandError> {
+        Ok(load::<UnitState>(&*self.store, &id.stream_name()).await?.0)
+    }
+
+    /// Loads the sensor state.
+    pub async fn sensor(&self, id: SensorId) -> Result<SensorState, CommandError> {
+        Ok(load::<SensorState>(&*self.store, &id.stream_name())
+            .await?
+            .0)
+    }
+}
+
+/// A command that follows from a stored event.
+#[derive(Debug, Clone)]
+enum FollowUp {
+    Incident(muster_core::incident::IncidentCommand),
+    Unit(muster_core::unit::UnitCommand),
+}
+
+/// The follow-ups of one batch of stored events: target stream, causing event id, command.
+fn follow_ups(batch: &[RecordedEvent]) -> Vec<(StreamName, Uuid, FollowUp)> {
+    let mut out = Vec::new();
+    let mut incident_batch: Vec<IncidentEvent> = Vec::new();
+    for recorded in batch {
+        let Ok((aggregate, event)) = DomainEvent::from_recorded(recorded) else {
+            continue;
+        };
+        match (aggregate, event) {
+            (AggregateRef::Unit(unit), DomainEvent::Unit(e)) => {
+                if let Some((incident, command)) = reaction::incident_progress(unit, &e) {
+                    out.push((
+                        incident.stream_name(),
+                        recorded.id,
+                        FollowUp::Incident(command),
+                    ));
+                }
+            }
+            (AggregateRef::Sensor(sensor), DomainEvent::Sensor(e)) => {
+                if let Some((incident, command)) = reaction::sensor_follow_up(sensor, &e) {
+                    out.push((
+                        incident.stream_name(),
+                        recorded.id,
+                        FollowUp::Incident(command),
+                    ));
+                }
+            }
+            (AggregateRef::Incident(_), DomainEvent::Incident(e)) => incident_batch.push(e),
+            _ => {}
+        }
+    }
+    if let Some(last) = batch.last() {
+        for (unit, command) in reaction::units_released_by_close(&incident_batch) {
+            out.push((unit.stream_name(), last.id, FollowUp::Unit(command)));
+        }
+    }
+    out
+}

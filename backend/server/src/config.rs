@@ -1,0 +1,192 @@
+//! `muster serve` configuration: a TOML file, then `MUSTER_…` environment variables over it,
+//! then command-line flags over both.
+//!
+//! ```toml
+//! data_dir = "data"
+//! bind = "127.0.0.1:8080"
+//! workers = 2
+//! max_body_bytes = 65536
+//! shutdown_timeout_s = 30
+//! city = "bundled"          # areas: "bundled" (Helsinki), "grid", or a city file path
+//!
+//! [[users]]
+//! name = "alice"
+//! role = "operator"
+//! token = "a-long-random-token-of-16-or-more-characters"
+//! ```
+//!
+//! | variable | field |
+//! |---|---|
+//! | `MUSTER_DATA_DIR` | `data_dir` |
+//! | `MUSTER_BIND` | `bind` |
+//! | `MUSTER_WORKERS` | `workers` |
+//! | `MUSTER_MAX_BODY_BYTES` | `max_body_bytes` |
+//! | `MUSTER_SHUTDOWN_TIMEOUT_S` | `shutdown_timeout_s` |
+//! | `MUSTER_CITY` | `city` |
+//! | `MUSTER_USERS` | more users, `name:role:token` separated by commas |
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::auth::{Role, UserConfig};
+
+/// The largest request body accepted by default: 64 KiB. Larger bodies get 413.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Everything `muster serve` needs.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the event store and the views live.
+    pub data_dir: PathBuf,
+    /// Address to listen on; port 0 picks a free port.
+    pub bind: String,
+    /// HTTP worker threads.
+    pub workers: usize,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// How long a graceful shutdown waits for requests in flight, seconds.
+    pub shutdown_timeout_s: u64,
+    /// Where areas come from: `bundled` (the bundled Helsinki city's districts), `grid`
+    /// (only the grid), or the path of a city file.
+    pub city: String,
+    /// Users and their tokens.
+    pub users: Vec<UserConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            bind: "127.0.0.1:8080".into(),
+            workers: 2,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            shutdown_timeout_s: 30,
+            city: "bundled".into(),
+            users: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file (the defaults when `path` is `None`), then applies the `MUSTER_…`
+    /// variables of the process environment.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut config = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading config file {}", p.display()))?;
+                Self::from_toml(&text).with_context(|| format!("in config file {}", p.display()))?
+            }
+            None => Self::default(),
+        };
+        config.apply_env(std::env::vars())?;
+        Ok(config)
+    }
+
+    /// Parses a TOML document.
+    pub fn from_toml(text: &str) -> anyhow::Result<Self> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// Applies `MUSTER_…` variables over the current values.
+    pub fn apply_env(
+        &mut self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<()> {
+        for (key, value) in vars {
+            let number = |what: &str| -> anyhow::Result<u64> {
+                value
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("{what} must be a whole number"))
+            };
+            match key.as_str() {
+                "MUSTER_DATA_DIR" => self.data_dir = PathBuf::from(&value),
+                "MUSTER_BIND" => self.bind = value.clone(),
+                "MUSTER_WORKERS" => self.workers = number("MUSTER_WORKERS")? as usize,
+                "MUSTER_MAX_BODY_BYTES" => {
+                    self.max_body_bytes = number("MUSTER_MAX_BODY_BYTES")? as usize
+                }
+                "MUSTER_SHUTDOWN_TIMEOUT_S" => {
+                    self.shutdown_timeout_s = number("MUSTER_SHUTDOWN_TIMEOUT_S")?
+                }
+                "MUSTER_CITY" => self.city = value.clone(),
+                "MUSTER_USERS" => {
+                    for item in value.split(',').filter(|s| !s.trim().is_empty()) {
+                        self.users.push(parse_user(item)?);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.check()
+    }
+
+    /// Checks values that have a range.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.workers == 0 || self.workers > 64 {
+            bail!("workers must be between 1 and 64, not {}", self.workers);
+        }
+        if self.max_body_bytes < 1024 {
+            bail!("max_body_bytes must be at least 1024");
+        }
+        Ok(())
+    }
+}
+
+fn parse_user(item: &str) -> anyhow::Result<UserConfig> {
+    let mut parts = item.trim().splitn(3, ':');
+    let (Some(name), Some(role), Some(token)) = (parts.next(), parts.next(), parts.next()) else {
+        bail!("MUSTER_USERS entries are name:role:token");
+    };
+    let role = Role::ALL
+        .into_iter()
+        .find(|r| r.as_str() == role)
+        .with_context(|| format!("unknown role {role:?} in MUSTER_USERS"))?;
+    Ok(UserConfig {
+        name: name.into(),
+        role,
+        token: token.into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut c = Config::from_toml(
+            "data_dir = \"/var/muster\"\nbind = \"0.0.0.0:80\"\n[[users]]\nname = \"a\"\nrole = \"planner\"\ntoken = \"0123456789abcdef\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/muster"));
+        c.apply_env([
+            ("MUSTER_BIND".to_string(), "127.0.0.1:0".to_string()),
+            ("MUSTER_USERS".into(), "b:operator:fedcba9876543210".into()),
+            ("HOME".into(), "/root".into()),
+        ])
+        .unwrap();
+        assert_eq!(c.bind, "127.0.0.1:0");
+        assert_eq!(c.data_dir, PathBuf::from("/var/muster"));
+        assert_eq!(c.users.len(), 2);
+        assert_eq!(c.users[1].role, Role::Operator);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(Config::from_toml("nonsense = 1").is_err());
+        let mut c = Config::default();
+        assert!(
+            c.apply_env([("MUSTER_WORKERS".into(), "many".into())])
+                .is_err()
+        );
+        assert!(
+            c.apply_env([("MUSTER_USERS".into(), "x:king:0123456789abcdef".into())])
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,223 @@
+//! The wall-display feed (`GET /api/feed`, a websocket): first a snapshot of the views with
+//! its log position, then one delta per change, each with the position of the event that
+//! made it. A display that reconnects with `?after=<last position it saw>` gets only the
+//! deltas it missed (a `resume` message, then those deltas) when the server's backlog still
+//! holds them, else a fresh snapshot.
+//!
+//! Messages (JSON text frames):
+//! - `{"type": "snapshot", "position": P, "incidents": [...], "units": [...]}`
+//! - `{"type": "resume", "after": P}`
+//! - `{"type": "delta", "position": P, "incident": {...}}` or `… "unit": {...}}`
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::Message;
+use muster_store::Position;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
+
+use crate::api::{Allowed, AppState, Read};
+use crate::error::ApiError;
+use crate::views::{Live, Views};
+
+/// The largest frame a display may send (it only sends pings and closes).
+pub const MAX_INCOMING_FRAME_BYTES: usize = 4 * 1024;
+
+/// The first messages of a session: what brings a display from `after` to the live state.
+pub fn opening(live: &Live, after: Option<Position>) -> Vec<String> {
+    if let Some(after) = after
+        && let Some(deltas) = live.deltas_after(after)
+    {
+        let mut out = vec![json!({"type": "resume", "after": after}).to_string()];
+        out.extend(deltas.into_iter().map(|d| d.json.to_string()));
+        return out;
+    }
+    vec![live.state.snapshot_json()]
+}
+
+#[derive(Debug, Deserialize)]
+struct FeedQuery {
+    after: Option<u64>,
+    #[allow(dead_code)]
+    access_token: Option<String>,
+}
+
+/// Stops every feed session when the server shuts down.
+#[derive(Clone, Debug)]
+pub struct FeedShutdown(pub watch::Receiver<bool>);
+
+/// `GET /api/feed`: upgrades to a websocket and runs the session.
+pub async fn feed(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+    shutdown: web::Data<FeedShutdown>,
+    _: Allowed<Read>,
+) -> Result<HttpResponse, ApiError> {
+    let q = web::Query::<FeedQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
+    let after = q.after.map(Position);
+    let (response, session, incoming) = actix_ws::handle(&req, body).map_err(|e| {
+        ApiError::bad_request(
+            "not_a_websocket",
+            format!("open the feed as a websocket: {e}"),
+        )
+    })?;
+    let incoming = incoming.max_frame_size(MAX_INCOMING_FRAME_BYTES);
+    actix_web::rt::spawn(run_session(
+        state.views.clone(),
+        after,
+        session,
+        incoming,
+        shutdown.0.clone(),
+    ));
+    Ok(response)
+}
+
+async fn run_session(
+    views: Views,
+    after: Option<Position>,
+    mut session: actix_ws::Session,
+    mut incoming: actix_ws::MessageStream,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (first, mut rx) = views.read_and_subscribe(|live| opening(live, after));
+    for message in first {
+        if session.text(message).await.is_err() {
+            return;
+        }
+    }
+    loop {
+        tokio::select! {
+            delta = rx.recv() => match delta {
+                Ok(delta) => {
+                    if session.text(delta.json.to_string()).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(_)) => {
+                    // Too slow to follow: start again from a snapshot.
+                    let (snapshot, fresh) = views.read_and_subscribe(|live| live.state.snapshot_json());
+                    rx = fresh;
+                    if session.text(snapshot).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Closed) => break,
+            },
+            message = futures::StreamExt::next(&mut incoming) => match message {
+                Some(Ok(Message::Ping(bytes))) => {
+                    if session.pong(&bytes).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+    }
+    let _ = session.close(None).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use muster_core::IncidentId;
+    use muster_core::event::{EventIds, encode_batch};
+    use muster_core::incident::{IncidentEvent, ReportSource};
+    use muster_core::value::{CallerDetails, IncidentType, LatLon, Priority};
+    use muster_store::{EventMetadata, RecordedEvent};
+    use serde_json::Value;
+
+    use super::*;
+    use crate::areas::Areas;
+    use crate::views::ViewState;
+
+    fn reported(position: u64) -> RecordedEvent {
+        let id = IncidentId::new_v7();
+        let stream = id.stream_name();
+        let event = IncidentEvent::IncidentReported {
+            incident_id: id,
+            source: ReportSource::Hotline,
+            location: LatLon::from_lat_lon(60.17, 24.94).unwrap(),
+            incident_type: IncidentType::Medical,
+            priority: Priority::P2,
+            caller: CallerDetails::default(),
+            at: chrono::Utc::now(),
+        };
+        let new = encode_batch(
+            &stream,
+            &[event],
+            EventIds::Fresh,
+            &EventMetadata::default(),
+        )
+        .unwrap()
+        .remove(0);
+        RecordedEvent {
+            stream,
+            revision: 0,
+            position: Position(position),
+            id: new.id,
+            event_type: new.event_type,
+            schema_version: new.schema_version,
+            data: new.data,
+            metadata: new.metadata,
+            recorded_at: chrono::Utc::now(),
+        }
+    }
+
+    fn kinds(messages: &[String]) -> Vec<(String, Option<u64>)> {
+        messages
+            .iter()
+            .map(|m| {
+                let v: Value = serde_json::from_str(m).unwrap();
+                (
+                    v["type"].as_str().unwrap().to_owned(),
+                    v["position"].as_u64(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_display_gets_a_snapshot_and_a_returning_one_the_deltas_it_missed() {
+        let views = Views::new(ViewState::default(), Areas::grid());
+        views.apply_batch(&[reported(0), reported(1)]).unwrap();
+        let (first, mut rx) = views.read_and_subscribe(|live| opening(live, None));
+        assert_eq!(kinds(&first), vec![("snapshot".into(), Some(1))]);
+        views.apply_batch(&[reported(2)]).unwrap();
+        assert_eq!(rx.try_recv().unwrap().position, Position(2));
+
+        let resumed = views.read(|live| opening(live, Some(Position(0))));
+        assert_eq!(
+            kinds(&resumed),
+            vec![
+                ("resume".into(), None),
+                ("delta".into(), Some(1)),
+                ("delta".into(), Some(2))
+            ]
+        );
+        let up_to_date = views.read(|live| opening(live, Some(Position(2))));
+        assert_eq!(kinds(&up_to_date), vec![("resume".into(), None)]);
+        // A position from the future (another store) gets a snapshot.
+        let future = views.read(|live| opening(live, Some(Position(99))));
+        assert_eq!(kinds(&future)[0].0, "snapshot");
+    }
+
+    #[test]
+    fn views_restored_from_a_checkpoint_cannot_resume_from_before_it() {
+        let mut state = ViewState::default();
+        state.fold(&reported(0), &Areas::grid()).unwrap();
+        state.fold(&reported(1), &Areas::grid()).unwrap();
+        let views = Views::new(state, Areas::grid());
+        views.apply_batch(&[reported(2)]).unwrap();
+        let from_before = views.read(|live| opening(live, Some(Position(0))));
+        assert_eq!(kinds(&from_before)[0].0, "snapshot");
+        let from_checkpoint = views.read(|live| opening(live, Some(Position(1))));
+        assert_eq!(
+            kinds(&from_checkpoint),
+            vec![("resume".into(), None), ("delta".into(), Some(2))]
+        );
+    }
+}

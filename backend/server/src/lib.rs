@@ -1,0 +1,34 @@
+//! Muster's server: the operator API on actix-web, the wall-display websocket feed, the
+//! projections that feed both, and the command handling behind them. The `muster` binary
+//! (`src/main.rs`) parses arguments and runs this library.
+//!
+//! # Layout
+//! - [`config`]: `muster serve` configuration (TOML file, `MUSTER_…` overrides).
+//! - [`app`]: wiring and lifecycle: [`app::Application::build`], `port()`,
+//!   `run_until_stopped()`, graceful shutdown, `/healthz`, `/readyz`, demo units.
+//! - [`auth`]: bearer tokens and roles (operator, responder, planner, admin).
+//! - [`error`]: the one error body and the status of each kind of failure.
+//! - [`commands`]: load, decide, append with the expected revision, retry on conflict;
+//!   idempotency keys; follow-ups (reactions).
+//! - [`api`]: the HTTP routes: commands and views as JSON, GeoJSON layers.
+//! - [`feed`]: the wall-display websocket (snapshot, deltas with positions, resume).
+//! - [`views`]: the projection of `$all` into boards, area counts and layers, its
+//!   checkpointed file and the rebuild.
+//! - [`areas`]: city districts or grid cells for per-area counts.
+//! - [`openapi`]: the OpenAPI document.
+//! - [`benches`]: `muster bench e2e` and `muster bench projections`.
+
+pub mod api;
+pub mod app;
+pub mod areas;
+pub mod auth;
+pub mod benches;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod feed;
+pub mod openapi;
+pub mod views;
+
+pub use app::Application;
+pub use config::Config;

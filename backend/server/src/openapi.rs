@@ -1,0 +1,145 @@
+//! The OpenAPI 3.1 document served at `/api/openapi.json`, kept by hand next to the routes;
+//! a test checks that it names every route of [`crate::api::ROUTES`] and no other.
+
+use serde_json::{Value, json};
+
+fn op(summary: &str, roles: &str, body: Option<&str>, ok: &str) -> Value {
+    let mut o = json!({
+        "summary": summary,
+        "description": format!("Roles: {roles}."),
+        "responses": {
+            ok: {"description": "Success", "content": {"application/json": {"schema": {"type": "object"}}}},
+            "400": {"$ref": "#/components/responses/Error"},
+            "401": {"$ref": "#/components/responses/Error"},
+            "403": {"$ref": "#/components/responses/Error"},
+            "404": {"$ref": "#/components/responses/Error"},
+            "409": {"$ref": "#/components/responses/Error"},
+            "413": {"$ref": "#/components/responses/Error"},
+            "422": {"$ref": "#/components/responses/Error"},
+        },
+    });
+    if let Some(schema) = body {
+        o["requestBody"] = json!({
+            "required": true,
+            "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
+        });
+        o["parameters"] = json!([{"$ref": "#/components/parameters/IdempotencyKey"}]);
+    }
+    o
+}
+
+/// The document.
+pub fn document() -> Value {
+    let latlon = json!({"type": "object", "required": ["lat", "lon"], "properties": {
+        "lat": {"type": "number", "minimum": -90, "maximum": 90},
+        "lon": {"type": "number", "minimum": -180, "maximum": 180}}});
+    let view_params = json!([
+        {"name": "min_position", "in": "query", "schema": {"type": "integer"}, "description": "wait until the views have applied this log position"},
+        {"name": "include_closed", "in": "query", "schema": {"type": "boolean"}},
+        {"name": "bbox", "in": "query", "schema": {"type": "string"}, "description": "west,south,east,north in degrees (GeoJSON layers)"}
+    ]);
+    let with_params = |mut o: Value| {
+        o["parameters"] = view_params.clone();
+        o
+    };
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Muster operator API", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Commands need a bearer token and an Idempotency-Key header. Errors are {\"error\": {\"code\", \"message\", \"details\"}}."},
+        "security": [{"bearer": []}],
+        "paths": {
+            "/api/incidents": {
+                "post": op("Enter a call: report an incident; answers likely duplicates", "operator, admin", Some("CreateIncident"), "201"),
+                "get": with_params(op("The incident board (open incidents by priority, then age)", "any", None, "200")),
+            },
+            "/api/incidents/{id}": {"get": op("One incident from its stream, with time points; caller details for operator and admin", "any", None, "200")},
+            "/api/incidents/{id}/tasks": {"post": op("Assign a unit; 409 unit_busy names the incident holding it", "operator, admin", Some("AssignUnit"), "201")},
+            "/api/incidents/{id}/close": {"post": op("Close the incident; its units are released", "operator, admin", Some("CloseIncident"), "200")},
+            "/api/incidents/{id}/notes": {"post": op("Add a note", "operator, responder, admin", Some("AddNote"), "200")},
+            "/api/units": {
+                "post": op("Register a unit", "operator, admin", Some("RegisterUnit"), "201"),
+                "get": with_params(op("The unit board", "any", None, "200")),
+            },
+            "/api/units/{id}": {"get": with_params(op("One unit from the board", "any", None, "200"))},
+            "/api/units/{id}/status": {"post": op("Change a unit's status", "operator, responder, admin", Some("ChangeStatus"), "200")},
+            "/api/units/{id}/position": {"post": op("Report a position fix", "operator, responder, admin", Some("ReportPosition"), "200")},
+            "/api/units/{id}/tasks/{task}/{step}": {"post": op("Acknowledge, decline or complete a task (step: acknowledge | decline | complete)", "operator, responder, admin", Some("TaskStep"), "200")},
+            "/api/sensors": {"post": op("Register a sensor with thresholds", "operator, admin", Some("RegisterSensor"), "201")},
+            "/api/sensors/{id}/readings": {"post": op("Ingest a reading: a threshold crossing raises one alarm and one incident; the clearing is recorded", "operator, admin", Some("Reading"), "200")},
+            "/api/areas": {"get": with_params(op("Per-area counts: open incidents by priority, units by status", "any", None, "200"))},
+            "/api/geo/incidents": {"get": with_params(op("Incidents as an RFC 7946 FeatureCollection", "any", None, "200"))},
+            "/api/geo/units": {"get": with_params(op("Units with a known location as an RFC 7946 FeatureCollection", "any", None, "200"))},
+            "/api/feed": {"get": {"summary": "Wall-display websocket: snapshot, then deltas with log positions; ?after=P resumes", "description": "Token in Authorization or ?access_token=.", "parameters": [{"name": "after", "in": "query", "schema": {"type": "integer"}}], "responses": {"101": {"description": "Switching protocols"}, "401": {"$ref": "#/components/responses/Error"}}}},
+            "/api/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+            "/healthz": {"get": {"summary": "Alive", "security": [], "responses": {"200": {"description": "alive"}}}},
+            "/readyz": {"get": {"summary": "Ready: views caught up with the log as it was at start, not shutting down", "security": [], "responses": {"200": {"description": "ready"}, "503": {"$ref": "#/components/responses/Error"}}}},
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "parameters": {"IdempotencyKey": {"name": "Idempotency-Key", "in": "header", "required": true, "schema": {"type": "string", "minLength": 8, "maxLength": 128}}},
+            "responses": {"Error": {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}}}}},
+                "LatLon": latlon,
+                "CreateIncident": {"type": "object", "required": ["location", "incident_type", "priority"], "properties": {
+                    "id": {"type": "string", "format": "uuid"}, "location": {"$ref": "#/components/schemas/LatLon"},
+                    "incident_type": {"type": "string"}, "priority": {"enum": ["P1", "P2", "P3", "P4", "P5"]},
+                    "caller": {"type": "object", "properties": {"name": {"type": "string"}, "call_back": {"type": "string"}}},
+                    "source": {"enum": ["hotline", "citizen"]}, "call_received_at": {"type": "string", "format": "date-time"}}},
+                "AssignUnit": {"type": "object", "required": ["unit_id"], "properties": {"unit_id": {"type": "string", "format": "uuid"}}},
+                "CloseIncident": {"type": "object", "required": ["disposition"], "properties": {"disposition": {"enum": ["resolved", "false_alarm", "nothing_found", "cancelled", "transferred"]}}},
+                "AddNote": {"type": "object", "required": ["text"], "properties": {"text": {"type": "string", "maxLength": 4000}}},
+                "RegisterUnit": {"type": "object", "required": ["kind", "call_sign", "agency", "home_station"], "properties": {
+                    "id": {"type": "string", "format": "uuid"}, "kind": {"type": "string"}, "call_sign": {"type": "string"},
+                    "agency": {"type": "string"}, "home_station": {"type": "string"},
+                    "capabilities": {"type": "array", "items": {"type": "string"}}, "location": {"$ref": "#/components/schemas/LatLon"}}},
+                "ChangeStatus": {"type": "object", "required": ["status"], "properties": {"status": {"enum": ["available", "dispatched", "en_route", "on_scene", "transporting", "at_hospital", "returning", "out_of_service"]}}},
+                "ReportPosition": {"type": "object", "required": ["location"], "properties": {"location": {"$ref": "#/components/schemas/LatLon"},
+                    "heading_deg": {"type": "number"}, "speed_m_s": {"type": "number"}, "accuracy_m": {"type": "number"}, "at": {"type": "string", "format": "date-time"}}},
+                "TaskStep": {"type": "object", "properties": {"reason": {"type": "string"}}},
+                "RegisterSensor": {"type": "object", "required": ["kind", "location", "thresholds"], "properties": {
+                    "id": {"type": "string", "format": "uuid"}, "kind": {"type": "string"}, "location": {"$ref": "#/components/schemas/LatLon"},
+                    "thresholds": {"type": "array", "items": {"type": "object", "required": ["metric", "crossing", "raise_at", "clear_at", "incident_type", "priority"]}}}},
+                "Reading": {"type": "object", "required": ["metric", "value"], "properties": {"metric": {"type": "string"}, "value": {"type": "number"}, "at": {"type": "string", "format": "date-time"}}},
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::api::ROUTES;
+
+    #[test]
+    fn the_document_names_every_route_and_no_other() {
+        let doc = document();
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                documented.insert((method.clone(), path.clone()));
+            }
+        }
+        let routed: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        assert_eq!(documented, routed);
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let doc = document();
+        let text = doc.to_string();
+        for piece in text.split("\"$ref\":\"#/").skip(1) {
+            let target = &piece[..piece.find('"').unwrap()];
+            let mut node = &doc;
+            for part in target.split('/') {
+                node = &node[part];
+            }
+            assert!(!node.is_null(), "dangling $ref {target}");
+        }
+    }
+}
