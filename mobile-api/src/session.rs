@@ -303,6 +303,7 @@ where
         return end;
     }
     // The next unit stream revision the device has not been given.
+    tracing::trace!(%unit, ?resume_after, ?start, "session start");
     let mut watermark = match start {
         Start::Replay { events, next } => {
             for recorded in &events {
@@ -356,14 +357,17 @@ where
                     }
                     Some(Err(e)) => return conn.end(None, format!("transport error: {e}")),
                 };
-                if let Err(wait) = rate.take() {
+                let parsed = parse_client_message(&text);
+                // Acknowledgements cost nothing but a comparison; everything else counts.
+                let counted = !matches!(parsed, Ok(ClientMessage::Ack { .. }));
+                if counted && let Err(wait) = rate.take() {
                     strikes += 1;
                     if strikes > RATE_STRIKES_BEFORE_CLOSE {
                         return conn
                             .close(close::POLICY, "too many messages over the rate limit")
                             .await;
                     }
-                    let key = parse_client_message(&text)
+                    let key = parsed
                         .ok()
                         .and_then(|m| m.key().map(|k| k.as_str().to_owned()));
                     let e = ServerMessage::Error {
@@ -379,7 +383,7 @@ where
                     }
                     continue;
                 }
-                let reply = match parse_client_message(&text) {
+                let reply = match parsed {
                     Err(e) => e.to_message(),
                     Ok(ClientMessage::Hello { .. }) => ServerMessage::error(
                         ErrorCode::HelloExpected,
@@ -427,8 +431,10 @@ where
                         .await;
                 };
                 if recorded.revision < watermark {
+                    tracing::trace!(%unit, revision = recorded.revision, watermark, "live event already replayed");
                     continue;
                 }
+                tracing::trace!(%unit, revision = recorded.revision, "live delivery");
                 watermark = recorded.revision + 1;
                 if let Err(end) = deliver(&mut conn, &ctx, &recorded).await {
                     return end;

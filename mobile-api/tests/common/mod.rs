@@ -207,3 +207,59 @@ impl Device {
         }
     }
 }
+
+/// An operator assigning and completing one unit's tasks, keeping the unit's state between
+/// commands instead of reading the whole stream each time.
+pub struct Operator {
+    store: Arc<dyn EventStore>,
+    unit: UnitId,
+    state: UnitState,
+    last: Option<StreamRevision>,
+}
+
+impl Operator {
+    pub async fn new(store: &Arc<dyn EventStore>, unit: UnitId) -> Self {
+        let (state, last) = state_of(store, unit).await;
+        Self {
+            store: store.clone(),
+            unit,
+            state,
+            last,
+        }
+    }
+
+    pub async fn command(&mut self, command: UnitCommand) {
+        let events = self.state.decide(command).unwrap();
+        let stream = self.unit.stream_name();
+        let new =
+            encode_batch(&stream, &events, EventIds::Fresh, &EventMetadata::default()).unwrap();
+        let result = self
+            .store
+            .append(&stream, expected_state_after(self.last), new)
+            .await
+            .unwrap();
+        for e in &events {
+            self.state.apply(e);
+        }
+        self.last = Some(result.next_expected_revision);
+    }
+
+    pub async fn assign(&mut self) -> TaskId {
+        let task = TaskId::new_v7();
+        self.command(UnitCommand::AssignTask {
+            task,
+            incident: IncidentId::new_v7(),
+            at: Utc::now(),
+        })
+        .await;
+        task
+    }
+
+    pub async fn complete(&mut self, task: TaskId) {
+        self.command(UnitCommand::CompleteTask {
+            task,
+            at: Utc::now(),
+        })
+        .await;
+    }
+}
