@@ -4,6 +4,7 @@
 use clap::{Args, Subcommand};
 
 mod dispatch;
+mod e2e;
 mod stats;
 mod store;
 
@@ -25,6 +26,11 @@ enum BenchCommand {
     /// The dispatcher: recommendations by road among 10,000 units on the 30 km generated city,
     /// position reports applied meanwhile, straight line against road, surge against greedy.
     Dispatch(dispatch::DispatchBenchArgs),
+    /// Hotline create -> delta on a connected wall-display websocket at a fixed offered rate,
+    /// against a bare append -> $all subscription round trip in the same run.
+    E2e(e2e::E2eArgs),
+    /// Projection rebuild rate from the log, against a bare $all scan.
+    Projections(e2e::ProjectionsArgs),
 }
 
 /// Runs `muster bench …`.
@@ -32,6 +38,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Store(a) => store::run(a),
         BenchCommand::Dispatch(a) => dispatch::run(a),
+        BenchCommand::E2e(a) => e2e::run_e2e(a),
+        BenchCommand::Projections(a) => e2e::run_projections(a),
         BenchCommand::Geodata(a) => crate::geodata_cmd::bench(a),
     }
 }
