@@ -28,13 +28,14 @@
 //!   and `muster bench gateway`.
 
 pub mod alerts;
-
+pub mod bench;
+pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod delivery;
 pub mod gateway;
 pub mod limits;
 pub mod protocol;
-
+pub mod responder;
 pub mod session;
 pub mod token;

@@ -29,6 +29,10 @@ enum Command {
     Serve(ServeArgs),
     /// Maintain the projections (views) of the log.
     Projections(ProjectionsArgs),
+    /// Run the mobile gateway for responders' devices on its own port and store.
+    Gateway(muster_mobile::cli::GatewayArgs),
+    /// Simulate a responder's device: acknowledge tasks, drive, report status and positions.
+    Responder(muster_mobile::cli::ResponderArgs),
 }
 
 /// Arguments of `muster serve`.
@@ -82,6 +86,8 @@ fn main() -> anyhow::Result<()> {
         Command::Store(args) => store_cmd::run(args),
         Command::Geodata(args) => geodata_cmd::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Gateway(args) => muster_mobile::cli::run_gateway(args),
+        Command::Responder(args) => muster_mobile::cli::run_responder(args),
         Command::Serve(args) => serve(args),
         Command::Projections(args) => match args.command {
             ProjectionsCommand::Rebuild { data_dir, city } => projections_rebuild(&data_dir, &city),

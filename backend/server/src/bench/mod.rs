@@ -31,6 +31,9 @@ enum BenchCommand {
     E2e(e2e::E2eArgs),
     /// Projection rebuild rate from the log, against a bare $all scan.
     Projections(e2e::ProjectionsArgs),
+    /// The mobile gateway: device connections held, memory per connection, task push latency
+    /// at a fixed rate, against a bare $all subscription in the same run.
+    Gateway(muster_mobile::cli::BenchGatewayArgs),
 }
 
 /// Runs `muster bench …`.
@@ -41,5 +44,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::E2e(a) => e2e::run_e2e(a),
         BenchCommand::Projections(a) => e2e::run_projections(a),
         BenchCommand::Geodata(a) => crate::geodata_cmd::bench(a),
+        BenchCommand::Gateway(a) => muster_mobile::cli::run_bench_gateway(a),
     }
 }
