@@ -1,0 +1,455 @@
+//! The wall display's share of the server: the built web app (static files from
+//! `backend/web/dist`), the city's base map, address lookup, and the city as it was at a
+//! past moment of the log (time travel). `docs/wall-display.md` describes the page.
+//!
+//! Routes (reads need any role's token; the page itself needs none):
+//! - `GET /api/wall/city`: name, attribution, bounds, base map (roads, water, rail),
+//!   districts, stations and hospitals, as GeoJSON.
+//! - `GET /api/wall/geocode?q=Mannerheimintie 5`: the address's point, or 422 saying why not.
+//! - `GET /api/wall/timeline`: the log's head and the times of its first and last events.
+//! - `GET /api/wall/at?time=<RFC 3339>` or `?position=P`: the views folded from the start of
+//!   the log up to that moment, in the shape of the feed's snapshot.
+//! - `GET /`, `GET /<file>`: the web app; unknown paths without an extension get `index.html`.
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use muster_geodata::geocode::{AddressQuery, Geocoder};
+use muster_geodata::model::City;
+use muster_store::{EventStore, Position};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::{Allowed, AppState, Read};
+use crate::error::ApiError;
+use crate::views::ViewState;
+
+/// Events read from the store per batch while folding a past moment.
+const REPLAY_BATCH: usize = 2_000;
+/// The most events a time-travel request folds; a longer log answers 422.
+pub const MAX_REPLAY_EVENTS: u64 = 5_000_000;
+/// The longest address query accepted.
+const MAX_GEOCODE_CHARS: usize = 200;
+
+/// What the wall routes share.
+pub struct WallState {
+    city: Option<Arc<City>>,
+    geocoder: OnceLock<Option<Geocoder>>,
+    city_json: OnceLock<String>,
+    store: Arc<dyn EventStore>,
+    dist: PathBuf,
+}
+
+impl std::fmt::Debug for WallState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WallState")
+            .field("dist", &self.dist)
+            .finish()
+    }
+}
+
+impl WallState {
+    /// State for the wall routes: the city (if the server has one), the store, and the
+    /// folder of the built app ([`dist_dir`]).
+    pub fn new(city: Option<City>, store: Arc<dyn EventStore>) -> Self {
+        Self {
+            city: city.map(Arc::new),
+            geocoder: OnceLock::new(),
+            city_json: OnceLock::new(),
+            store,
+            dist: dist_dir(),
+        }
+    }
+}
+
+/// The web project's folder: `MUSTER_WEB_DIR`, else `backend/web` of this source tree.
+pub fn web_dir() -> PathBuf {
+    std::env::var_os("MUSTER_WEB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../web"))
+}
+
+/// The built app: `MUSTER_WEB_DIST`, else `dist` in [`web_dir`].
+pub fn dist_dir() -> PathBuf {
+    std::env::var_os("MUSTER_WEB_DIST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| web_dir().join("dist"))
+}
+
+fn newest_mtime(path: &Path) -> Option<SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    let mut newest = meta.modified().ok()?;
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path).ok()?.flatten() {
+            if let Some(t) = newest_mtime(&entry.path()) {
+                newest = newest.max(t);
+            }
+        }
+    }
+    Some(newest)
+}
+
+/// Builds the web app with npm when its sources are newer than the built copy (or there is
+/// none). Skipped with `MUSTER_WEB_BUILD=0`, or when there are no sources (an installed
+/// binary). A missing npm or a failed build is reported and the server runs without the app.
+pub fn ensure_built() {
+    if std::env::var("MUSTER_WEB_BUILD").is_ok_and(|v| v == "0") {
+        return;
+    }
+    let dir = web_dir();
+    if !dir.join("package.json").exists() {
+        return;
+    }
+    let built = std::fs::metadata(dir.join("dist/index.html"))
+        .and_then(|m| m.modified())
+        .ok();
+    let sources = [
+        "src",
+        "index.html",
+        "package.json",
+        "package-lock.json",
+        "vite.config.ts",
+    ]
+    .iter()
+    .filter_map(|p| newest_mtime(&dir.join(p)))
+    .max();
+    if built.is_some() && sources.is_some_and(|s| Some(s) <= built) {
+        return;
+    }
+    let run = |args: &[&str]| -> Result<(), String> {
+        eprintln!(
+            "wall display: npm {} (in {})",
+            args.join(" "),
+            dir.display()
+        );
+        let status = std::process::Command::new("npm")
+            .args(args)
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|e| format!("could not run npm: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("npm {} failed ({status})", args.join(" ")))
+        }
+    };
+    let lock = newest_mtime(&dir.join("package-lock.json"));
+    let installed = newest_mtime(&dir.join("node_modules/.package-lock.json"));
+    let result = if installed.is_none() || lock > installed {
+        run(&["ci", "--no-audit", "--no-fund"])
+    } else {
+        Ok(())
+    }
+    .and_then(|()| run(&["run", "build"]));
+    if let Err(e) = result {
+        eprintln!("wall display not built: {e}; the API runs without it");
+    }
+}
+
+fn lat_lon(p: muster_geodata::point::LatLon) -> Value {
+    json!([p.lon(), p.lat()])
+}
+
+fn city_document(city: &City) -> String {
+    let districts: Vec<Value> = city
+        .districts
+        .iter()
+        .map(|d| {
+            let mut ring: Vec<Value> = d.ring.iter().map(|p| lat_lon(*p)).collect();
+            if let Some(first) = ring.first().cloned() {
+                ring.push(first);
+            }
+            json!({"type": "Feature", "id": d.id,
+                   "geometry": {"type": "Polygon", "coordinates": [ring]},
+                   "properties": {"id": d.id, "name": d.name}})
+        })
+        .collect();
+    let stations: Vec<Value> = city
+        .stations
+        .iter()
+        .map(|s| {
+            json!({"type": "Feature", "id": s.id,
+                   "geometry": {"type": "Point", "coordinates": lat_lon(s.location)},
+                   "properties": {"id": s.id, "name": s.name, "kind": s.kind.as_str()}})
+        })
+        .collect();
+    let hospitals: Vec<Value> = city
+        .hospitals
+        .iter()
+        .map(|h| {
+            json!({"type": "Feature", "id": h.id,
+                   "geometry": {"type": "Point", "coordinates": lat_lon(h.location)},
+                   "properties": {"id": h.id, "name": h.name}})
+        })
+        .collect();
+    let b = city.meta.bounds;
+    json!({
+        "name": city.meta.name,
+        "attribution": city.meta.attribution,
+        "bounds": [[b.south_west.lat(), b.south_west.lon()], [b.north_east.lat(), b.north_east.lon()]],
+        "base": city.base_map_geojson(),
+        "districts": {"type": "FeatureCollection", "features": districts},
+        "stations": {"type": "FeatureCollection", "features": stations},
+        "hospitals": {"type": "FeatureCollection", "features": hospitals},
+    })
+    .to_string()
+}
+
+async fn city(wall: web::Data<WallState>, _: Allowed<Read>) -> Result<HttpResponse, ApiError> {
+    let Some(city) = wall.city.clone() else {
+        return Err(ApiError::not_found(
+            "this server has no city file (areas are a grid); there is no base map",
+        ));
+    };
+    let wall2 = wall.clone();
+    let body = web::block(move || wall2.city_json.get_or_init(|| city_document(&city)).clone())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(("Cache-Control", "private, max-age=300"))
+        .body(body))
+}
+
+#[derive(Debug, Deserialize)]
+struct GeocodeQuery {
+    q: Option<String>,
+}
+
+async fn geocode(
+    wall: web::Data<WallState>,
+    query: web::Query<GeocodeQuery>,
+    _: Allowed<Read>,
+) -> Result<HttpResponse, ApiError> {
+    let text = query.q.clone().unwrap_or_default();
+    if text.trim().is_empty() {
+        return Err(
+            ApiError::invalid("type a street name, and a house number if known")
+                .with_details(json!({"field": "address"})),
+        );
+    }
+    if text.chars().count() > MAX_GEOCODE_CHARS {
+        return Err(ApiError::invalid(format!(
+            "the address is longer than {MAX_GEOCODE_CHARS} characters"
+        ))
+        .with_details(json!({"field": "address"})));
+    }
+    let Some(city) = wall.city.clone() else {
+        return Err(ApiError::not_found(
+            "this server has no city file to look addresses up in",
+        ));
+    };
+    let wall2 = wall.clone();
+    let hit = web::block(move || {
+        let geocoder = wall2
+            .geocoder
+            .get_or_init(|| Some(Geocoder::new(city)))
+            .as_ref()
+            .expect("set above");
+        AddressQuery::parse(&text).and_then(|q| geocoder.geocode(&q))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| ApiError::invalid(e.to_string()).with_details(json!({"field": "address"})))?;
+    Ok(HttpResponse::Ok().json(json!({
+        "street": hit.street,
+        "number": hit.number,
+        "exact": hit.exact,
+        "location": {"lat": hit.location.lat(), "lon": hit.location.lon()},
+    })))
+}
+
+async fn timeline(wall: web::Data<WallState>, _: Allowed<Read>) -> Result<HttpResponse, ApiError> {
+    let head = wall.store.head();
+    let first = wall
+        .store
+        .read_all(Position::START, 1)
+        .await
+        .map_err(ApiError::internal)?;
+    let last = wall
+        .store
+        .read_all_backwards(head, 1)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "head": head,
+        "first": first.first().map(|e| json!({"position": e.position, "at": e.recorded_at})),
+        "last": last.first().map(|e| json!({"position": e.position, "at": e.recorded_at})),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct AtQuery {
+    time: Option<String>,
+    position: Option<u64>,
+}
+
+/// Folds the log from its start up to (and including) the last event recorded at or before
+/// `time`, or at or before `position`.
+pub async fn state_at(
+    store: &dyn EventStore,
+    areas: &crate::areas::Areas,
+    time: Option<DateTime<Utc>>,
+    position: Option<Position>,
+) -> Result<(ViewState, Option<DateTime<Utc>>), ApiError> {
+    let mut state = ViewState::default();
+    let mut from = Position::START;
+    let mut folded: u64 = 0;
+    let mut last_at = None;
+    'read: loop {
+        let batch = store
+            .read_all(from, REPLAY_BATCH)
+            .await
+            .map_err(ApiError::internal)?;
+        let Some(last) = batch.last() else { break };
+        from = last.position.next();
+        for event in &batch {
+            if time.is_some_and(|t| event.recorded_at > t)
+                || position.is_some_and(|p| event.position > p)
+            {
+                break 'read;
+            }
+            state.fold(event, areas).map_err(ApiError::internal)?;
+            last_at = Some(event.recorded_at);
+            folded += 1;
+            if folded > MAX_REPLAY_EVENTS {
+                return Err(ApiError::invalid(format!(
+                    "that moment is more than {MAX_REPLAY_EVENTS} events into the log; time travel stops there"
+                )));
+            }
+        }
+        if batch.len() < REPLAY_BATCH {
+            break;
+        }
+    }
+    Ok((state, last_at))
+}
+
+async fn at(
+    wall: web::Data<WallState>,
+    state: web::Data<AppState>,
+    query: web::Query<AtQuery>,
+    _: Allowed<Read>,
+) -> Result<HttpResponse, ApiError> {
+    let time = match &query.time {
+        Some(t) => Some(
+            DateTime::parse_from_rfc3339(t)
+                .map_err(|e| {
+                    ApiError::invalid(format!(
+                        "time must be RFC 3339, such as 2026-11-23T20:00:00Z: {e}"
+                    ))
+                    .with_details(json!({"field": "time"}))
+                })?
+                .with_timezone(&Utc),
+        ),
+        None => None,
+    };
+    if time.is_none() && query.position.is_none() {
+        return Err(ApiError::invalid(
+            "give time=<RFC 3339> or position=<log position>",
+        ));
+    }
+    let (folded, last_at) = state_at(
+        wall.store.as_ref(),
+        state.views.areas(),
+        time,
+        query.position.map(Position),
+    )
+    .await?;
+    let snapshot: Value =
+        serde_json::from_str(&folded.snapshot_json()).map_err(ApiError::internal)?;
+    let mut body = snapshot;
+    body["type"] = json!("history");
+    body["at"] = json!(time);
+    body["last_event_at"] = json!(last_at);
+    Ok(HttpResponse::Ok().json(body))
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" | "map" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "woff2" => "font/woff2",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+async fn static_file(
+    req: HttpRequest,
+    wall: web::Data<WallState>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = req.match_info().query("tail");
+    if raw.starts_with("api/") || raw == "api" {
+        return Err(ApiError::not_found(format!(
+            "there is no route {} {}; see /api/openapi.json",
+            req.method(),
+            req.path()
+        )));
+    }
+    let rel = Path::new(raw);
+    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(ApiError::not_found("no such file"));
+    }
+    let mut path = wall.dist.join(rel);
+    if raw.is_empty() || (!path.is_file() && rel.extension().is_none()) {
+        path = wall.dist.join("index.html");
+    }
+    let body = match tokio::fs::read(&path).await {
+        Ok(b) => b,
+        Err(_) if path.ends_with("index.html") => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "web_app_not_built",
+                "the wall display is not built: run `npm ci && npm run build` in backend/web",
+            ));
+        }
+        Err(_) => return Err(ApiError::not_found(format!("no file {raw}"))),
+    };
+    let cache = if raw.starts_with("assets/") {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(content_type(&path))
+        .insert_header(("Cache-Control", cache))
+        .body(body))
+}
+
+/// Mounts the wall routes; the static catch-all comes last, so mount this after the API.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/wall/city", web::get().to(city))
+        .route("/api/wall/geocode", web::get().to(geocode))
+        .route("/api/wall/timeline", web::get().to(timeline))
+        .route("/api/wall/at", web::get().to(at))
+        .route("/{tail:.*}", web::get().to(static_file));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_follow_the_extension() {
+        assert_eq!(
+            content_type(Path::new("a/index.html")),
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(
+            content_type(Path::new("assets/x.js")),
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(content_type(Path::new("x.bin")), "application/octet-stream");
+    }
+}

@@ -1,0 +1,346 @@
+/**
+ * The map: Leaflet with the city's base layers drawn on canvas from the server's GeoJSON
+ * (no tile server), and one canvas overlay for incidents and units that animates units
+ * from their last drawn point to each new position.
+ */
+import L from "leaflet";
+import "leaflet/dist/leaflet.css";
+import type { Incident, Unit, UnitStatus } from "./types";
+import { PRIORITY_COLOUR, STATUS_STYLE } from "./types";
+
+/** How long a unit takes to glide to a new position. */
+const GLIDE_MS = 900;
+
+interface Sprite {
+  unit: Unit;
+  fromLat: number; fromLon: number;
+  toLat: number; toLon: number;
+  t0: number;
+}
+
+export interface CityDoc {
+  name: string;
+  attribution: string;
+  bounds: [[number, number], [number, number]];
+  base: GeoJSON.FeatureCollection;
+  districts: GeoJSON.FeatureCollection;
+  stations: GeoJSON.FeatureCollection;
+  hospitals: GeoJSON.FeatureCollection;
+}
+
+function roadStyle(f?: GeoJSON.Feature): L.PathOptions {
+  const p = (f?.properties ?? {}) as Record<string, string>;
+  const layer = p.layer ?? p.kind ?? "";
+  const cls = p.class ?? p.road_class ?? "";
+  if (layer === "water" || cls === "water" || p.kind === "water" || p.kind === "coastline")
+    return { color: "#1d4f7a", weight: 2, opacity: 0.9 };
+  if (layer === "railway" || p.kind === "railway") return { color: "#6b6b6b", weight: 1.5, dashArray: "4 4", opacity: 0.8 };
+  const major = /motorway|trunk|primary/.test(cls);
+  const mid = /secondary|tertiary/.test(cls);
+  return { color: major ? "#8a8f98" : mid ? "#60656d" : "#3f444b", weight: major ? 2.5 : mid ? 1.6 : 1, opacity: 0.95 };
+}
+
+export class WallMap {
+  map: L.Map;
+  private canvas: HTMLCanvasElement;
+  private ctx: CanvasRenderingContext2D;
+  private sprites = new Map<string, Sprite>();
+  private incidents = new Map<string, Incident>();
+  private dirty = true;
+  private selected: string | null = null;
+  /** Frame durations (ms) of drawing, kept for the benchmark. */
+  frameTimes: number[] = [];
+  onPick: ((what: "incident" | "unit", id: string) => void) | null = null;
+  onMapClick: ((lat: number, lon: number) => void) | null = null;
+
+  constructor(el: HTMLElement) {
+    this.map = L.map(el, {
+      preferCanvas: true,
+      zoomControl: true,
+      attributionControl: true,
+      zoomSnap: 0.25,
+      center: [60.17, 24.94],
+      zoom: 12,
+    });
+    this.map.attributionControl.setPrefix(false);
+    this.canvas = document.createElement("canvas");
+    this.canvas.className = "live-layer";
+    el.appendChild(this.canvas);
+    this.ctx = this.canvas.getContext("2d")!;
+    const redraw = () => {
+      this.resize();
+      this.dirty = true;
+    };
+    this.map.on("move zoom resize viewreset", redraw);
+    new ResizeObserver(redraw).observe(el);
+    this.map.on("click", (ev: L.LeafletMouseEvent) => {
+      const hit = this.hitTest(ev.containerPoint);
+      if (hit && this.onPick) this.onPick(hit[0], hit[1]);
+      else if (this.onMapClick) this.onMapClick(ev.latlng.lat, ev.latlng.lng);
+    });
+    this.resize();
+    const loop = () => {
+      this.frame();
+      requestAnimationFrame(loop);
+    };
+    requestAnimationFrame(loop);
+  }
+
+  setCity(city: CityDoc) {
+    this.map.attributionControl.addAttribution(city.attribution.replace(/</g, "&lt;"));
+    L.geoJSON(city.districts, {
+
+      style: { color: "#5a4b8a", weight: 1.5, opacity: 0.7, fillColor: "#2a2440", fillOpacity: 0.12, dashArray: "6 4" },
+      interactive: false,
+    }).addTo(this.map);
+    L.geoJSON(city.base, {
+
+      style: roadStyle,
+      interactive: false,
+      filter: (f) => ["road", "water", "railway", "coastline"].includes(String(f.properties?.layer)),
+    }).addTo(this.map);
+    L.geoJSON(city.stations, {
+      pointToLayer: (f, ll) => {
+        const kind = String(f.properties?.kind ?? "");
+        const letter = kind === "fire" ? "F" : kind === "ambulance" ? "A" : kind === "police" ? "P" : "S";
+        return L.marker(ll, {
+          interactive: false,
+          keyboard: false,
+          icon: L.divIcon({ className: "station-icon", html: `<span>${letter}</span>`, iconSize: [22, 22] }),
+        }).bindTooltip(String(f.properties?.name ?? ""), { permanent: false });
+      },
+    }).addTo(this.map);
+    L.geoJSON(city.hospitals, {
+      pointToLayer: (_f, ll) =>
+        L.marker(ll, {
+          interactive: false,
+          keyboard: false,
+          icon: L.divIcon({ className: "hospital-icon", html: "<span>H</span>", iconSize: [22, 22] }),
+        }),
+    }).addTo(this.map);
+    const [[s, w], [n, e]] = city.bounds;
+    this.map.fitBounds([[s, w], [n, e]], { padding: [10, 10] });
+    this.dirty = true;
+  }
+
+  select(id: string | null) {
+    this.selected = id;
+    this.dirty = true;
+  }
+
+  /** Replaces everything (a snapshot or a moment of the past). */
+  reset(incidents: Iterable<Incident>, units: Iterable<Unit>) {
+    this.incidents.clear();
+    for (const i of incidents) this.incidents.set(i.id, i);
+    this.sprites.clear();
+    for (const u of units) this.putUnit(u, false);
+    this.dirty = true;
+  }
+
+  putIncident(i: Incident) {
+    this.incidents.set(i.id, i);
+    this.dirty = true;
+  }
+
+  putUnit(u: Unit, glide = true) {
+    const old = this.sprites.get(u.id);
+    if (!u.location) {
+      this.sprites.delete(u.id);
+      this.dirty = true;
+      return;
+    }
+    const now = performance.now();
+    if (old && glide) {
+      const [lat, lon] = this.where(old, now);
+      old.fromLat = lat; old.fromLon = lon;
+      old.toLat = u.location.lat; old.toLon = u.location.lon;
+      old.t0 = now;
+      old.unit = u;
+    } else {
+      this.sprites.set(u.id, {
+        unit: u,
+        fromLat: u.location.lat, fromLon: u.location.lon,
+        toLat: u.location.lat, toLon: u.location.lon,
+        t0: now - GLIDE_MS,
+      });
+    }
+    this.dirty = true;
+  }
+
+  private where(s: Sprite, now: number): [number, number] {
+    const k = Math.min(1, Math.max(0, (now - s.t0) / GLIDE_MS));
+    if (k >= 1) return [s.toLat, s.toLon];
+    const e = k * (2 - k);
+    return [s.fromLat + (s.toLat - s.fromLat) * e, s.fromLon + (s.toLon - s.fromLon) * e];
+  }
+
+  private resize() {
+    const size = this.map.getSize();
+    const dpr = window.devicePixelRatio || 1;
+    const w = Math.round(size.x * dpr), h = Math.round(size.y * dpr);
+    if (this.canvas.width !== w || this.canvas.height !== h) {
+      this.canvas.width = w;
+      this.canvas.height = h;
+      this.canvas.style.width = size.x + "px";
+      this.canvas.style.height = size.y + "px";
+    }
+  }
+
+  private hitTest(p: L.Point): ["incident" | "unit", string] | null {
+    let best: ["incident" | "unit", string] | null = null;
+    let bestD = 18 * 18;
+    const now = performance.now();
+    for (const s of this.sprites.values()) {
+      const [lat, lon] = this.where(s, now);
+      const q = this.map.latLngToContainerPoint([lat, lon]);
+      const d = (q.x - p.x) ** 2 + (q.y - p.y) ** 2;
+      if (d < bestD) { bestD = d; best = ["unit", s.unit.id]; }
+    }
+    for (const i of this.incidents.values()) {
+      if (i.status === "closed" || i.status === "merged") continue;
+      const q = this.map.latLngToContainerPoint([i.location.lat, i.location.lon]);
+      const d = (q.x - p.x) ** 2 + (q.y - p.y) ** 2;
+      if (d < bestD) { bestD = d; best = ["incident", i.id]; }
+    }
+    return best;
+  }
+
+  private frame() {
+    const now = performance.now();
+    let moving = false;
+    for (const s of this.sprites.values()) {
+      if (now - s.t0 < GLIDE_MS) { moving = true; break; }
+    }
+    if (!this.dirty && !moving) return;
+    this.dirty = false;
+    const t0 = performance.now();
+    this.draw(now);
+    this.frameTimes.push(performance.now() - t0);
+    if (this.frameTimes.length > 10000) this.frameTimes.splice(0, 5000);
+  }
+
+  private draw(now: number) {
+    const ctx = this.ctx;
+    const dpr = window.devicePixelRatio || 1;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    const size = this.map.getSize();
+    ctx.clearRect(0, 0, size.x, size.y);
+    // Leaflet's pixel origin: project once per frame, then offset every point.
+    const zoom = this.map.getZoom();
+    const origin = this.map.getPixelOrigin();
+    const panes = this.map.containerPointToLayerPoint([0, 0]);
+    const ox = -origin.x - panes.x, oy = -origin.y - panes.y;
+    const crs = this.map.options.crs!;
+    const project = (lat: number, lon: number) => {
+      const p = crs.latLngToPoint(L.latLng(lat, lon), zoom);
+      return [p.x + ox, p.y + oy];
+    };
+    const inView = (x: number, y: number) => x > -40 && y > -40 && x < size.x + 40 && y < size.y + 40;
+    const scale = Math.max(1, Math.min(2.2, size.y / 900));
+
+    // Incidents: a ring with the priority written inside.
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    for (const i of this.incidents.values()) {
+      if (i.status === "closed" || i.status === "merged") continue;
+      const [x, y] = project(i.location.lat, i.location.lon);
+      if (!inView(x, y)) continue;
+      const r = 13 * scale;
+      ctx.beginPath();
+      ctx.arc(x, y, r, 0, Math.PI * 2);
+      ctx.fillStyle = "#111";
+      ctx.fill();
+      ctx.lineWidth = 4 * scale;
+      ctx.strokeStyle = PRIORITY_COLOUR[i.priority];
+      ctx.stroke();
+      if (this.selected === i.id) {
+        ctx.beginPath();
+        ctx.arc(x, y, r + 7 * scale, 0, Math.PI * 2);
+        ctx.lineWidth = 2;
+        ctx.strokeStyle = "#fff";
+        ctx.stroke();
+      }
+      ctx.fillStyle = "#fff";
+      ctx.font = `bold ${Math.round(11 * scale)}px system-ui, sans-serif`;
+      ctx.fillText(i.priority, x, y + 0.5);
+    }
+
+    // Units: a shape per status, filled with its colour, and the call sign beside it.
+    const labels = this.sprites.size <= 400 || zoom >= 14;
+    ctx.textAlign = "left";
+    ctx.font = `600 ${Math.round(12 * scale)}px system-ui, sans-serif`;
+    for (const s of this.sprites.values()) {
+      const [lat, lon] = this.where(s, now);
+      const [x, y] = project(lat, lon);
+      if (!inView(x, y)) continue;
+      const st = STATUS_STYLE[s.unit.status as UnitStatus] ?? STATUS_STYLE.out_of_service;
+      shape(ctx, st.shape, x, y, 7 * scale, s.unit.heading_deg);
+      ctx.fillStyle = st.colour;
+      ctx.fill();
+      ctx.lineWidth = 1.5;
+      ctx.strokeStyle = "#000";
+      ctx.stroke();
+      if (this.selected === s.unit.id) {
+        ctx.beginPath();
+        ctx.arc(x, y, 13 * scale, 0, Math.PI * 2);
+        ctx.strokeStyle = "#fff";
+        ctx.lineWidth = 2;
+        ctx.stroke();
+      }
+      if (labels) {
+        const text = s.unit.call_sign;
+        ctx.lineWidth = 3;
+        ctx.strokeStyle = "#000";
+        ctx.strokeText(text, x + 10 * scale, y);
+        ctx.fillStyle = "#fff";
+        ctx.fillText(text, x + 10 * scale, y);
+      }
+    }
+  }
+}
+
+/** Traces a status shape around (x, y) with radius r. */
+export function shape(ctx: CanvasRenderingContext2D, kind: string, x: number, y: number, r: number, heading?: number) {
+  ctx.beginPath();
+  switch (kind) {
+    case "circle":
+      ctx.arc(x, y, r, 0, Math.PI * 2);
+      break;
+    case "triangle":
+      ctx.moveTo(x, y - r * 1.15); ctx.lineTo(x + r, y + r * 0.8); ctx.lineTo(x - r, y + r * 0.8); ctx.closePath();
+      break;
+    case "down":
+      ctx.moveTo(x, y + r * 1.15); ctx.lineTo(x + r, y - r * 0.8); ctx.lineTo(x - r, y - r * 0.8); ctx.closePath();
+      break;
+    case "arrow": {
+      const a = ((heading ?? 0) * Math.PI) / 180;
+      const pts: [number, number][] = [[0, -1.3], [0.9, 0.9], [0, 0.45], [-0.9, 0.9]];
+      pts.forEach(([px, py], k) => {
+        const qx = x + r * (px * Math.cos(a) - py * Math.sin(a));
+        const qy = y + r * (px * Math.sin(a) + py * Math.cos(a));
+        if (k === 0) ctx.moveTo(qx, qy); else ctx.lineTo(qx, qy);
+      });
+      ctx.closePath();
+      break;
+    }
+    case "square":
+      ctx.rect(x - r * 0.9, y - r * 0.9, r * 1.8, r * 1.8);
+      break;
+    case "diamond":
+      ctx.moveTo(x, y - r * 1.2); ctx.lineTo(x + r * 1.2, y); ctx.lineTo(x, y + r * 1.2); ctx.lineTo(x - r * 1.2, y); ctx.closePath();
+      break;
+    case "plus": {
+      const t = r * 0.45;
+      ctx.moveTo(x - t, y - r); ctx.lineTo(x + t, y - r); ctx.lineTo(x + t, y - t); ctx.lineTo(x + r, y - t);
+      ctx.lineTo(x + r, y + t); ctx.lineTo(x + t, y + t); ctx.lineTo(x + t, y + r); ctx.lineTo(x - t, y + r);
+      ctx.lineTo(x - t, y + t); ctx.lineTo(x - r, y + t); ctx.lineTo(x - r, y - t); ctx.lineTo(x - t, y - t); ctx.closePath();
+      break;
+    }
+    default: {
+      const t = r * 0.35;
+      ctx.moveTo(x - r, y - r + t); ctx.lineTo(x - r + t, y - r); ctx.lineTo(x, y - t); ctx.lineTo(x + r - t, y - r);
+      ctx.lineTo(x + r, y - r + t); ctx.lineTo(x + t, y); ctx.lineTo(x + r, y + r - t); ctx.lineTo(x + r - t, y + r);
+      ctx.lineTo(x, y + t); ctx.lineTo(x - r + t, y + r); ctx.lineTo(x - r, y + r - t); ctx.lineTo(x - t, y); ctx.closePath();
+    }
+  }
+}
