@@ -180,10 +180,18 @@ impl Application {
             });
         }
         let tokens = Tokens::new(&config.users)?;
-        let state = AppState {
-            commands: Commands::new(dyn_store),
-            views,
-        };
+        let commands = Commands::new(dyn_store.clone());
+        let dispatcher = crate::dispatcher::Dispatcher::new(
+            city.as_ref(),
+            commands.clone(),
+            muster_core::dispatch::DispatchRules::default(),
+            muster_core::runcard::ResponsePlans::default_set(),
+        )?;
+        if let Some(d) = &dispatcher {
+            tokio::spawn(d.clone().run(dyn_store.clone(), stop_rx.clone()));
+        }
+        let dispatcher = dispatcher.map(web::Data::new);
+        let state = AppState { commands, views };
         let port = listener.local_addr()?.port();
         let data = web::Data::new(state.clone());
         let tokens = web::Data::new(tokens);
@@ -191,8 +199,11 @@ impl Application {
         let feed_shutdown = web::Data::new(FeedShutdown(stop_rx));
         let limit = config.max_body_bytes;
         let server = actix_web::HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
+            let app = match &dispatcher {
+                Some(d) => App::new().app_data(d.clone()),
+                None => App::new(),
+            };
+            app.app_data(data.clone())
                 .app_data(tokens.clone())
                 .app_data(readiness.clone())
                 .app_data(feed_shutdown.clone())
@@ -203,6 +214,7 @@ impl Application {
                 )
                 .app_data(web::PayloadConfig::default().limit(limit))
                 .configure(api::routes)
+                .configure(crate::dispatcher::routes)
                 .route("/api/feed", web::get().to(feed::feed))
                 .route("/api/openapi.json", web::get().to(openapi))
                 .route("/healthz", web::get().to(healthz))

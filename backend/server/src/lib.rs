@@ -8,6 +8,8 @@
 //!   `run_until_stopped()`, graceful shutdown, `/healthz`, `/readyz`, demo units.
 //! - [`auth`]: bearer tokens and roles (operator, responder, planner, admin).
 //! - [`error`]: the one error body and the status of each kind of failure.
+//! - [`dispatcher`]: the live unit index fed from the log, recommendations, coverage,
+//!   accepting recommendations, and dispatch by rule.
 //! - [`commands`]: load, decide, append with the expected revision, retry on conflict;
 //!   idempotency keys; follow-ups (reactions).
 //! - [`api`]: the HTTP routes: commands and views as JSON, GeoJSON layers.
@@ -25,6 +27,7 @@ pub mod auth;
 pub mod benches;
 pub mod commands;
 pub mod config;
+pub mod dispatcher;
 pub mod error;
 pub mod feed;
 pub mod openapi;

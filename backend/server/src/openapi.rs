@@ -69,6 +69,10 @@ pub fn document() -> Value {
             "/api/areas": {"get": with_params(op("Per-area counts: open incidents by priority, units by status", "any", None, "200"))},
             "/api/geo/incidents": {"get": with_params(op("Incidents as an RFC 7946 FeatureCollection", "any", None, "200"))},
             "/api/geo/units": {"get": with_params(op("Units with a known location as an RFC 7946 FeatureCollection", "any", None, "200"))},
+            "/api/incidents/{id}/recommendation": {"get": with_params(op("Units to send, by road travel time, per kind the run card still needs, with reasons; shortfalls and the preemptions a rule allows (min_position waits for the dispatcher)", "any", None, "200"))},
+            "/api/incidents/{id}/dispatch": {"post": op("Assign the recommended units, or the units named; per-unit results (201 when at least one was assigned, 409 when none)", "operator, admin", Some("Dispatch"), "201")},
+            "/api/coverage": {"get": {"summary": "Areas without an available unit of the kinds asked within target_s seconds, with move-up suggestions", "description": "Roles: any.", "parameters": [{"name": "kinds", "in": "query", "schema": {"type": "string"}, "description": "unit kinds, comma-separated (default engine)"}, {"name": "target_s", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 86400}}], "responses": {"200": {"description": "Coverage report"}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}},
+            "/api/dispatch/rules": {"get": op("The dispatch rules in force: automatic dispatch, preemption, acknowledgement timeout", "any", None, "200")},
             "/api/feed": {"get": {"summary": "Wall-display websocket: snapshot, then deltas with log positions; ?after=P resumes", "description": "Token in Authorization or ?access_token=.", "parameters": [{"name": "after", "in": "query", "schema": {"type": "integer"}}], "responses": {"101": {"description": "Switching protocols"}, "401": {"$ref": "#/components/responses/Error"}}}},
             "/api/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}},
             "/healthz": {"get": {"summary": "Alive", "security": [], "responses": {"200": {"description": "alive"}}}},
@@ -97,6 +101,7 @@ pub fn document() -> Value {
                 "ReportPosition": {"type": "object", "required": ["location"], "properties": {"location": {"$ref": "#/components/schemas/LatLon"},
                     "heading_deg": {"type": "number"}, "speed_m_s": {"type": "number"}, "accuracy_m": {"type": "number"}, "at": {"type": "string", "format": "date-time"}}},
                 "TaskStep": {"type": "object", "properties": {"reason": {"type": "string"}}},
+                "Dispatch": {"type": "object", "properties": {"units": {"type": "array", "items": {"type": "string", "format": "uuid"}, "description": "absent: the recommended units"}}},
                 "RegisterSensor": {"type": "object", "required": ["kind", "location", "thresholds"], "properties": {
                     "id": {"type": "string", "format": "uuid"}, "kind": {"type": "string"}, "location": {"$ref": "#/components/schemas/LatLon"},
                     "thresholds": {"type": "array", "items": {"type": "object", "required": ["metric", "crossing", "raise_at", "clear_at", "incident_type", "priority"]}}}},

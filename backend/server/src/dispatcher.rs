@@ -1,0 +1,823 @@
+//! The dispatcher in the server: it keeps the live unit index and the open incidents current
+//! from `$all`, answers recommendations and coverage, turns accepted recommendations into
+//! assignments, and dispatches by rule (automatic dispatch, and a new unit after a decline
+//! of an automatically dispatched incident).
+//!
+//! Assignments go through the same command path as an operator's (the unit stream's expected
+//! revision guards against double booking), with idempotency keys derived from the incident
+//! and the unit, so a repeat (a restart catching up, a retried request) writes nothing.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+use muster_core::decision::Aggregate;
+use muster_core::dispatch::{
+    Commitment, CoverageReport, DispatchRules, IncidentSpec, NewUnit, Preemption, Recommendation,
+    UnitIndex, coverage, preemptions, recommend,
+};
+use muster_core::event::DomainEvent;
+use muster_core::incident::IncidentEvent;
+use muster_core::runcard::ResponsePlans;
+use muster_core::unit::{UnitCommand, UnitEvent, UnitState, UnitStatus};
+use muster_core::value::{IdempotencyKey, IncidentSource, IncidentType, Priority, UnitKind};
+use muster_core::{IncidentId, TaskId, UnitId};
+use muster_geodata::Router;
+use muster_geodata::model::City;
+use muster_store::{
+    EventMetadata, EventStore, EventStoreExt, Position, RecordedEvent, SubscribeFrom,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::api::{Allowed, Dispatch, Read};
+use crate::commands::{CommandError, Commands};
+use crate::error::ApiError;
+
+/// How often stale positions are moved to their stations.
+const STALE_SWEEP: Duration = Duration::from_secs(30);
+/// Namespace of task ids the dispatcher derives from its idempotency keys.
+const TASK_NAMESPACE: Uuid = Uuid::from_u128(0x6d75_7374_6572_2d74_6173_6b2d_6964_0001);
+/// Units tried per slot before an automatic dispatch gives up on a slot.
+const MAX_AUTO_TRIES: usize = 8;
+
+/// An open incident as the dispatcher sees it.
+#[derive(Clone, Debug)]
+struct OpenIncident {
+    location: muster_core::value::LatLon,
+    incident_type: IncidentType,
+    priority: Priority,
+    source: IncidentSource,
+    units: BTreeSet<UnitId>,
+    declined: BTreeSet<UnitId>,
+}
+
+#[derive(Debug, Default)]
+struct Board {
+    incidents: HashMap<IncidentId, OpenIncident>,
+    commitments: HashMap<UnitId, IncidentId>,
+    call_signs: HashMap<UnitId, String>,
+}
+
+struct Inner {
+    index: RwLock<UnitIndex>,
+    board: RwLock<Board>,
+    rules: DispatchRules,
+    plans: ResponsePlans,
+    commands: Commands,
+    stations: HashMap<String, muster_geodata::LatLon>,
+    caught_up: AtomicBool,
+    /// The next log position to apply: everything before it is in the index and the board.
+    applied: watch::Sender<Position>,
+}
+
+/// The dispatcher. Cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher(Arc<Inner>);
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher").finish_non_exhaustive()
+    }
+}
+
+fn geo(p: muster_core::value::LatLon) -> Option<muster_geodata::LatLon> {
+    muster_geodata::LatLon::new(p.lat_deg(), p.lon_deg()).ok()
+}
+
+/// The station code a unit registered at a city station carries: `s-` and the station id
+/// with characters other than letters, digits, `-` and `_` replaced by `-`.
+pub fn station_code(station_id: &str) -> String {
+    let id: String = station_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("s-{id}").to_lowercase()
+}
+
+impl Dispatcher {
+    /// A dispatcher on `city`'s roads; `None` without a city (no routing, no dispatching).
+    pub fn new(
+        city: Option<&City>,
+        commands: Commands,
+        rules: DispatchRules,
+        plans: ResponsePlans,
+    ) -> anyhow::Result<Option<Self>> {
+        let Some(city) = city else { return Ok(None) };
+        let stations = city
+            .stations
+            .iter()
+            .map(|s| (station_code(&s.id), s.location))
+            .collect();
+        let router = Arc::new(Router::new(Arc::new(city.clone()))?);
+        Ok(Some(Self(Arc::new(Inner {
+            index: RwLock::new(UnitIndex::new(
+                router,
+                muster_core::dispatch::DEFAULT_STALE_AFTER,
+            )),
+            board: RwLock::new(Board::default()),
+            rules,
+            plans,
+            commands,
+            stations,
+            caught_up: AtomicBool::new(false),
+            applied: watch::channel(Position::START).0,
+        }))))
+    }
+
+    /// Follows `$all` until `stop` turns true: applies every event to the index and the board,
+    /// and dispatches by rule once caught up.
+    pub async fn run(self, store: Arc<dyn EventStore>, mut stop: watch::Receiver<bool>) {
+        let head = store.head();
+        let mut sub = store.subscribe_all(SubscribeFrom::Start);
+        if head.0 == 0 {
+            self.caught_up().await;
+        }
+        let mut sweep = tokio::time::interval(STALE_SWEEP);
+        loop {
+            tokio::select! {
+                event = sub.next() => match event {
+                    Ok(event) => {
+                        let live = self.0.caught_up.load(Ordering::SeqCst);
+                        self.apply(&event, live);
+                        self.0.applied.send_replace(event.position.next());
+                        if !live && event.position.next() >= head {
+                            self.caught_up().await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the dispatcher's subscription ended");
+                        return;
+                    }
+                },
+                _ = sweep.tick() => {
+                    let moved = self.0.index.write().expect("index lock").refresh_stale(Utc::now());
+                    if moved > 0 {
+                        tracing::info!(units = moved, "stale positions replaced by stations");
+                    }
+                }
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Waits until the event at `position` is applied, at most `timeout`; whether it is.
+    pub async fn wait_for(&self, position: Position, timeout: Duration) -> bool {
+        let mut rx = self.0.applied.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|next| *next > position))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Whether the dispatcher has applied the whole log it found at start.
+    pub fn is_caught_up(&self) -> bool {
+        self.0.caught_up.load(Ordering::SeqCst)
+    }
+
+    async fn caught_up(&self) {
+        self.0.caught_up.store(true, Ordering::SeqCst);
+        // Incidents reported while no dispatcher ran, that a rule dispatches and that have no
+        // unit yet.
+        let waiting: Vec<IncidentId> = {
+            let board = self.0.board.read().expect("board lock");
+            board
+                .incidents
+                .iter()
+                .filter(|(_, i)| {
+                    i.units.is_empty()
+                        && self
+                            .0
+                            .rules
+                            .auto_dispatch_rule(i.incident_type, i.source, i.priority)
+                            .is_some()
+                })
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        for id in waiting {
+            self.spawn_auto(id);
+        }
+    }
+
+    fn spawn_auto(&self, incident: IncidentId) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = me.auto_dispatch(incident).await {
+                tracing::warn!(%incident, error = %e, "automatic dispatch failed");
+            }
+        });
+    }
+
+    fn apply(&self, recorded: &RecordedEvent, live: bool) {
+        if recorded.stream.is_system() {
+            return;
+        }
+        let Ok((aggregate, event)) = DomainEvent::from_recorded(recorded) else {
+            return;
+        };
+        let now = Utc::now();
+        match event {
+            DomainEvent::Unit(event) => {
+                let muster_core::AggregateRef::Unit(unit) = aggregate else {
+                    return;
+                };
+                self.apply_unit(unit, event, now, live);
+            }
+            DomainEvent::Incident(event) => {
+                let muster_core::AggregateRef::Incident(incident) = aggregate else {
+                    return;
+                };
+                self.apply_incident(incident, event, live);
+            }
+            DomainEvent::Sensor(_) => {}
+        }
+    }
+
+    fn apply_unit(&self, unit: UnitId, event: UnitEvent, now: chrono::DateTime<Utc>, live: bool) {
+        let mut index = self.0.index.write().expect("index lock");
+        match event {
+            UnitEvent::UnitRegistered {
+                kind,
+                call_sign,
+                agency,
+                home_station,
+                capabilities,
+                ..
+            } => {
+                let station = self.0.stations.get(home_station.as_str()).copied();
+                index.upsert(NewUnit {
+                    id: unit,
+                    kind,
+                    capabilities,
+                    agency,
+                    status: UnitStatus::Available,
+                    station,
+                });
+                self.0
+                    .board
+                    .write()
+                    .expect("board lock")
+                    .call_signs
+                    .insert(unit, call_sign.as_str().to_owned());
+            }
+            UnitEvent::UnitCapabilitiesChanged { capabilities, .. } => {
+                if let Some(u) = index.unit(unit).cloned() {
+                    let station = u.station;
+                    index.upsert(NewUnit {
+                        id: unit,
+                        kind: u.kind,
+                        capabilities,
+                        agency: u.agency,
+                        status: u.status,
+                        station,
+                    });
+                }
+            }
+            UnitEvent::UnitStatusChanged { to, .. } => {
+                index.set_status(unit, to);
+            }
+            UnitEvent::UnitPositionReported { position, at, .. } => {
+                if let Some(p) = geo(position) {
+                    index.report_position(unit, p, at, now);
+                }
+            }
+            UnitEvent::TaskAssigned { incident, .. } => {
+                let mut board = self.0.board.write().expect("board lock");
+                board.commitments.insert(unit, incident);
+                if let Some(i) = board.incidents.get_mut(&incident) {
+                    i.units.insert(unit);
+                }
+            }
+            UnitEvent::TaskAcknowledged { .. } => {}
+            UnitEvent::TaskDeclined { incident, .. } => {
+                let replan = {
+                    let mut board = self.0.board.write().expect("board lock");
+                    board.commitments.remove(&unit);
+                    match board.incidents.get_mut(&incident) {
+                        Some(i) => {
+                            i.units.remove(&unit);
+                            i.declined.insert(unit);
+                            self.0
+                                .rules
+                                .auto_dispatch_rule(i.incident_type, i.source, i.priority)
+                                .is_some()
+                        }
+                        None => false,
+                    }
+                };
+                if live && replan {
+                    drop(index);
+                    self.spawn_auto(incident);
+                }
+            }
+            UnitEvent::TaskCompleted { incident, .. } => {
+                let mut board = self.0.board.write().expect("board lock");
+                board.commitments.remove(&unit);
+                if let Some(i) = board.incidents.get_mut(&incident) {
+                    i.units.remove(&unit);
+                }
+            }
+        }
+    }
+
+    fn apply_incident(&self, incident: IncidentId, event: IncidentEvent, live: bool) {
+        let auto = {
+            let mut board = self.0.board.write().expect("board lock");
+            match event {
+                IncidentEvent::IncidentReported {
+                    source,
+                    location,
+                    incident_type,
+                    priority,
+                    ..
+                } => {
+                    let open = OpenIncident {
+                        location,
+                        incident_type,
+                        priority,
+                        source: source.kind(),
+                        units: BTreeSet::new(),
+                        declined: BTreeSet::new(),
+                    };
+                    let auto = self
+                        .0
+                        .rules
+                        .auto_dispatch_rule(incident_type, open.source, priority)
+                        .is_some();
+                    board.incidents.insert(incident, open);
+                    auto
+                }
+                IncidentEvent::IncidentTriaged {
+                    incident_type,
+                    priority,
+                    ..
+                } => {
+                    if let Some(i) = board.incidents.get_mut(&incident) {
+                        i.incident_type = incident_type;
+                        i.priority = priority;
+                    }
+                    false
+                }
+                IncidentEvent::IncidentLocationUpdated { location, .. } => {
+                    if let Some(i) = board.incidents.get_mut(&incident) {
+                        i.location = location;
+                    }
+                    false
+                }
+                IncidentEvent::IncidentTypeUpdated { incident_type, .. } => {
+                    if let Some(i) = board.incidents.get_mut(&incident) {
+                        i.incident_type = incident_type;
+                    }
+                    false
+                }
+                IncidentEvent::IncidentPriorityUpdated { priority, .. } => {
+                    if let Some(i) = board.incidents.get_mut(&incident) {
+                        i.priority = priority;
+                    }
+                    false
+                }
+                IncidentEvent::IncidentClosed { .. } | IncidentEvent::IncidentMerged { .. } => {
+                    board.incidents.remove(&incident);
+                    false
+                }
+                _ => false,
+            }
+        };
+        if auto && live {
+            self.spawn_auto(incident);
+        }
+    }
+
+    /// The recommendation for an open incident, with the preemptions a rule allows for what
+    /// it cannot fill.
+    pub fn recommendation(&self, incident: IncidentId) -> Result<RecommendationAnswer, ApiError> {
+        let open = {
+            let board = self.0.board.read().expect("board lock");
+            board.incidents.get(&incident).cloned()
+        }
+        .ok_or_else(|| ApiError::not_found(format!("there is no open incident {incident}")))?;
+        let plan = self
+            .0
+            .plans
+            .plan_for(open.incident_type, open.priority)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "no response plan covers {:?} at {:?}",
+                    open.incident_type, open.priority
+                ))
+            })?;
+        let location = geo(open.location)
+            .ok_or_else(|| ApiError::invalid("the incident's location is not usable"))?;
+        let spec = IncidentSpec {
+            location,
+            agency: None,
+            required_capabilities: vec![],
+        };
+        let exclude: Vec<UnitId> = open
+            .units
+            .iter()
+            .chain(open.declined.iter())
+            .copied()
+            .collect();
+        // Units already sent count toward the plan.
+        let mut plan = plan;
+        {
+            let index = self.0.index.read().expect("index lock");
+            for need in &mut plan.units {
+                let sent = open
+                    .units
+                    .iter()
+                    .filter(|u| index.unit(**u).is_some_and(|x| x.kind == need.kind))
+                    .count();
+                need.count = need.count.saturating_sub(sent.min(255) as u8);
+            }
+        }
+        plan.units.retain(|n| n.count > 0);
+        let index = self.0.index.read().expect("index lock");
+        let recommendation = recommend(&index, &spec, &plan, &exclude, Utc::now())
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        let preempt = if recommendation.shortfall.is_empty() {
+            Vec::new()
+        } else {
+            let board = self.0.board.read().expect("board lock");
+            let committed: Vec<Commitment> = board
+                .commitments
+                .iter()
+                .filter(|(_, i)| **i != incident)
+                .filter_map(|(u, i)| {
+                    board.incidents.get(i).map(|inc| Commitment {
+                        unit: *u,
+                        incident: *i,
+                        priority: inc.priority,
+                    })
+                })
+                .collect();
+            preemptions(
+                &index,
+                &self.0.rules,
+                &spec,
+                open.priority,
+                &recommendation.shortfall,
+                &committed,
+            )
+        };
+        let board = self.0.board.read().expect("board lock");
+        let call_signs = recommendation
+            .kinds
+            .iter()
+            .flat_map(|k| k.candidates.iter())
+            .map(|c| c.unit)
+            .chain(preempt.iter().map(|p| p.unit))
+            .filter_map(|u| board.call_signs.get(&u).map(|c| (u, c.clone())))
+            .collect();
+        Ok(RecommendationAnswer {
+            incident_id: incident,
+            already_sent: open.units.iter().copied().collect(),
+            auto_dispatch_rule: self
+                .0
+                .rules
+                .auto_dispatch_rule(open.incident_type, open.source, open.priority)
+                .map(|r| r.name.clone()),
+            recommendation,
+            preemptions: preempt,
+            call_signs,
+        })
+    }
+
+    /// The idempotency key of one unit's assignment within a request made with `key`.
+    fn unit_key(key: &str, incident: IncidentId, unit: UnitId) -> IdempotencyKey {
+        let derived = Uuid::new_v5(
+            &TASK_NAMESPACE,
+            format!("{key}\u{0}{incident}\u{0}{unit}").as_bytes(),
+        );
+        IdempotencyKey::try_from(format!("dispatch-{derived}"))
+            .expect("a UUID with a prefix is a valid key")
+    }
+
+    /// Whether the request made with `key` assigned `unit` to `incident` already.
+    async fn assigned_by(
+        &self,
+        key: &str,
+        incident: IncidentId,
+        unit: UnitId,
+    ) -> Result<bool, ApiError> {
+        let stream = unit.stream_name();
+        let recorded = crate::commands::read_stream(self.0.commands.store().as_ref(), &stream)
+            .await
+            .map_err(ApiError::internal)?;
+        Ok(!muster_core::event::already_appended(
+            &recorded,
+            &stream,
+            &Self::unit_key(key, incident, unit),
+        )
+        .is_empty())
+    }
+
+    /// Assigns `unit` to `incident` as `actor` with an idempotency key derived from both.
+    async fn assign(
+        &self,
+        incident: IncidentId,
+        unit: UnitId,
+        actor: &str,
+        source: &str,
+        key: &str,
+    ) -> Result<(), CommandError> {
+        let key = Self::unit_key(key, incident, unit);
+        let task = TaskId::from_uuid(Uuid::new_v5(&TASK_NAMESPACE, key.as_str().as_bytes()));
+        let metadata = EventMetadata {
+            actor: Some(actor.to_owned()),
+            source: Some(source.to_owned()),
+            correlation_id: Some(Uuid::now_v7()),
+            causation_id: None,
+            occurred_at: Some(Utc::now()),
+        };
+        let now = Utc::now();
+        self.0
+            .commands
+            .execute::<UnitState>(&unit.stream_name(), &key, &metadata, |s| {
+                s.decide(UnitCommand::AssignTask {
+                    task,
+                    incident,
+                    at: now,
+                })
+            })
+            .await
+            .map(drop)
+    }
+
+    /// Dispatches an incident a rule allows, filling its plan with the recommended units.
+    pub async fn auto_dispatch(&self, incident: IncidentId) -> Result<usize, ApiError> {
+        let rule = {
+            let board = self.0.board.read().expect("board lock");
+            let Some(i) = board.incidents.get(&incident) else {
+                return Ok(0);
+            };
+            match self
+                .0
+                .rules
+                .auto_dispatch_rule(i.incident_type, i.source, i.priority)
+            {
+                Some(r) => r.name.clone(),
+                None => return Ok(0),
+            }
+        };
+        let mut assigned = 0;
+        let mut refused: Vec<UnitId> = Vec::new();
+        for _ in 0..MAX_AUTO_TRIES {
+            let answer = self.recommendation(incident)?;
+            let picks: Vec<UnitId> = answer
+                .recommendation
+                .picks()
+                .map(|c| c.unit)
+                .filter(|u| !refused.contains(u))
+                .collect();
+            if picks.is_empty() {
+                break;
+            }
+            let mut all_done = true;
+            for unit in picks {
+                match self
+                    .assign(
+                        incident,
+                        unit,
+                        "dispatcher",
+                        &format!("auto-dispatch: {rule}"),
+                        "auto",
+                    )
+                    .await
+                {
+                    Ok(()) => {
+                        assigned += 1;
+                        self.0
+                            .board
+                            .write()
+                            .expect("board lock")
+                            .incidents
+                            .get_mut(&incident)
+                            .map(|i| i.units.insert(unit));
+                    }
+                    Err(e) => {
+                        tracing::info!(%incident, %unit, error = %e, "automatic assignment refused; trying another unit");
+                        refused.push(unit);
+                        all_done = false;
+                    }
+                }
+            }
+            if all_done {
+                break;
+            }
+        }
+        if assigned > 0 {
+            tracing::info!(%incident, units = assigned, %rule, "dispatched by rule");
+        }
+        Ok(assigned)
+    }
+
+    /// The coverage of the city by available units of `kinds` within `target`.
+    pub fn coverage(&self, kinds: &[UnitKind], target: Duration) -> CoverageReport {
+        coverage(&self.0.index.read().expect("index lock"), kinds, target)
+    }
+}
+
+/// `GET /api/incidents/{id}/recommendation`.
+#[derive(Debug, Serialize)]
+pub struct RecommendationAnswer {
+    /// The incident.
+    pub incident_id: IncidentId,
+    /// Units already assigned to it (counted against its plan).
+    pub already_sent: Vec<UnitId>,
+    /// The rule that dispatches it automatically, if any.
+    pub auto_dispatch_rule: Option<String>,
+    /// Candidates per kind still needed, with ETAs and reasons; shortfalls.
+    pub recommendation: Recommendation,
+    /// Units a rule allows to be taken from less urgent incidents, for the shortfall.
+    pub preemptions: Vec<Preemption>,
+    /// Call signs of the units named above.
+    pub call_signs: HashMap<UnitId, String>,
+}
+
+fn dispatcher(d: &Option<web::Data<Dispatcher>>) -> Result<&Dispatcher, ApiError> {
+    d.as_ref().map(|d| d.get_ref()).ok_or_else(|| {
+        ApiError::unavailable("dispatching needs a city (the server runs with city = \"grid\")")
+    })
+}
+
+fn incident_id(raw: &str) -> Result<IncidentId, ApiError> {
+    IncidentId::parse(raw)
+        .map_err(|e| ApiError::bad_request("invalid_id", format!("incident id: {e}")))
+}
+
+/// How long a read with `min_position` waits for the dispatcher to apply it.
+const MIN_POSITION_WAIT: Duration = Duration::from_secs(5);
+
+async fn get_recommendation(
+    d: Option<web::Data<Dispatcher>>,
+    _: Allowed<Read>,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let d = dispatcher(&d)?;
+    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
+    if let Some(p) = query.get("min_position") {
+        let p: u64 = p.parse().map_err(|_| {
+            ApiError::bad_request("invalid_query", "min_position must be a log position")
+        })?;
+        d.wait_for(Position(p), MIN_POSITION_WAIT).await;
+    }
+    Ok(HttpResponse::Ok().json(d.recommendation(incident_id(&path)?)?))
+}
+
+/// `POST /api/incidents/{id}/dispatch`: assign the recommended units, or the ones named.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchRequest {
+    /// Units to assign; absent: every unit the recommendation picks.
+    #[serde(default)]
+    pub units: Option<Vec<UnitId>>,
+}
+
+async fn post_dispatch(
+    d: Option<web::Data<Dispatcher>>,
+    allowed: Allowed<Dispatch>,
+    crate::api::Key(key): crate::api::Key,
+    path: web::Path<String>,
+    body: web::Json<DispatchRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let d = dispatcher(&d)?;
+    let caller = &allowed.0;
+    let incident = incident_id(&path)?;
+    let units = match body.into_inner().units {
+        Some(units) if units.is_empty() => {
+            return Err(ApiError::invalid(
+                "name at least one unit, or leave out \"units\" to send the recommendation",
+            ));
+        }
+        Some(units) => units,
+        None => {
+            // A repeat of "send the recommendation" answers with what the first request sent,
+            // not with a new recommendation.
+            let answer = d.recommendation(incident)?;
+            let mut earlier = Vec::new();
+            for unit in &answer.already_sent {
+                if d.assigned_by(key.as_str(), incident, *unit).await? {
+                    earlier.push(*unit);
+                }
+            }
+            if earlier.is_empty() {
+                answer.recommendation.picks().map(|c| c.unit).collect()
+            } else {
+                earlier
+            }
+        }
+    };
+    if units.is_empty() {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::CONFLICT,
+            "no_units",
+            "no available unit can be recommended for this incident",
+        ));
+    }
+    let mut results = Vec::new();
+    let mut assigned = 0;
+    for unit in units {
+        match d
+            .assign(incident, unit, &caller.name, "operator", key.as_str())
+            .await
+        {
+            Ok(()) => {
+                assigned += 1;
+                results.push(json!({ "unit_id": unit, "assigned": true }));
+            }
+            Err(e) => {
+                let e = ApiError::from(e);
+                results.push(
+                    json!({ "unit_id": unit, "assigned": false, "error": e.body()["error"] }),
+                );
+            }
+        }
+    }
+    let status = if assigned > 0 {
+        actix_web::http::StatusCode::CREATED
+    } else {
+        actix_web::http::StatusCode::CONFLICT
+    };
+    Ok(HttpResponse::build(status)
+        .json(json!({ "incident_id": incident, "assigned": assigned, "results": results })))
+}
+
+async fn get_coverage(
+    d: Option<web::Data<Dispatcher>>,
+    _: Allowed<Read>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let d = dispatcher(&d)?;
+    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
+    let kinds = match query.get("kinds") {
+        Some(text) => text
+            .split(',')
+            .map(|k| {
+                UnitKind::parse(k.trim())
+                    .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        None => vec![UnitKind::Engine],
+    };
+    let target_s = match query.get("target_s") {
+        Some(t) => t
+            .parse::<u64>()
+            .ok()
+            .filter(|t| (1..=86_400).contains(t))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    "target_s must be a whole number of seconds from 1 to 86400",
+                )
+            })?,
+        None => 240,
+    };
+    Ok(HttpResponse::Ok().json(d.coverage(&kinds, Duration::from_secs(target_s))))
+}
+
+async fn get_rules(
+    d: Option<web::Data<Dispatcher>>,
+    _: Allowed<Read>,
+) -> Result<HttpResponse, ApiError> {
+    let d = dispatcher(&d)?;
+    Ok(HttpResponse::Ok().json(&d.0.rules))
+}
+
+/// The dispatcher's routes.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/api/incidents/{id}/recommendation"),
+    ("post", "/api/incidents/{id}/dispatch"),
+    ("get", "/api/coverage"),
+    ("get", "/api/dispatch/rules"),
+];
+
+/// Mounts the dispatcher's routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/api/incidents/{id}/recommendation",
+        web::get().to(get_recommendation),
+    )
+    .route(
+        "/api/incidents/{id}/dispatch",
+        web::post().to(post_dispatch),
+    )
+    .route("/api/coverage", web::get().to(get_coverage))
+    .route("/api/dispatch/rules", web::get().to(get_rules));
+}

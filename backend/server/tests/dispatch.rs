@@ -1,0 +1,349 @@
+//! The dispatcher through the real server on port 0 (bundled Helsinki city): recommendations
+//! by road, accepting them, no double booking, and automatic dispatch of a P1 sensor fire
+//! alarm. Waits are on log positions and websocket messages, with deadlines.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use muster_server::auth::{Role, UserConfig};
+use muster_server::dispatcher::station_code;
+use muster_server::{Application, Config};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+fn token(role: Role) -> String {
+    format!("dispatch-test-token-{}-0123456789", role.as_str())
+}
+
+struct App {
+    base: String,
+    port: u16,
+    client: reqwest::Client,
+    stopper: muster_server::app::Stopper,
+    running: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn spawn() -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: dir.path().to_path_buf(),
+        bind: "127.0.0.1:0".into(),
+        users: Role::ALL
+            .iter()
+            .map(|r| UserConfig {
+                name: format!("{}-user", r.as_str()),
+                role: *r,
+                token: token(*r),
+            })
+            .collect(),
+        ..Config::default()
+    };
+    let app = Application::build_with_listener(config, TcpListener::bind("127.0.0.1:0").unwrap())
+        .await
+        .unwrap();
+    let port = app.port();
+    let stopper = app.stopper();
+    let running = tokio::spawn(app.run_until_stopped());
+    App {
+        base: format!("http://127.0.0.1:{port}"),
+        port,
+        client: reqwest::Client::new(),
+        stopper,
+        running,
+        _dir: dir,
+    }
+}
+
+impl App {
+    async fn post(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token(Role::Operator))
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token(Role::Operator))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn stop(self) {
+        self.stopper.stop().await;
+        self.running.await.unwrap().unwrap();
+    }
+}
+
+fn city() -> muster_geodata::City {
+    muster_server::areas::Areas::from_setting("bundled")
+        .unwrap()
+        .1
+        .unwrap()
+}
+
+/// Registers an engine at each fire station of the bundled city; returns (unit id, station).
+async fn engines(app: &App) -> Vec<(String, muster_geodata::LatLon)> {
+    let city = city();
+    let mut out = Vec::new();
+    for (i, s) in city
+        .stations
+        .iter()
+        .filter(|s| s.kind == muster_geodata::model::StationKind::Fire)
+        .enumerate()
+    {
+        let (status, body) = app
+            .post(
+                "/api/units",
+                &format!("register-engine-{i:03}"),
+                json!({
+                    "kind": "engine", "call_sign": format!("E{}", i + 1), "agency": "city-fire",
+                    "home_station": station_code(&s.id), "capabilities": ["pump"],
+                    "location": {"lat": s.location.lat(), "lon": s.location.lon()},
+                }),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        out.push((body["unit_id"].as_str().unwrap().to_owned(), s.location));
+    }
+    assert!(
+        out.len() >= 2,
+        "the bundled city has {} fire stations",
+        out.len()
+    );
+    out
+}
+
+async fn report(
+    app: &App,
+    key: &str,
+    at: muster_geodata::LatLon,
+    kind: &str,
+    priority: &str,
+) -> (String, u64) {
+    let (status, body) = app
+        .post(
+            "/api/incidents",
+            key,
+            json!({"location": {"lat": at.lat(), "lon": at.lon()}, "incident_type": kind, "priority": priority}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    (
+        body["incident_id"].as_str().unwrap().to_owned(),
+        body["position"].as_u64().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recommendation_is_nearest_by_road_and_accepting_it_dispatches_once() {
+    let app = spawn().await;
+    let engines = engines(&app).await;
+    let city = city();
+    let router = muster_geodata::Router::new(Arc::new(city.clone())).unwrap();
+    // Between the first two stations, nearer the first.
+    let (a, b) = (engines[0].1, engines[1].1);
+    let at =
+        muster_geodata::LatLon::new(a.lat() * 0.7 + b.lat() * 0.3, a.lon() * 0.7 + b.lon() * 0.3)
+            .unwrap();
+    let (incident, position) = report(&app, "fire-call-0001", at, "structure_fire", "P2").await;
+
+    let (status, rec) = app
+        .get(&format!(
+            "/api/incidents/{incident}/recommendation?min_position={position}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{rec}");
+    let kinds = rec["recommendation"]["kinds"].as_array().unwrap();
+    let engine_kind = kinds
+        .iter()
+        .find(|k| k["kind"] == "engine")
+        .expect("a structure fire needs engines");
+    let first = &engine_kind["candidates"][0];
+    let sources: Vec<muster_geodata::LatLon> = engines.iter().map(|e| e.1).collect();
+    let fastest = engines
+        .iter()
+        .zip(router.travel_times_to(&sources, at).unwrap())
+        .filter_map(|(e, t)| t.ok().map(|t| (t, e.0.clone())))
+        .min()
+        .unwrap();
+    assert_eq!(
+        first["unit"].as_str().unwrap(),
+        fastest.1,
+        "not the nearest engine by road: {rec}"
+    );
+    assert!(
+        first["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["reason"] == "eta"),
+        "{first}"
+    );
+    let wanted = engine_kind["wanted"].as_u64().unwrap() as usize;
+    let picked = engine_kind["candidates"]
+        .as_array()
+        .unwrap()
+        .len()
+        .min(wanted);
+    assert!(
+        !rec["recommendation"]["shortfall"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "no ladders were registered: {rec}"
+    );
+
+    let (status, done) = app
+        .post(
+            &format!("/api/incidents/{incident}/dispatch"),
+            "accept-0001",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 201, "{done}");
+    assert!(
+        done["assigned"].as_u64().unwrap() as usize >= picked.min(1),
+        "{done}"
+    );
+    let (status, again) = app
+        .post(
+            &format!("/api/incidents/{incident}/dispatch"),
+            "accept-0001",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        status, 201,
+        "a repeat is answered as the first time: {again}"
+    );
+
+    let (_, one) = app.get(&format!("/api/incidents/{incident}")).await;
+    let units = one["units"].as_array().unwrap();
+    assert_eq!(
+        units.len(),
+        done["assigned"].as_u64().unwrap() as usize,
+        "a repeat assigned again: {one}"
+    );
+    assert!(units.iter().any(|u| u["unit"] == first["unit"]));
+
+    // Another incident asks for the same unit by name: refused, naming the incident that has it.
+    let (other, _) = report(&app, "fire-call-0002", b, "vehicle_fire", "P3").await;
+    let (status, refused) = app
+        .post(
+            &format!("/api/incidents/{other}/dispatch"),
+            "accept-0002",
+            json!({"units": [first["unit"]]}),
+        )
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    let error = &refused["results"][0]["error"];
+    assert!(
+        error.to_string().contains(&incident),
+        "the refusal does not name the incident holding the unit: {refused}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_p1_sensor_fire_alarm_is_dispatched_without_an_operator() {
+    let app = spawn().await;
+    let engines = engines(&app).await;
+    let url = format!(
+        "ws://127.0.0.1:{}/api/feed?access_token={}",
+        app.port,
+        token(Role::Operator)
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let at = engines[0].1;
+    let (status, s) = app
+        .post("/api/sensors", "smoke-sensor-1", json!({
+            "kind": "smoke", "location": {"lat": at.lat(), "lon": at.lon()},
+            "thresholds": [{"metric": "obscuration_pct", "crossing": "above", "raise_at": 10.0, "clear_at": 2.0,
+                            "incident_type": "fire_alarm", "priority": "P1"}],
+        }))
+        .await;
+    assert_eq!(status, 201, "{s}");
+    let sensor = s["sensor_id"].as_str().unwrap();
+    let (status, r) = app
+        .post(
+            &format!("/api/sensors/{sensor}/readings"),
+            "smoke-reading-1",
+            json!({"metric": "obscuration_pct", "value": 35.0}),
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    let incident = r["alarm"]["incident_id"]
+        .as_str()
+        .expect("the reading raised an alarm")
+        .to_owned();
+    let dispatched = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let Some(Ok(Message::Text(text))) = ws.next().await else {
+                panic!("the feed ended")
+            };
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if v["type"] == "delta" && v["unit"]["incident"] == incident.as_str() {
+                return v["unit"].clone();
+            }
+        }
+    })
+    .await
+    .expect("no unit was dispatched to the alarm before the deadline");
+    assert_eq!(dispatched["kind"], "engine", "{dispatched}");
+    let (_, rules) = app.get("/api/dispatch/rules").await;
+    assert_eq!(rules["auto_dispatch"][0]["name"], "P1 sensor fire alarm");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coverage_and_bad_requests_say_what_is_wrong() {
+    let app = spawn().await;
+    engines(&app).await;
+    let (status, c) = app.get("/api/coverage?kinds=engine&target_s=3600").await;
+    assert_eq!(status, 200, "{c}");
+    assert!(c["uncovered"].as_array().is_some(), "{c}");
+    for (path, want) in [
+        ("/api/coverage?kinds=spaceship", 400),
+        ("/api/coverage?target_s=0", 400),
+        ("/api/coverage?target_s=soon", 400),
+        ("/api/incidents/not-an-id/recommendation", 400),
+        (
+            "/api/incidents/0190f0f0-0000-7000-8000-000000000001/recommendation",
+            404,
+        ),
+    ] {
+        let (status, body) = app.get(path).await;
+        assert_eq!(status, want, "{path}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{path}: {body}"
+        );
+    }
+    let (status, body) = app
+        .post(
+            "/api/incidents/0190f0f0-0000-7000-8000-000000000001/dispatch",
+            "bad-dispatch-1",
+            json!({"units": []}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    app.stop().await;
+}
