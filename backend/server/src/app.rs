@@ -197,6 +197,7 @@ impl Application {
         let tokens = web::Data::new(tokens);
         let readiness = web::Data::new(Readiness(ready.clone()));
         let feed_shutdown = web::Data::new(FeedShutdown(stop_rx));
+        let wall = web::Data::new(crate::wall::WallState::new(city.clone(), dyn_store.clone()));
         let limit = config.max_body_bytes;
         let server = actix_web::HttpServer::new(move || {
             let app = match &dispatcher {
@@ -207,6 +208,7 @@ impl Application {
                 .app_data(tokens.clone())
                 .app_data(readiness.clone())
                 .app_data(feed_shutdown.clone())
+                .app_data(wall.clone())
                 .app_data(
                     web::JsonConfig::default()
                         .limit(limit)
@@ -219,6 +221,7 @@ impl Application {
                 .route("/api/openapi.json", web::get().to(openapi))
                 .route("/healthz", web::get().to(healthz))
                 .route("/readyz", web::get().to(readyz))
+                .configure(crate::wall::routes)
                 .default_service(web::to(no_route))
         })
         .workers(config.workers)

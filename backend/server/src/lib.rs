@@ -18,6 +18,7 @@
 //!   checkpointed file and the rebuild.
 //! - [`areas`]: city districts or grid cells for per-area counts.
 //! - [`openapi`]: the OpenAPI document.
+//! - [`wall`]: the wall display's web app, base map, address lookup and time travel.
 //! - [`benches`]: `muster bench e2e` and `muster bench projections`.
 
 pub mod api;
@@ -32,6 +33,7 @@ pub mod error;
 pub mod feed;
 pub mod openapi;
 pub mod views;
+pub mod wall;
 
 pub use app::Application;
 pub use config::Config;
