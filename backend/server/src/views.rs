@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -714,9 +714,10 @@ impl ViewDb {
     }
 }
 
-/// Runs the projector until `stop` turns true: follows `$all` after the views' checkpoint,
-/// applies events in batches, saves every [`FLUSH_INTERVAL`] while changes come, and once
-/// more when stopping (after applying everything committed by then).
+/// Runs the projector until `stop` turns true: follows `$all` after the views' checkpoint and
+/// applies events in batches. A saver task beside it saves the views every
+/// [`FLUSH_INTERVAL`] while they change, so the projector never waits for the disk; once
+/// stopping, the projector applies everything committed by then and saves once more.
 pub async fn run_projector(
     views: Views,
     store: Arc<dyn EventStore>,
@@ -727,33 +728,31 @@ pub async fn run_projector(
         Some(p) => SubscribeFrom::After(p),
         None => SubscribeFrom::Start,
     };
+    let saver = tokio::spawn(save_periodically(views.clone(), db.clone(), stop.clone()));
     let mut sub = store.subscribe_all(from);
-    let mut saved_at = Instant::now();
-    let mut dirty = false;
     let mut batch = Vec::with_capacity(APPLY_BATCH);
-    loop {
-        tokio::select! {
-            event = sub.next() => {
-                batch.push(event?);
-                while batch.len() < APPLY_BATCH {
-                    match sub.try_next().await? {
-                        Some(e) => batch.push(e),
-                        None => break,
+    let followed: anyhow::Result<()> = async {
+        loop {
+            tokio::select! {
+                event = sub.next() => {
+                    batch.push(event?);
+                    while batch.len() < APPLY_BATCH {
+                        match sub.try_next().await? {
+                            Some(e) => batch.push(e),
+                            None => break,
+                        }
                     }
+                    views.apply_batch(&batch)?;
+                    batch.clear();
                 }
-                views.apply_batch(&batch)?;
-                batch.clear();
-                dirty = true;
+                _ = stopped(&mut stop) => return Ok(()),
             }
-            _ = tokio::time::sleep(FLUSH_INTERVAL), if dirty => {}
-            _ = stop.changed() => break,
-        }
-        if dirty && saved_at.elapsed() >= FLUSH_INTERVAL {
-            save(&views, &db).await?;
-            saved_at = Instant::now();
-            dirty = false;
         }
     }
+    .await;
+    let saved = saver.await.context("the view saver task failed")?;
+    followed?;
+    saved?;
     while let Some(e) = sub.try_next().await? {
         batch.push(e);
         if batch.len() >= APPLY_BATCH {
@@ -762,13 +761,41 @@ pub async fn run_projector(
         }
     }
     views.apply_batch(&batch)?;
-    save(&views, &db).await
+    save(&views, &db).await.map(|_| ())
 }
 
-async fn save(views: &Views, db: &Arc<ViewDb>) -> anyhow::Result<()> {
-    let (_, bytes) = views.serialize()?;
+/// Waits until `stop` turns true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Saves the views every [`FLUSH_INTERVAL`] when they changed, until `stop`.
+async fn save_periodically(
+    views: Views,
+    db: Arc<ViewDb>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut saved = views.last();
+    let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if views.last() != saved {
+                    saved = save(&views, &db).await?;
+                }
+            }
+            _ = stopped(&mut stop) => return Ok(()),
+        }
+    }
+}
+
+/// Saves the views; answers the checkpoint saved.
+async fn save(views: &Views, db: &Arc<ViewDb>) -> anyhow::Result<Option<Position>> {
+    let (last, bytes) = views.serialize()?;
     let db = db.clone();
-    tokio::task::spawn_blocking(move || db.save(&bytes)).await?
+    tokio::task::spawn_blocking(move || db.save(&bytes)).await??;
+    Ok(last)
 }
 
 /// Folds the whole log from the start into a fresh state; answers it with the number of
