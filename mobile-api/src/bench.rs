@@ -2,15 +2,18 @@
 //! connection, and the latency of task pushes at a fixed rate, next to a baseline measured in
 //! the same run.
 //!
-//! Everything runs in one process: the embedded store (in a temporary directory), the
-//! gateway, and the devices (plain websocket readers that acknowledge each delivery).
+//! Two processes: this one holds the embedded store (in a temporary directory) and the
+//! gateway; a child process (the same binary) holds the devices, plain websocket readers that
+//! acknowledge each delivery. Two processes because one process may not have enough file
+//! descriptors for both ends of 10,000 connections, and so that the gateway's memory is
+//! measured alone.
 //!
-//! - **Memory per connection**: the growth of the process's resident memory while the
-//!   devices connect, divided by their number. It holds both ends of each connection (the
-//!   gateway's session and the bench's device), so the gateway's share is below it.
+//! - **Memory per connection**: the growth of the gateway process's resident memory while the
+//!   devices connect, divided by their number (the devices' process is reported too).
 //! - **Push latency**: from the moment the append of the assignment returned (committed,
-//!   durable) to the moment the device read the task off its socket. A device may read a task
-//!   before the append call has returned to the bench; such a latency counts as zero.
+//!   durable) to the moment the device read the task off its socket, both taken from the
+//!   system clock (the processes share it). A device may read a task before the append call
+//!   has returned to the bench; such a latency counts as zero.
 //! - **Baseline**: the same moment to the moment a plain `$all` subscription in the same
 //!   process received the assignment: the store's own delivery, without the gateway, the
 //!   websocket and the device. The ratio is gateway over baseline.
@@ -66,6 +69,9 @@ pub struct BenchGatewayArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Internal: run as the device fleet connecting to this gateway, tokens on stdin.
+    #[arg(long, hide = true)]
+    fleet_url: Option<String>,
 }
 
 /// Latency percentiles of one run, in milliseconds.
@@ -102,12 +108,14 @@ pub struct BenchReport {
     pub connections: usize,
     /// Seconds it took to open them all.
     pub connect_secs: f64,
-    /// Resident memory before connecting.
+    /// The gateway process's resident memory before the devices connected.
     pub rss_before_bytes: u64,
-    /// Resident memory with every connection open and idle.
+    /// The gateway process's resident memory with every connection open and idle.
     pub rss_connected_bytes: u64,
-    /// Growth per connection, both ends (gateway session and bench device).
-    pub bytes_per_connection_both_ends: u64,
+    /// Growth of the gateway process per connection.
+    pub gateway_bytes_per_connection: u64,
+    /// Growth of the devices' process per connection (the client side, for comparison).
+    pub device_bytes_per_connection: u64,
     /// Target rate.
     pub rate: u64,
     /// Each run.
@@ -155,6 +163,9 @@ pub fn run_bench_gateway(args: BenchGatewayArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if let Some(url) = &args.fleet_url {
+        return runtime.block_on(fleet(url));
+    }
     let report = runtime.block_on(bench(&args))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -166,12 +177,13 @@ pub fn run_bench_gateway(args: BenchGatewayArgs) -> anyhow::Result<()> {
 
 fn print_report(r: &BenchReport) {
     println!(
-        "connections: {} open in {:.1} s; resident memory {:.1} MiB -> {:.1} MiB: {:.1} KiB per connection (both ends)",
+        "connections: {} open in {:.1} s; gateway resident memory {:.1} MiB -> {:.1} MiB: {:.1} KiB per connection (devices' process: {:.1} KiB per connection)",
         r.connections,
         r.connect_secs,
         r.rss_before_bytes as f64 / 1048576.0,
         r.rss_connected_bytes as f64 / 1048576.0,
-        r.bytes_per_connection_both_ends as f64 / 1024.0
+        r.gateway_bytes_per_connection as f64 / 1024.0,
+        r.device_bytes_per_connection as f64 / 1024.0
     );
     for (i, run) in r.runs.iter().enumerate() {
         println!(
@@ -224,12 +236,18 @@ async fn connect_device(url: &str, token: String) -> anyhow::Result<Ws> {
     }
 }
 
-async fn read_device(mut ws: Ws, received: mpsc::UnboundedSender<(TaskId, Instant)>) {
+fn unix_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+async fn read_device(mut ws: Ws, received: mpsc::UnboundedSender<(TaskId, u128)>) {
     while let Some(Ok(message)) = ws.next().await {
         let Message::Text(text) = message else {
             continue;
         };
-        let now = Instant::now();
+        let now = unix_nanos();
         let Ok(message) = serde_json::from_str::<ServerMessage>(&text) else {
             continue;
         };
@@ -256,7 +274,7 @@ async fn bench(args: &BenchGatewayArgs) -> anyhow::Result<BenchReport> {
         "each task of a run goes to a different unit: --rate × --seconds ({tasks_per_run}) must not exceed --connections ({})",
         args.connections
     );
-    let wanted_fds = (args.connections as u64) * 2 + 1024;
+    let wanted_fds = args.connections as u64 + 256;
     let fds = rlimit::increase_nofile_limit(wanted_fds).context("raising the open file limit")?;
     anyhow::ensure!(
         fds >= wanted_fds,
@@ -314,35 +332,69 @@ async fn bench(args: &BenchGatewayArgs) -> anyhow::Result<BenchReport> {
             let _ = stop_rx.await;
         },
     ));
-    // Devices.
+    // Devices, in a child process.
     let rss_before = rss_bytes();
     let started = Instant::now();
-    let (received_tx, mut received_rx) = mpsc::unbounded_channel();
     let expires = Utc::now() + chrono::Duration::hours(2);
-    let connected = futures::stream::iter(units.iter())
-        .map(|unit| connect_device(&url, tokens.issue(*unit, expires)))
-        .buffer_unordered(256)
-        .collect::<Vec<_>>()
-        .await;
-    let mut open = 0;
-    for ws in connected {
-        let ws = ws.context("a device could not connect")?;
-        tokio::spawn(read_device(ws, received_tx.clone()));
-        open += 1;
+    let argv: Vec<String> = std::env::args().collect();
+    let upto = argv
+        .iter()
+        .rposition(|a| a == "gateway")
+        .context("the bench runs as `… bench gateway`")?;
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .args(&argv[1..=upto])
+        .args(["--fleet-url", &url])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the devices' process")?;
+    {
+        let mut stdin = child.stdin.take().context("the devices' stdin")?;
+        let mut tokens_text = String::with_capacity(units.len() * 100);
+        for unit in &units {
+            tokens_text.push_str(&tokens.issue(*unit, expires));
+            tokens_text.push('\n');
+        }
+        tokio::io::AsyncWriteExt::write_all(&mut stdin, tokens_text.as_bytes()).await?;
     }
+    let stdout = child.stdout.take().context("the devices' stdout")?;
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let ready = lines
+        .next_line()
+        .await?
+        .context("the devices' process ended before connecting")?;
+    let mut parts = ready.split_whitespace();
+    anyhow::ensure!(
+        parts.next() == Some("ready"),
+        "the devices' process said {ready:?}"
+    );
+    let open: usize = parts.next().context("count")?.parse()?;
+    let device_rss_growth: u64 = parts.next().context("rss")?.parse()?;
     let connect_secs = started.elapsed().as_secs_f64();
+    let (received_tx, mut received_rx) = mpsc::unbounded_channel::<(TaskId, u128)>();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut parts = line.split_whitespace();
+            if let (Some(task), Some(at)) = (parts.next(), parts.next())
+                && let (Ok(task), Ok(at)) = (TaskId::parse(task), at.parse::<u128>())
+            {
+                let _ = received_tx.send((task, at));
+            }
+        }
+    });
     // Let allocations settle before measuring.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_connected = rss_bytes();
     // Baseline subscriber.
-    let (base_tx, mut base_rx) = mpsc::unbounded_channel::<(TaskId, Instant)>();
+    let (base_tx, mut base_rx) = mpsc::unbounded_channel::<(TaskId, u128)>();
     let mut subscription = store.subscribe_all(SubscribeFrom::End);
     tokio::spawn(async move {
         while let Ok(recorded) = subscription.next().await {
             if recorded.event_type != "TaskAssigned" {
                 continue;
             }
-            let now = Instant::now();
+            let now = unix_nanos();
             if let Ok(value) = recorded.decode::<serde_json::Value>()
                 && let Some(task) = value["task"].as_str().and_then(|t| TaskId::parse(t).ok())
             {
@@ -357,7 +409,7 @@ async fn bench(args: &BenchGatewayArgs) -> anyhow::Result<BenchReport> {
         let period = Duration::from_secs_f64(1.0 / args.rate as f64);
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        let (commit_tx, mut commit_rx) = mpsc::unbounded_channel::<(TaskId, Instant, Instant)>();
+        let (commit_tx, mut commit_rx) = mpsc::unbounded_channel::<(TaskId, u128, u128)>();
         let mut handles = Vec::with_capacity(tasks_per_run);
         let mut assigned = Vec::with_capacity(tasks_per_run);
         let run_start = Instant::now();
@@ -388,9 +440,9 @@ async fn bench(args: &BenchGatewayArgs) -> anyhow::Result<BenchReport> {
                 let stream = unit.stream_name();
                 let new =
                     encode_batch(&stream, &events, EventIds::Fresh, &EventMetadata::default())?;
-                let start = Instant::now();
+                let start = unix_nanos();
                 store.append(&stream, expected, new).await?;
-                let _ = commit_tx.send((task, start, Instant::now()));
+                let _ = commit_tx.send((task, start, unix_nanos()));
                 anyhow::Ok(())
             }));
         }
@@ -417,13 +469,14 @@ async fn bench(args: &BenchGatewayArgs) -> anyhow::Result<BenchReport> {
         let mut push = Histogram::<u64>::new(3)?;
         let mut base = Histogram::<u64>::new(3)?;
         let mut commit_h = Histogram::<u64>::new(3)?;
+        let micros = |from: u128, to: u128| (to.saturating_sub(from) / 1000) as u64;
         for (task, (start, commit)) in &commits {
-            commit_h.record(commit.duration_since(*start).as_micros() as u64)?;
+            commit_h.record(micros(*start, *commit))?;
             if let Some(at) = device_at.get(task) {
-                push.record(at.saturating_duration_since(*commit).as_micros() as u64)?;
+                push.record(micros(*commit, *at))?;
             }
             if let Some(at) = base_at.get(task) {
-                base.record(at.saturating_duration_since(*commit).as_micros() as u64)?;
+                base.record(micros(*commit, *at))?;
             }
         }
         let report = RunReport {
@@ -482,6 +535,7 @@ async fn bench(args: &BenchGatewayArgs) -> anyhow::Result<BenchReport> {
             revisions[r?] += 4;
         }
     }
+    let _ = child.kill().await;
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(30), gateway_task).await;
     let pick = |f: fn(&RunReport) -> f64| median(runs.iter().map(f).collect());
@@ -499,8 +553,8 @@ async fn bench(args: &BenchGatewayArgs) -> anyhow::Result<BenchReport> {
         connect_secs,
         rss_before_bytes: rss_before,
         rss_connected_bytes: rss_connected,
-        bytes_per_connection_both_ends: rss_connected.saturating_sub(rss_before)
-            / open.max(1) as u64,
+        gateway_bytes_per_connection: rss_connected.saturating_sub(rss_before) / open.max(1) as u64,
+        device_bytes_per_connection: device_rss_growth / open.max(1) as u64,
         rate: args.rate,
         runs,
         push_p50_ms,
@@ -510,6 +564,52 @@ async fn bench(args: &BenchGatewayArgs) -> anyhow::Result<BenchReport> {
         ratio_p50: push_p50_ms / baseline_p50_ms.max(0.001),
         ratio_p99: push_p99_ms / baseline_p99_ms.max(0.001),
     })
+}
+
+/// The devices' process: reads tokens from stdin, connects one device per token, prints
+/// `ready <connections> <resident memory growth>` and then `<task id> <unix nanos>` for each
+/// task a device reads.
+async fn fleet(url: &str) -> anyhow::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut tokens = Vec::new();
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        tokens.push(line);
+    }
+    let wanted = tokens.len() as u64 + 256;
+    let fds = rlimit::increase_nofile_limit(wanted)?;
+    anyhow::ensure!(
+        fds >= wanted,
+        "the open file limit is {fds}; {wanted} are needed"
+    );
+    let rss_before = rss_bytes();
+    let (received_tx, mut received_rx) = mpsc::unbounded_channel();
+    let connected = futures::stream::iter(tokens)
+        .map(|token| connect_device(url, token))
+        .buffer_unordered(256)
+        .collect::<Vec<_>>()
+        .await;
+    let mut open = 0;
+    for ws in connected {
+        let ws = ws.context("a device could not connect")?;
+        tokio::spawn(read_device(ws, received_tx.clone()));
+        open += 1;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let growth = rss_bytes().saturating_sub(rss_before);
+    let mut out = tokio::io::stdout();
+    out.write_all(format!("ready {open} {growth}\n").as_bytes())
+        .await?;
+    out.flush().await?;
+    while let Some((task, at)) = received_rx.recv().await {
+        let mut line = format!("{task} {at}\n");
+        while let Ok((task, at)) = received_rx.try_recv() {
+            line.push_str(&format!("{task} {at}\n"));
+        }
+        out.write_all(line.as_bytes()).await?;
+        out.flush().await?;
+    }
+    Ok(())
 }
 
 /// A temporary directory for the bench's store, removed at the end.
