@@ -26,6 +26,10 @@ use crate::error::ApiError;
 use crate::feed::{self, FeedShutdown};
 use crate::views::{ViewDb, Views, run_projector};
 
+/// Connections one HTTP worker holds at once (wall displays included); more wait in the
+/// listen backlog.
+pub const MAX_CONNECTIONS_PER_WORKER: usize = 4096;
+
 /// A built server, listening, not yet running.
 pub struct Application {
     port: u16,
@@ -151,9 +155,9 @@ impl Application {
             .context("loading the saved views")?
             .unwrap_or_default();
         let head = dyn_store.head();
-        if saved.last.is_some_and(|p| p >= head) && saved.last.is_some() && head == Position::START
-            || saved.last.is_some_and(|p| p.next() > head)
-        {
+        // Views that hold a position the log does not have belong to another log (a restored
+        // backup, a replaced data directory): fold this one from the start instead.
+        if saved.last.is_some_and(|p| p >= head) {
             tracing::warn!("the saved views are ahead of the log; rebuilding them");
             saved = Default::default();
         }
@@ -225,6 +229,7 @@ impl Application {
                 .default_service(web::to(no_route))
         })
         .workers(config.workers)
+        .max_connections(MAX_CONNECTIONS_PER_WORKER)
         .shutdown_timeout(config.shutdown_timeout_s)
         .disable_signals()
         .listen(listener)?

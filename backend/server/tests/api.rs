@@ -848,3 +848,45 @@ async fn views_restart_from_their_checkpoint() {
     assert_eq!(board["incidents"].as_array().unwrap().len(), 2);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_rebuild_from_the_log_gives_the_views_the_live_projector_saved() {
+    let app = spawn_app().await;
+    let (_, inc) = app
+        .post(
+            "/api/incidents",
+            "rebuild-call-1",
+            call(60.17, 24.94, "medical"),
+        )
+        .await;
+    let incident = inc["incident_id"].as_str().unwrap().to_owned();
+    let (_, u) = app.post("/api/units", "rebuild-unit-1", unit("RB1")).await;
+    let unit_id = u["unit_id"].as_str().unwrap().to_owned();
+    let (_, t) = app
+        .post(
+            &format!("/api/incidents/{incident}/tasks"),
+            "rebuild-assign",
+            json!({"unit_id": unit_id}),
+        )
+        .await;
+    assert!(t["task_id"].is_string(), "{t}");
+    app.post(
+        "/api/incidents",
+        "rebuild-call-2",
+        call(60.18, 24.95, "assault"),
+    )
+    .await;
+    let dir = app.stop().await;
+
+    let db = muster_server::views::ViewDb::open(dir.path()).unwrap();
+    let live = db.load().unwrap().expect("views saved at shutdown");
+    drop(db);
+    let report = muster_server::benches::rebuild_views(dir.path(), "bundled")
+        .await
+        .unwrap();
+    assert_eq!(report.checkpoint, live.last);
+    let db = muster_server::views::ViewDb::open(dir.path()).unwrap();
+    let rebuilt = db.load().unwrap().unwrap();
+    assert_eq!(rebuilt, live);
+    assert_eq!(rebuilt.incidents.len(), 2);
+}
