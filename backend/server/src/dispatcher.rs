@@ -55,6 +55,8 @@ struct OpenIncident {
     source: IncidentSource,
     units: BTreeSet<UnitId>,
     declined: BTreeSet<UnitId>,
+    /// Assigned units whose crews did not acknowledge in time: not counted as sent.
+    overdue: BTreeSet<UnitId>,
 }
 
 #[derive(Debug, Default)]
@@ -223,6 +225,12 @@ impl Dispatcher {
         if recorded.stream.is_system() {
             return;
         }
+        if recorded.event_type == muster_mobile::alerts::TASK_ACK_OVERDUE {
+            if let Ok(alert) = recorded.decode::<muster_mobile::alerts::TaskAckOverdue>() {
+                self.ack_overdue(alert, live);
+            }
+            return;
+        }
         let Ok((aggregate, event)) = DomainEvent::from_recorded(recorded) else {
             return;
         };
@@ -241,6 +249,26 @@ impl Dispatcher {
                 self.apply_incident(incident, event, live);
             }
             DomainEvent::Sensor(_) => {}
+        }
+    }
+
+    /// A crew did not acknowledge in time: plan the incident as if that unit were not sent.
+    fn ack_overdue(&self, alert: muster_mobile::alerts::TaskAckOverdue, live: bool) {
+        let replan = {
+            let mut board = self.0.board.write().expect("board lock");
+            match board.incidents.get_mut(&alert.incident) {
+                Some(i) if i.units.contains(&alert.unit) => {
+                    i.overdue.insert(alert.unit);
+                    self.0
+                        .rules
+                        .auto_dispatch_rule(i.incident_type, i.source, i.priority)
+                        .is_some()
+                }
+                _ => false,
+            }
+        };
+        if live && replan {
+            self.spawn_auto(alert.incident);
         }
     }
 
@@ -299,7 +327,18 @@ impl Dispatcher {
                     i.units.insert(unit);
                 }
             }
-            UnitEvent::TaskAcknowledged { .. } => {}
+            UnitEvent::TaskAcknowledged { incident, .. } => {
+                if let Some(i) = self
+                    .0
+                    .board
+                    .write()
+                    .expect("board lock")
+                    .incidents
+                    .get_mut(&incident)
+                {
+                    i.overdue.remove(&unit);
+                }
+            }
             UnitEvent::TaskDeclined { incident, .. } => {
                 let replan = {
                     let mut board = self.0.board.write().expect("board lock");
@@ -307,6 +346,7 @@ impl Dispatcher {
                     match board.incidents.get_mut(&incident) {
                         Some(i) => {
                             i.units.remove(&unit);
+                            i.overdue.remove(&unit);
                             i.declined.insert(unit);
                             self.0
                                 .rules
@@ -326,6 +366,7 @@ impl Dispatcher {
                 board.commitments.remove(&unit);
                 if let Some(i) = board.incidents.get_mut(&incident) {
                     i.units.remove(&unit);
+                    i.overdue.remove(&unit);
                 }
             }
         }
@@ -349,6 +390,7 @@ impl Dispatcher {
                         source: source.kind(),
                         units: BTreeSet::new(),
                         declined: BTreeSet::new(),
+                        overdue: BTreeSet::new(),
                     };
                     let auto = self
                         .0
@@ -431,14 +473,15 @@ impl Dispatcher {
             .chain(open.declined.iter())
             .copied()
             .collect();
-        // Units already sent count toward the plan.
+        // Units already sent count toward the plan, unless their crews did not acknowledge
+        // in time.
         let mut plan = plan;
         {
             let index = self.0.index.read().expect("index lock");
             for need in &mut plan.units {
                 let sent = open
                     .units
-                    .iter()
+                    .difference(&open.overdue)
                     .filter(|u| index.unit(**u).is_some_and(|x| x.kind == need.kind))
                     .count();
                 need.count = need.count.saturating_sub(sent.min(255) as u8);
@@ -485,6 +528,7 @@ impl Dispatcher {
         Ok(RecommendationAnswer {
             incident_id: incident,
             already_sent: open.units.iter().copied().collect(),
+            not_acknowledged_in_time: open.overdue.iter().copied().collect(),
             auto_dispatch_rule: self
                 .0
                 .rules
@@ -636,8 +680,10 @@ impl Dispatcher {
 pub struct RecommendationAnswer {
     /// The incident.
     pub incident_id: IncidentId,
-    /// Units already assigned to it (counted against its plan).
+    /// Units already assigned to it (counted against its plan unless overdue).
     pub already_sent: Vec<UnitId>,
+    /// Assigned units whose crews did not acknowledge in time (a replacement is recommended).
+    pub not_acknowledged_in_time: Vec<UnitId>,
     /// The rule that dispatches it automatically, if any.
     pub auto_dispatch_rule: Option<String>,
     /// Candidates per kind still needed, with ETAs and reasons; shortfalls.
@@ -820,4 +866,174 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/api/coverage", web::get().to(get_coverage))
     .route("/api/dispatch/rules", web::get().to(get_rules));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use muster_core::incident::{IncidentCommand, IncidentState, ReportSource};
+    use muster_core::value::{Agency, CallSign, CallerDetails, LatLon, StationCode};
+    use muster_store::MemoryStore;
+
+    fn meta() -> EventMetadata {
+        EventMetadata {
+            actor: Some("test".into()),
+            ..Default::default()
+        }
+    }
+
+    fn key(text: &str) -> IdempotencyKey {
+        IdempotencyKey::try_from(text.to_owned()).unwrap()
+    }
+
+    async fn engine_at(
+        commands: &Commands,
+        n: usize,
+        station: &muster_geodata::model::Station,
+    ) -> (UnitId, Position) {
+        let unit = UnitId::new_v7();
+        let at = Utc::now();
+        let code = StationCode::parse(&station_code(&station.id)).unwrap();
+        commands
+            .execute::<UnitState>(
+                &unit.stream_name(),
+                &key(&format!("register-{n:04}")),
+                &meta(),
+                |s| {
+                    s.decide(UnitCommand::Register {
+                        unit_id: unit,
+                        kind: UnitKind::Engine,
+                        call_sign: CallSign::parse(&format!("E{n}")).unwrap(),
+                        agency: Agency::parse("city-fire").unwrap(),
+                        home_station: code.clone(),
+                        capabilities: BTreeSet::new(),
+                        at,
+                    })
+                },
+            )
+            .await
+            .unwrap();
+        let executed = commands
+            .execute::<UnitState>(
+                &unit.stream_name(),
+                &key(&format!("position-{n:04}")),
+                &meta(),
+                |s| {
+                    s.decide(UnitCommand::ReportPosition {
+                        position: LatLon::from_lat_lon(
+                            station.location.lat(),
+                            station.location.lon(),
+                        )
+                        .unwrap(),
+                        heading_deg: None,
+                        speed_m_s: None,
+                        accuracy_m: None,
+                        at,
+                    })
+                },
+            )
+            .await
+            .unwrap();
+        (unit, executed.position().unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_task_not_acknowledged_in_time_gets_a_replacement_recommended() {
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        let commands = Commands::new(store.clone());
+        let city = crate::areas::Areas::from_setting("bundled")
+            .unwrap()
+            .1
+            .unwrap();
+        let d = Dispatcher::new(
+            Some(&city),
+            commands.clone(),
+            DispatchRules::default(),
+            ResponsePlans::default_set(),
+        )
+        .unwrap()
+        .unwrap();
+        let (_stop_tx, stop) = watch::channel(false);
+        tokio::spawn(d.clone().run(store.clone(), stop));
+        let fire: Vec<_> = city
+            .stations
+            .iter()
+            .filter(|s| s.kind == muster_geodata::model::StationKind::Fire)
+            .collect();
+        let mut engines = Vec::new();
+        for (n, station) in fire.iter().enumerate() {
+            engines.push(engine_at(&commands, n, station).await.0);
+        }
+        let incident = IncidentId::new_v7();
+        let at = fire[0].location;
+        let reported = commands
+            .execute::<IncidentState>(&incident.stream_name(), &key("report-0001"), &meta(), |s| {
+                s.decide(IncidentCommand::Report {
+                    incident_id: incident,
+                    source: ReportSource::Hotline,
+                    location: LatLon::from_lat_lon(at.lat(), at.lon()).unwrap(),
+                    incident_type: IncidentType::VehicleFire,
+                    priority: Priority::P3,
+                    caller: CallerDetails::default(),
+                    call_received_at: Utc::now(),
+                    at: Utc::now(),
+                })
+            })
+            .await
+            .unwrap();
+        assert!(
+            d.wait_for(reported.position().unwrap(), Duration::from_secs(10))
+                .await
+        );
+        let first = d.recommendation(incident).unwrap();
+        let pick = first
+            .recommendation
+            .picks()
+            .next()
+            .expect("an engine is recommended")
+            .unit;
+        d.assign(incident, pick, "test", "operator", "accept-0001")
+            .await
+            .unwrap();
+        let task = commands
+            .unit(pick)
+            .await
+            .unwrap()
+            .unit
+            .unwrap()
+            .active_task
+            .unwrap()
+            .task;
+
+        let alert = muster_mobile::alerts::TaskAckOverdue {
+            task,
+            incident,
+            unit: pick,
+            assigned_at: Utc::now(),
+            timeout_secs: 60,
+            at: Utc::now(),
+        };
+        let stored = store
+            .append(
+                &muster_mobile::alerts::alert_stream(task),
+                muster_store::ExpectedState::Any,
+                vec![muster_mobile::alerts::overdue_event(&alert)],
+            )
+            .await
+            .unwrap();
+        assert!(d.wait_for(stored.position, Duration::from_secs(10)).await);
+        let again = d.recommendation(incident).unwrap();
+        assert_eq!(again.not_acknowledged_in_time, vec![pick]);
+        let replacement = again
+            .recommendation
+            .picks()
+            .next()
+            .unwrap_or_else(|| panic!("no replacement: {again:?}"))
+            .unit;
+        assert_ne!(
+            replacement, pick,
+            "the unit that did not acknowledge was recommended again"
+        );
+        assert!(engines.contains(&replacement));
+    }
 }
