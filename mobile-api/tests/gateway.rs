@@ -135,6 +135,37 @@ async fn an_oversized_message_closes_with_1009_and_shutdown_with_1001() {
     gw.task.await.unwrap();
 }
 
+#[tokio::test]
+async fn a_real_socket_with_an_expired_token_is_told_why() {
+    let store = memory_store();
+    let unit = register_unit(&store, "E1").await;
+    let gw = start_gateway(&store).await;
+    let mut ws = raw_device(gw.addr).await;
+    let expired = tokens().issue(unit, Utc::now() - chrono::Duration::minutes(1));
+    let hello = ClientMessage::Hello {
+        v: 1,
+        token: expired,
+        unit: None,
+        resume_after: None,
+    };
+    ws.send(Message::text(hello.to_json())).await.unwrap();
+    let reply = ws.next().await.unwrap().unwrap();
+    match serde_json::from_str(reply.to_text().unwrap()).unwrap() {
+        ServerMessage::Error { code, message, .. } => {
+            assert_eq!(code, muster_mobile::protocol::ErrorCode::AuthFailed);
+            assert!(message.contains("expired"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(next_close(&mut ws).await, Some(close::AUTH_FAILED));
+    // Not JSON at all, over a real socket.
+    let mut ws = raw_device(gw.addr).await;
+    ws.send(Message::text("<html>")).await.unwrap();
+    let reply = ws.next().await.unwrap().unwrap();
+    assert!(reply.to_text().unwrap().contains("\"malformed\""));
+    assert_eq!(next_close(&mut ws).await, Some(close::HELLO_EXPECTED));
+}
+
 /// A TCP proxy that cuts each connection after a random number of bytes in the chosen
 /// direction, until it has cut `target` connections; then it passes everything.
 struct ChaosProxy {
@@ -399,4 +430,74 @@ async fn commands_queued_across_drops_are_appended_once_and_in_order() {
         }
     }
     client.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulated_responder_works_a_task_from_assignment_to_available() {
+    use muster_mobile::responder::{self, ResponderConfig};
+    let store = memory_store();
+    let unit = register_unit(&store, "E1").await;
+    let gw = start_gateway(&store).await;
+    let mut client = ClientConfig::new(format!("ws://{}", gw.addr), token_for(unit));
+    client.unit = Some(unit);
+    let config = ResponderConfig {
+        client,
+        route: vec![
+            LatLon::from_lat_lon(60.1699, 24.9384).unwrap(),
+            LatLon::from_lat_lon(60.1710, 24.9420).unwrap(),
+        ],
+        speed_m_s: 100.0,
+        position_every: std::time::Duration::from_millis(5),
+        on_scene_for: std::time::Duration::from_millis(20),
+        tasks: Some(1),
+    };
+    let sim = tokio::spawn(responder::run(config, std::future::pending()));
+    // Assign once the responder is connected (it resyncs first; a task assigned before would
+    // come in the snapshot, which works too).
+    let task = assign(&store, unit).await;
+    let report = tokio::time::timeout(PATIENCE, sim)
+        .await
+        .expect("the responder finishes")
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.tasks_completed, 1);
+    assert!(report.positions_sent >= 2, "{report:?}");
+    assert_eq!(report.commands_refused, 0, "{report:?}");
+    let events: Vec<UnitEvent> = unit_events(&store, unit)
+        .await
+        .iter()
+        .map(|r| muster_core::event::decode(r).unwrap())
+        .collect();
+    let statuses: Vec<UnitStatus> = events
+        .iter()
+        .filter_map(|e| match e {
+            UnitEvent::UnitStatusChanged { to, .. } => Some(*to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            UnitStatus::Dispatched,
+            UnitStatus::EnRoute,
+            UnitStatus::OnScene,
+            UnitStatus::Returning,
+            UnitStatus::Available
+        ]
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, UnitEvent::TaskAcknowledged { task: t, .. } if *t == task))
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, UnitEvent::TaskCompleted { task: t, .. } if *t == task))
+    );
+    let positions = events
+        .iter()
+        .filter(|e| matches!(e, UnitEvent::UnitPositionReported { .. }))
+        .count();
+    assert_eq!(positions, report.positions_sent);
 }

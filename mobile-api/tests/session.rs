@@ -698,3 +698,37 @@ async fn a_task_not_acknowledged_in_time_raises_one_alert() {
         "an acknowledged task raises nothing"
     );
 }
+
+#[tokio::test]
+async fn two_gateway_nodes_number_the_same_task_alike() {
+    let store = memory_store();
+    let unit = register_unit(&store, "E1").await;
+    let node_a = context(&store);
+    let node_b = context(&store);
+    let mut on_a = connect(&node_a);
+    let mut on_b = connect(&node_b);
+    on_a.hello(token_for(unit), Some(1)).await;
+    on_b.hello(token_for(unit), Some(1)).await;
+    welcome(&mut on_a).await;
+    welcome(&mut on_b).await;
+    let task = assign(&store, unit).await;
+    let a = on_a.recv().await;
+    let b = on_b.recv().await;
+    assert_eq!(a, b, "the same message, sequence number included");
+    assert!(matches!(&a, ServerMessage::Task { task: view, .. } if view.task == task));
+    // A device moving from node A to node B resumes where it was.
+    drop(on_a);
+    let mut moved = connect(&node_b);
+    moved.hello(token_for(unit), a.seq()).await;
+    welcome(&mut moved).await;
+    complete(&store, unit, task).await;
+    let next = moved.recv().await;
+    assert!(matches!(
+        next,
+        ServerMessage::TaskUpdate {
+            state: TaskState::Completed,
+            ..
+        }
+    ));
+    assert_eq!(next, on_b.recv().await);
+}
