@@ -160,6 +160,7 @@ impl Application {
         if saved.last.is_some_and(|p| p >= head) {
             tracing::warn!("the saved views are ahead of the log; rebuilding them");
             saved = Default::default();
+            db.save_all(&saved).context("clearing the saved views")?;
         }
         let views = Views::new(saved, areas);
         let (stopping, stop_rx) = watch::channel(false);

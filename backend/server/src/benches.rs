@@ -32,7 +32,7 @@ pub async fn rebuild_views(data_dir: &Path, city: &str) -> anyhow::Result<Rebuil
     let (state, events) = rebuild(&*store as &dyn EventStore, &areas).await?;
     let seconds = started.elapsed().as_secs_f64();
     let db = ViewDb::open(data_dir)?;
-    db.save(&serde_json::to_vec(&state)?)?;
+    db.save_all(&state)?;
     store.close();
     Ok(RebuildReport {
         events,

@@ -7,10 +7,10 @@
 //! becomes a [`Delta`] with its log position, kept in a bounded backlog so that a display
 //! that reconnects with its last position gets what it missed instead of a new snapshot.
 //!
-//! The state and its checkpoint (the last position applied) are saved together, in one
-//! transaction, to `views.redb` in the data directory ([`ViewDb`]), at most every
-//! [`FLUSH_INTERVAL`] and at shutdown; a restart loads them and resumes the subscription
-//! after the checkpoint. `muster projections rebuild` folds the whole log again.
+//! The rows changed since the last save and the checkpoint (the last position applied) are
+//! saved together, in one transaction, to `views.redb` in the data directory ([`ViewDb`]),
+//! at most every [`FLUSH_INTERVAL`] and at shutdown; a restart loads them and resumes the
+//! subscription after the checkpoint. `muster projections rebuild` folds the whole log again.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
@@ -524,6 +524,26 @@ pub struct Live {
     /// Every delta of an event after this position is in the backlog (`None`: every delta
     /// since the start of the log).
     pub complete_after: Option<Position>,
+    /// Rows changed since the last save.
+    dirty: Dirty,
+}
+
+/// The rows changed since the last save.
+#[derive(Debug, Default)]
+struct Dirty {
+    incidents: BTreeSet<IncidentId>,
+    units: BTreeSet<UnitId>,
+}
+
+/// What a save writes: the changed rows and the checkpoint they are consistent with.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// The checkpoint.
+    pub last: Option<Position>,
+    /// Changed incident rows.
+    pub incidents: Vec<IncidentRow>,
+    /// Changed unit rows.
+    pub units: Vec<UnitRow>,
 }
 
 impl Live {
@@ -581,6 +601,7 @@ impl Views {
                     complete_after: state.last,
                     state,
                     backlog: VecDeque::new(),
+                    dirty: Dirty::default(),
                 }),
                 areas,
                 applied,
@@ -637,6 +658,10 @@ impl Views {
                     .fold(recorded, &self.inner.areas)
                     .with_context(|| format!("applying the event at {}", recorded.position))?;
                 let Some(changed) = changed else { continue };
+                match changed {
+                    Changed::Incident(id) => live.dirty.incidents.insert(id),
+                    Changed::Unit(id) => live.dirty.units.insert(id),
+                };
                 let Some(json) = live.state.delta_json(recorded.position, changed) else {
                     continue;
                 };
@@ -658,9 +683,24 @@ impl Views {
         Ok(())
     }
 
-    /// The state serialized for saving, with its checkpoint.
-    pub fn serialize(&self) -> anyhow::Result<(Option<Position>, Vec<u8>)> {
-        self.read(|live| Ok((live.state.last, serde_json::to_vec(&live.state)?)))
+    /// Takes the rows changed since the last call, with the checkpoint they go with. Holds
+    /// the lock only to copy the changed rows.
+    pub fn take_changes(&self) -> Changes {
+        let mut live = self.inner.live.write().unwrap_or_else(|e| e.into_inner());
+        let dirty = std::mem::take(&mut live.dirty);
+        Changes {
+            last: live.state.last,
+            incidents: dirty
+                .incidents
+                .iter()
+                .filter_map(|id| live.state.incidents.get(id).cloned())
+                .collect(),
+            units: dirty
+                .units
+                .iter()
+                .filter_map(|id| live.state.units.get(id).cloned())
+                .collect(),
+        }
     }
 }
 
@@ -670,11 +710,16 @@ pub struct ViewDb {
     db: redb::Database,
 }
 
-const VIEWS_TABLE: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("views");
+const INCIDENTS: redb::TableDefinition<u128, &[u8]> = redb::TableDefinition::new("incidents");
+const UNITS: redb::TableDefinition<u128, &[u8]> = redb::TableDefinition::new("units");
+const META: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
 /// The file name in the data directory.
 pub const VIEWS_FILE: &str = "views.redb";
-/// The version of the saved shape; a different one is rebuilt from the log.
-const VIEWS_FORMAT: &str = "views-v1";
+/// The version of the saved shape; views saved in another shape are refolded from the log.
+const VIEWS_FORMAT: u64 = 1;
+/// Meta keys: the format, whether a checkpoint exists, and the checkpoint.
+const FORMAT_KEY: &str = "format";
+const CHECKPOINT_KEY: &str = "checkpoint";
 
 impl ViewDb {
     /// Opens (or creates) `views.redb` in the data directory.
@@ -687,30 +732,75 @@ impl ViewDb {
         Ok(Self { db })
     }
 
-    /// The saved state, if any (and of this version).
+    /// The saved state, if any (and of this format).
     pub fn load(&self) -> anyhow::Result<Option<ViewState>> {
-        use redb::ReadableDatabase;
+        use redb::{ReadableDatabase, ReadableTable};
         let tx = self.db.begin_read()?;
-        let table = match tx.open_table(VIEWS_TABLE) {
+        let meta = match tx.open_table(META) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let Some(bytes) = table.get(VIEWS_FORMAT)? else {
+        if meta.get(FORMAT_KEY)?.map(|v| v.value()) != Some(VIEWS_FORMAT) {
             return Ok(None);
+        }
+        let mut state = ViewState {
+            last: meta.get(CHECKPOINT_KEY)?.map(|v| Position(v.value())),
+            ..ViewState::default()
         };
-        Ok(Some(serde_json::from_slice(bytes.value())?))
+        for row in tx.open_table(INCIDENTS)?.iter()? {
+            let (_, bytes) = row?;
+            let row: IncidentRow = serde_json::from_slice(bytes.value())?;
+            state.incidents.insert(row.id, row);
+        }
+        for row in tx.open_table(UNITS)?.iter()? {
+            let (_, bytes) = row?;
+            let row: UnitRow = serde_json::from_slice(bytes.value())?;
+            state.units.insert(row.id, row);
+        }
+        Ok(Some(state))
     }
 
-    /// Saves the state and its checkpoint in one transaction.
-    pub fn save(&self, bytes: &[u8]) -> anyhow::Result<()> {
+    /// Writes changed rows and their checkpoint in one transaction.
+    pub fn save_changes(&self, changes: &Changes) -> anyhow::Result<()> {
         let tx = self.db.begin_write()?;
         {
-            let mut table = tx.open_table(VIEWS_TABLE)?;
-            table.insert(VIEWS_FORMAT, bytes)?;
+            let mut incidents = tx.open_table(INCIDENTS)?;
+            for row in &changes.incidents {
+                incidents.insert(
+                    row.id.as_uuid().as_u128(),
+                    serde_json::to_vec(row)?.as_slice(),
+                )?;
+            }
+            let mut units = tx.open_table(UNITS)?;
+            for row in &changes.units {
+                units.insert(
+                    row.id.as_uuid().as_u128(),
+                    serde_json::to_vec(row)?.as_slice(),
+                )?;
+            }
+            let mut meta = tx.open_table(META)?;
+            meta.insert(FORMAT_KEY, VIEWS_FORMAT)?;
+            match changes.last {
+                Some(p) => meta.insert(CHECKPOINT_KEY, p.0)?,
+                None => meta.remove(CHECKPOINT_KEY)?,
+            };
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Replaces everything saved with this state.
+    pub fn save_all(&self, state: &ViewState) -> anyhow::Result<()> {
+        let tx = self.db.begin_write()?;
+        tx.delete_table(INCIDENTS)?;
+        tx.delete_table(UNITS)?;
+        tx.commit()?;
+        self.save_changes(&Changes {
+            last: state.last,
+            incidents: state.incidents.values().cloned().collect(),
+            units: state.units.values().cloned().collect(),
+        })
     }
 }
 
@@ -790,11 +880,12 @@ async fn save_periodically(
     }
 }
 
-/// Saves the views; answers the checkpoint saved.
+/// Saves the rows changed since the last save; answers the checkpoint saved.
 async fn save(views: &Views, db: &Arc<ViewDb>) -> anyhow::Result<Option<Position>> {
-    let (last, bytes) = views.serialize()?;
+    let changes = views.take_changes();
+    let last = changes.last;
     let db = db.clone();
-    tokio::task::spawn_blocking(move || db.save(&bytes)).await??;
+    tokio::task::spawn_blocking(move || db.save_changes(&changes)).await??;
     Ok(last)
 }
 

@@ -890,3 +890,48 @@ async fn a_rebuild_from_the_log_gives_the_views_the_live_projector_saved() {
     assert_eq!(rebuilt, live);
     assert_eq!(rebuilt.incidents.len(), 2);
 }
+
+#[tokio::test]
+async fn views_saved_for_another_log_are_refolded_from_this_one() {
+    let app = spawn_app().await;
+    for i in 0..3 {
+        let (status, _) = app
+            .post(
+                "/api/incidents",
+                &format!("other-log-{i}"),
+                call(60.17, 24.94, "medical"),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    let other = app.stop().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        other.path().join("views.redb"),
+        dir.path().join("views.redb"),
+    )
+    .unwrap();
+    let app = spawn_in(dir).await;
+    let (_, a) = app
+        .post(
+            "/api/incidents",
+            "this-log-1",
+            call(60.18, 24.95, "assault"),
+        )
+        .await;
+    let board = app.view("/api/incidents", &a["position"]).await;
+    let rows = board["incidents"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{board}");
+    assert_eq!(rows[0]["id"], a["incident_id"]);
+    let dir = app.stop().await;
+    let saved = muster_server::views::ViewDb::open(dir.path())
+        .unwrap()
+        .load()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        saved.incidents.len(),
+        1,
+        "stale rows were left in the saved views"
+    );
+}
