@@ -248,6 +248,7 @@ pub struct Hub {
     subscribers: Mutex<HashMap<UnitId, Vec<Subscriber>>>,
     next_id: AtomicU64,
     dropped_slow: AtomicU64,
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Hub {
@@ -285,9 +286,15 @@ impl Hub {
                 subscribers: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(0),
                 dropped_slow: AtomicU64::new(0),
+                stopped: std::sync::atomic::AtomicBool::new(false),
             }),
             subscription,
         )
+    }
+
+    /// Whether the hub stopped reading (shutdown, or the store closed or failed).
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
     }
 
     /// Connections dropped because their queue was full.
@@ -373,6 +380,7 @@ impl Hub {
                 },
             }
         }
+        self.stopped.store(true, Ordering::SeqCst);
         self.lock().clear();
     }
 }

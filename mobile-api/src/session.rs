@@ -423,6 +423,11 @@ where
             }
             event = registration.events.recv() => {
                 let Some(recorded) = event else {
+                    if ctx.hub.is_stopped() {
+                        return conn
+                            .close(close::INTERNAL, "the gateway stopped following the event store")
+                            .await;
+                    }
                     return conn
                         .close(
                             close::TRY_AGAIN_LATER,
