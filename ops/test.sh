@@ -13,3 +13,6 @@ if [ "${CI:-}" = "true" ]; then profile=ci; fi
 # The end-to-end tests run the real `muster` binary.
 cargo build --bin muster
 cargo nextest run --workspace --profile "$profile" "$@"
+
+# The wall display: npm packages, chromium, a build, then browser tests on the real server.
+bash backend/web/test.sh

@@ -121,6 +121,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "no users: add [[users]] to the config file, set MUSTER_USERS=name:role:token, or run with --demo"
         );
     }
+    muster_server::wall::ensure_built();
     runtime()?.block_on(async move {
         let app = muster_server::Application::build(config.clone()).await?;
         let addr = format!("http://{}", bound_address(&config.bind, app.port()));
@@ -135,6 +136,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 println!("demo token {:<9} {}", u.role.as_str(), u.token);
             }
             println!("try: curl -H 'Authorization: Bearer <operator token>' {addr}/api/units");
+            println!("wall display: {addr}/?token={}", operator.token);
         }
         let stopper = app.stopper();
         tokio::spawn(async move {

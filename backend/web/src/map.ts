@@ -72,7 +72,10 @@ export class WallMap {
       this.dirty = true;
     };
     this.map.on("move zoom resize viewreset", redraw);
-    new ResizeObserver(redraw).observe(el);
+    new ResizeObserver(() => {
+      this.map.invalidateSize({ pan: false });
+      redraw();
+    }).observe(el);
     this.map.on("click", (ev: L.LeafletMouseEvent) => {
       const hit = this.hitTest(ev.containerPoint);
       if (hit && this.onPick) this.onPick(hit[0], hit[1]);

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The wall display's tests: installs the npm packages (npm ci, from package-lock.json) and
+# Debian's chromium if missing, builds the app, and runs the browser tests against the real
+# `muster` binary (target/debug/muster unless MUSTER_BIN says otherwise). Safe to run again;
+# the tests stop the servers and browsers they start. Screenshots: test-artifacts/web/.
+set -euo pipefail
+cd "$(dirname "$0")"
+root="$(cd ../.. && pwd)"
+
+if ! command -v npm >/dev/null 2>&1; then
+    echo "npm is needed for the wall display (Node.js 20 or later)" >&2
+    exit 1
+fi
+if [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+    $sudo apt-get install -y chromium >/dev/null 2>&1 \
+        || { $sudo apt-get update >/dev/null && $sudo apt-get install -y chromium >/dev/null; }
+fi
+
+npm ci --no-audit --no-fund --loglevel=error
+npm run build --silent
+node tests/browser.mjs --muster "${MUSTER_BIN:-$root/target/debug/muster}"

@@ -1,0 +1,254 @@
+// Browser tests of the wall display against the real `muster` server, in Debian's
+// chromium driven by playwright-core. Each step waits on a condition with a timeout; no
+// sleeps. Screenshots go to test-artifacts/web/ at the repository root.
+//
+//   node tests/browser.mjs [--muster <path to the muster binary>]
+//
+// Steps: the page loads with the base map and the demo units -> a hotline call entered in
+// the form appears in the queue and on the map -> a bad location shows the API's error next
+// to the field -> accepting the recommendation turns the unit dispatched -> the server stops
+// and the page says its data is stale -> the server starts again on the same port and data
+// and the page recovers by itself (and sees a change made while it was away).
+
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync, rmSync, existsSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, "../../..");
+const args = process.argv.slice(2);
+const musterBin = args.includes("--muster") ? args[args.indexOf("--muster") + 1] : path.join(root, "target/debug/muster");
+const artifacts = path.join(root, "test-artifacts/web");
+mkdirSync(artifacts, { recursive: true });
+const TOKEN = "wall-test-operator-token-0123456789";
+const STEP_MS = 30_000;
+
+export const CHROMIUM_ARGS = [
+  "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+];
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on("error", reject);
+  });
+}
+
+let server = null;
+async function startServer(dataDir, port) {
+  const child = spawn(musterBin, ["serve", "--demo", "--data-dir", dataDir, "--bind", `127.0.0.1:${port}`], {
+    env: { ...process.env, MUSTER_USERS: `wall-test:operator:${TOKEN}`, MUSTER_WEB_BUILD: "0" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (out += d));
+  const exited = new Promise((resolve) => child.on("exit", resolve));
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`muster exited early:\n${out}`);
+    try {
+      const r = await fetch(`http://127.0.0.1:${port}/readyz`);
+      if (r.ok) break;
+    } catch {}
+    if (Date.now() > deadline) throw new Error(`muster did not get ready:\n${out}`);
+    await new Promise((r) => setTimeout(r, 100)); // polling the server's readiness, not a wait for an effect
+  }
+  server = { child, exited, out: () => out };
+  return server;
+}
+
+async function stopServer() {
+  if (!server) return;
+  const s = server;
+  server = null;
+  s.child.kill("SIGTERM");
+  await s.exited;
+}
+
+async function api(port, method, p, body) {
+  const res = await fetch(`http://127.0.0.1:${port}${p}`, {
+    method,
+    headers: { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json", "Idempotency-Key": `wall-test-${Math.random().toString(36).slice(2)}` },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const json = await res.json().catch(() => null);
+  if (!res.ok) throw new Error(`${method} ${p}: ${res.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+let failures = 0;
+async function step(name, f) {
+  process.stdout.write(`- ${name} ... `);
+  try {
+    await f();
+    console.log("ok");
+  } catch (e) {
+    failures++;
+    console.log("FAILED");
+    console.log(String(e?.stack ?? e).split("\n").slice(0, 8).map((l) => "    " + l).join("\n"));
+    throw e;
+  }
+}
+
+async function main() {
+  if (!existsSync(path.join(here, "../dist/index.html"))) throw new Error("build the app first: npm run build");
+  if (!existsSync(musterBin)) throw new Error(`no muster binary at ${musterBin}: cargo build --bin muster`);
+  const dataDir = mkdtempSync(path.join(tmpdir(), "muster-wall-"));
+  const profile = mkdtempSync(path.join(tmpdir(), "muster-chromium-"));
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  let browser = null;
+  try {
+    await startServer(dataDir, port);
+    browser = await chromium.launchPersistentContext(profile, {
+      executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport: { width: 1920, height: 1080 },
+    });
+    const page = browser.pages()[0] ?? (await browser.newPage());
+    page.setDefaultTimeout(STEP_MS);
+    const consoleErrors = [];
+    page.on("pageerror", (e) => consoleErrors.push(String(e)));
+
+    await step("the page loads live, with the base map and the demo units", async () => {
+      await page.goto(`${base}/?token=${TOKEN}`);
+      await page.waitForSelector('#conn[data-state="live"]');
+      await page.waitForSelector('body[data-city="loaded"]');
+      await page.waitForSelector("tr.unit-row");
+      const units = await page.locator("tr.unit-row").count();
+      if (units < 1) throw new Error("no unit in the unit board");
+      if (!(await page.locator(".leaflet-control-attribution").innerText()).includes("OpenStreetMap")) throw new Error("no OpenStreetMap attribution on the map");
+      await page.screenshot({ path: path.join(artifacts, "01-live.png") });
+    });
+
+    await step("a location outside the world shows the API's error next to the location", async () => {
+      await page.click("#toggle-console");
+      await page.fill("#f-lat", "123");
+      await page.fill("#f-lon", "24.94");
+      await page.click("#create");
+      const err = page.locator('#new-incident .err[data-for="location"]');
+      await err.filter({ hasText: /\S/ }).waitFor();
+      const text = await err.innerText();
+      if (!/lat/i.test(text)) throw new Error(`the error does not say what is wrong: ${text}`);
+      await page.screenshot({ path: path.join(artifacts, "02-form-error.png") });
+    });
+
+    let incidentId = null;
+    await step("a call entered in the form appears in the queue and on the map", async () => {
+      await page.fill("#f-address", "Mannerheimintie 5");
+      await page.click("#lookup");
+      await page.waitForFunction(() => document.querySelector("#f-lat").value.startsWith("60.1"));
+      await page.selectOption("#f-type", "structure_fire");
+      await page.selectOption("#f-priority", "P1");
+      await page.click("#create");
+      await page.waitForSelector("[data-selected-incident]");
+      incidentId = await page.getAttribute("[data-selected-incident]", "data-selected-incident");
+      await page.waitForSelector(`tr.incident-row[data-incident="${incidentId}"]`);
+      const onMap = await page.evaluate((id) => window.muster.map["incidents"].has(id), incidentId);
+      if (!onMap) throw new Error("the incident is not on the map layer");
+      // It is drawn: the pixel at its point is not the map background.
+      const lit = await page.evaluate((id) => {
+        const m = window.muster.map;
+        const i = m["incidents"].get(id);
+        const p = m.map.latLngToContainerPoint([i.location.lat, i.location.lon]);
+        const c = document.querySelector(".live-layer");
+        const dpr = window.devicePixelRatio || 1;
+        const d = c.getContext("2d").getImageData(Math.round((p.x + 13) * dpr), Math.round(p.y * dpr), 1, 1).data;
+        return d[3] > 0;
+      }, incidentId);
+      if (!lit) throw new Error("nothing is drawn at the incident's point");
+      await page.screenshot({ path: path.join(artifacts, "03-incident-created.png") });
+    });
+
+    let unitId = null;
+    await step("accepting the recommendation turns the unit dispatched", async () => {
+      await page.waitForSelector("#accept:not([disabled])");
+      unitId = await page.getAttribute('#rec-form input[name="unit"]:checked', "value");
+      await page.click("#accept");
+      await page.waitForSelector(`tr.unit-row[data-unit="${unitId}"][data-status="dispatched"]`);
+      await page.waitForSelector(`tr.incident-row[data-incident="${incidentId}"] .chip`);
+      const status = await page.evaluate((id) => window.muster.live.units.get(id).status, unitId);
+      if (status !== "dispatched") throw new Error(`unit is ${status}`);
+      await page.screenshot({ path: path.join(artifacts, "04-dispatched.png") });
+    });
+
+    await step("when the server stops the page says plainly that its data is stale", async () => {
+      await stopServer();
+      await page.waitForSelector("#stale-banner:not([hidden])");
+      await page.waitForSelector('#conn[data-state="lost"]');
+      const text = await page.innerText("#stale-banner");
+      if (!/STALE/.test(text)) throw new Error(`banner says: ${text}`);
+      await page.screenshot({ path: path.join(artifacts, "05-stale.png") });
+    });
+
+    await step("after a restart the page recovers by itself and catches up", async () => {
+      await startServer(dataDir, port);
+      // A change made while the page was away must reach it.
+      await api(port, "POST", `/api/units/${unitId}/status`, { status: "en_route" });
+      await page.waitForSelector('#conn[data-state="live"]', { timeout: 60_000 });
+      await page.waitForSelector("#stale-banner", { state: "hidden" });
+      await page.waitForSelector(`tr.unit-row[data-unit="${unitId}"][data-status="en_route"]`);
+      await page.screenshot({ path: path.join(artifacts, "06-recovered.png") });
+    });
+
+    await step("changing a unit's status from the console", async () => {
+      await page.click(`tr.unit-row[data-unit="${unitId}"]`);
+      await page.selectOption("#f-status", "on_scene");
+      await page.click("#set-status");
+      await page.waitForSelector(`tr.unit-row[data-unit="${unitId}"][data-status="on_scene"]`);
+    });
+
+    await step("closing the incident takes it out of the queue", async () => {
+      await page.click(`tr.incident-row[data-incident="${incidentId}"]`);
+      await page.selectOption("#f-disposition", "resolved");
+      await page.click("#close");
+      await page.waitForSelector(`tr.incident-row[data-incident="${incidentId}"]`, { state: "detached" });
+    });
+
+    await step("time travel shows the city before the call, then live again", async () => {
+      await page.evaluate(() => {
+        const r = document.querySelector("#tt-range");
+        r.value = "1";
+        r.dispatchEvent(new Event("input"));
+      });
+      await page.waitForSelector("#history-banner:not([hidden])");
+      await page.waitForFunction(() => document.querySelectorAll("tr.incident-row").length === 0);
+      await page.screenshot({ path: path.join(artifacts, "07-history.png") });
+      await page.click("#tt-live");
+      await page.waitForSelector("#history-banner", { state: "hidden" });
+    });
+
+    await step("a 4K wall shows the same page, scaled", async () => {
+      await page.setViewportSize({ width: 3840, height: 2160 });
+      await page.waitForSelector('#conn[data-state="live"]');
+      await page.screenshot({ path: path.join(artifacts, "08-4k.png") });
+    });
+
+    if (consoleErrors.length) throw new Error("errors in the page: " + consoleErrors.join("; "));
+  } finally {
+    await browser?.close();
+    await stopServer();
+    rmSync(dataDir, { recursive: true, force: true });
+    rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => console.log(`wall display browser tests: all passed (screenshots in ${path.relative(process.cwd(), artifacts)})`),
+  (e) => {
+    if (!failures) console.error(e);
+    console.error("wall display browser tests: FAILED");
+    process.exit(1);
+  },
+);
