@@ -305,11 +305,26 @@ pub fn run(mut args: DispatchBenchArgs) -> anyhow::Result<()> {
     let index = shared.read().expect("index lock");
     let mut rng = StdRng::seed_from_u64(args.seed + 5);
     let (mut joint, mut greedy) = (0.0, 0.0);
-    let surge_incidents = 50;
+    // A storm: incidents packed into a 2 km square, so that they compete for the same units.
+    let surge_incidents = 40;
+    let projection = router.city().projection();
     for _ in 0..10 {
+        let centre = projection.project(random_point(&mut rng, &router));
         let pending: Vec<PendingIncident> = (0..surge_incidents)
             .map(|_| {
-                let (spec, plan, priority) = incident(&mut rng);
+                let (mut spec, plan, priority) = incident(&mut rng);
+                spec.location = loop {
+                    let p = muster_geodata::point::PlanarM {
+                        x_m: centre.x_m + rng.random_range(-1000.0..1000.0),
+                        y_m: centre.y_m + rng.random_range(-1000.0..1000.0),
+                    };
+                    if let Some(at) = projection
+                        .unproject(p)
+                        .filter(|at| router.snap(*at).is_ok())
+                    {
+                        break at;
+                    }
+                };
                 PendingIncident {
                     spec,
                     priority,
@@ -372,7 +387,7 @@ pub fn run(mut args: DispatchBenchArgs) -> anyhow::Result<()> {
             r.straight_line_nearest_differs_pct
         );
         println!(
-            "surge of {} incidents (x10): priority-weighted ETA joint {:.0} s, greedy {:.0} s, gain {:.1} %",
+            "surge of {} incidents in a 2 km square (x10): priority-weighted ETA joint {:.0} s, greedy {:.0} s, gain {:.1} %",
             r.surge_incidents,
             r.surge_weighted_eta_joint_s,
             r.surge_weighted_eta_greedy_s,
