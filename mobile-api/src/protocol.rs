@@ -171,8 +171,8 @@ pub const CLIENT_MESSAGE_TYPES: &[&str] = &[
     "ping",
 ];
 
-/// A task as the device sees it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A task as the device sees it. `Debug` masks the call-back number.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskView {
     /// The task.
     pub task: TaskId,
@@ -192,6 +192,20 @@ pub struct TaskView {
     /// The caller's call-back number (personal data; never logged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_back: Option<String>,
+}
+
+impl std::fmt::Debug for TaskView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskView")
+            .field("task", &self.task)
+            .field("incident", &self.incident)
+            .field("assigned_at", &self.assigned_at)
+            .field("incident_type", &self.incident_type)
+            .field("priority", &self.priority)
+            .field("location", &self.location)
+            .field("call_back", &self.call_back.as_ref().map(|_| "<masked>"))
+            .finish()
+    }
 }
 
 /// What happened to a task after it was assigned.
@@ -606,6 +620,22 @@ mod tests {
                 retry_after_ms: Some(250),
             },
         ]
+    }
+
+    #[test]
+    fn debug_masks_the_call_back_number() {
+        let view = TaskView {
+            task: task_id(),
+            incident: incident_id(),
+            assigned_at: t("2026-11-23T10:00:00Z"),
+            incident_type: None,
+            priority: None,
+            location: None,
+            call_back: Some("+358401234567".into()),
+        };
+        let shown = format!("{view:?}");
+        assert!(!shown.contains("358401234567"), "{shown}");
+        assert!(shown.contains("masked"));
     }
 
     #[test]

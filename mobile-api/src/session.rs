@@ -303,7 +303,7 @@ where
         return end;
     }
     // The next unit stream revision the device has not been given.
-    tracing::trace!(%unit, ?resume_after, ?start, "session start");
+    tracing::trace!(%unit, ?resume_after, resync = matches!(start, Start::Resync { .. }), "session start");
     let mut watermark = match start {
         Start::Replay { events, next } => {
             for recorded in &events {
