@@ -6,8 +6,8 @@ use tokio::sync::watch;
 use crate::error::Result;
 use crate::subscription::{AllSubscription, StreamSubscription, SubscribeFrom};
 use crate::types::{
-    AppendResult, Direction, ExpectedState, NewEvent, Position, ReadFrom, RecordedEvent,
-    StoreStats, StreamMetadata, StreamName, StreamRevision,
+    AppendResult, Direction, ExpectedState, METADATA_EVENT_TYPE, NewEvent, Position, ReadFrom,
+    RecordedEvent, StoreStats, StreamMetadata, StreamName, StreamRevision,
 };
 
 /// An append-only event store with KurrentDB semantics.
@@ -57,7 +57,11 @@ pub trait EventStore: Send + Sync + 'static {
         stream: &StreamName,
         expected_meta: ExpectedState,
         metadata: StreamMetadata,
-    ) -> Result<AppendResult>;
+    ) -> Result<AppendResult> {
+        let event = NewEvent::json(uuid::Uuid::now_v7(), METADATA_EVENT_TYPE, 1, &metadata)?;
+        self.append(&stream.metastream()?, expected_meta, vec![event])
+            .await
+    }
 
     /// Soft-deletes a stream: its events stay in `$all`, reads of the stream find nothing,
     /// and a later append recreates it with revisions going on from where they were.

@@ -974,17 +974,6 @@ impl EventStore for EmbeddedStore {
         .await
     }
 
-    async fn set_stream_metadata(
-        &self,
-        stream: &StreamName,
-        expected_meta: ExpectedState,
-        metadata: StreamMetadata,
-    ) -> Result<AppendResult> {
-        let event = NewEvent::json(Uuid::new_v4(), METADATA_EVENT_TYPE, 1, &metadata)?;
-        self.append(&stream.metastream()?, expected_meta, vec![event])
-            .await
-    }
-
     async fn delete_stream(
         &self,
         stream: &StreamName,
