@@ -54,7 +54,7 @@ export function renderQueue(el: HTMLElement, incidents: Incident[], units: Map<s
     </tr>`;
   });
   const more = incidents.length > 60 ? `<div class="more">+ ${incidents.length - 60} more</div>` : "";
-  el.innerHTML = `<table class="queue"><thead><tr><th>Pri</th><th>Type / area</th><th>Age</th><th>Waiting</th><th>Status / units</th></tr></thead><tbody>${rows.join("")}</tbody></table>${more}`;
+  setHtml(el, `<table class="queue"><thead><tr><th>Pri</th><th>Type / area</th><th>Age</th><th>Waiting</th><th>Status / units</th></tr></thead><tbody>${rows.join("")}</tbody></table>${more}`);
 }
 
 export function renderUnits(el: HTMLElement, units: Map<string, Unit>, now: number, selected: string | null) {
@@ -64,14 +64,16 @@ export function renderUnits(el: HTMLElement, units: Map<string, Unit>, now: numb
     const st = STATUS_STYLE[s];
     return `<span class="tally" title="${st.label}"><svg width="18" height="18" viewBox="-10 -10 20 20">${svgShape(st.shape, st.colour)}</svg>${st.short} <b>${counts.get(s) ?? 0}</b></span>`;
   }).join("");
-  const order = (u: Unit) => {
+  // Overdue first, then busy units by status, available ones last; call sign within.
+  const keyed = [...units.values()].map((u) => {
     const t = unitTimer(u, now);
-    return (t.overdue ? 0 : 10) + UNIT_STATUSES.indexOf(u.status) * (u.status === "available" ? 100 : 1);
-  };
-  const list = [...units.values()].sort((a, b) => order(a) - order(b) || a.call_sign.localeCompare(b.call_sign));
-  const rows = list.slice(0, MAX_UNIT_ROWS).map((u) => {
+    const rank = (t.overdue ? 0 : 10) + (u.status === "available" ? 100 : UNIT_STATUSES.indexOf(u.status));
+    return { u, t, rank };
+  });
+  keyed.sort((a, b) => a.rank - b.rank || (a.u.call_sign < b.u.call_sign ? -1 : a.u.call_sign > b.u.call_sign ? 1 : 0));
+  const list = keyed;
+  const rows = list.slice(0, MAX_UNIT_ROWS).map(({ u, t }) => {
     const st = STATUS_STYLE[u.status] ?? STATUS_STYLE.out_of_service;
-    const t = unitTimer(u, now);
     return `<tr class="unit-row${t.overdue ? " overdue" : ""}${selected === u.id ? " selected" : ""}" data-unit="${esc(u.id)}" data-status="${u.status}">
       <td class="cs">${esc(u.call_sign)}</td>
       <td><span class="badge" style="--c:${st.colour}"><svg width="16" height="16" viewBox="-10 -10 20 20">${svgShape(st.shape, st.colour)}</svg>${st.label}</span></td>
@@ -80,7 +82,7 @@ export function renderUnits(el: HTMLElement, units: Map<string, Unit>, now: numb
     </tr>`;
   });
   const more = list.length > MAX_UNIT_ROWS ? `<div class="more">+ ${list.length - MAX_UNIT_ROWS} more units</div>` : "";
-  el.innerHTML = `<div class="tallies">${tally}</div><table class="units-table"><tbody>${rows.join("")}</tbody></table>${more}`;
+  setHtml(el, `<div class="tallies">${tally}</div><table class="units-table"><tbody>${rows.join("")}</tbody></table>${more}`);
 }
 
 export function renderFigures(el: HTMLElement, open: Incident[], units: Map<string, Unit>, now: number) {
@@ -104,14 +106,22 @@ export function renderFigures(el: HTMLElement, open: Incident[], units: Map<stri
   }
   const areas = [...perArea.entries()].sort((a, b) => a[1].avail - b[1].avail || a[0].localeCompare(b[0]));
   const available = [...units.values()].filter((u) => u.status === "available" || u.status === "returning").length;
-  el.innerHTML = `
+  setHtml(el, `
     <div class="fig"><div class="k">Open incidents</div><div class="v" data-figure="open">${open.length}</div><div class="s">${byPrio}</div></div>
     <div class="fig"><div class="k">Waiting for a unit</div><div class="v${overdueIncidents ? " bad" : ""}" data-figure="waiting">${waiting}</div><div class="s">${overdueIncidents} overdue</div></div>
     <div class="fig"><div class="k">Units available</div><div class="v" data-figure="available">${available}<small>/${units.size}</small></div><div class="s">${overdueUnits} unit timers overdue</div></div>
     <div class="fig areas"><div class="k">Available by area</div><div class="s">${areas
       .slice(0, 8)
       .map(([n, a]) => `<span class="area${a.avail === 0 ? " bad" : ""}">${esc(n)} <b>${a.avail}</b>/${a.total}</span>`)
-      .join("")}</div></div>`;
+      .join("")}</div></div>`);
+}
+
+const lastHtml = new WeakMap<HTMLElement, string>();
+/** Replaces an element's content only when it changed, so a quiet board costs no layout. */
+function setHtml(el: HTMLElement, html: string) {
+  if (lastHtml.get(el) === html) return;
+  lastHtml.set(el, html);
+  el.innerHTML = html;
 }
 
 export function svgShape(kind: string, colour: string): string {

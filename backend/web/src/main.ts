@@ -96,19 +96,39 @@ function nowMs() {
 // Boards, throttled to a few renders a second.
 
 let boardsDirty = true;
-function renderBoards() {
+const lastStatus = new Map<string, string>();
+const boardMs: number[] = [];
+(window as any).muster.boardMs = boardMs;
+function renderBoards(part: "all" | "figures" | "queue" | "units" = "all") {
+  const t0 = performance.now();
+  try {
+    renderBoardsNow(part);
+  } finally {
+    boardMs.push(performance.now() - t0);
+    if (boardMs.length > 1000) boardMs.splice(0, 500);
+  }
+}
+function renderBoardsNow(part: "all" | "figures" | "queue" | "units") {
   const s = shown();
   const now = nowMs();
-  const open = openIncidents(s.incidents.values());
-  renderFigures($("figures"), open, s.units, now);
-  renderQueue($("queue"), open, s.units, now, selected?.id ?? null);
-  renderUnits($("units"), s.units, now, selected?.id ?? null);
-  if (selected) renderSelected(false);
-  boardsDirty = false;
+  if (part !== "units") {
+    const open = openIncidents(s.incidents.values());
+    if (part !== "queue") renderFigures($("figures"), open, s.units, now);
+    if (part !== "figures") renderQueue($("queue"), open, s.units, now, selected?.id ?? null);
+  }
+  if (part === "all" || part === "units") renderUnits($("units"), s.units, now, selected?.id ?? null);
+  if (part === "all" && selected) renderSelected(false);
+  if (part === "all") boardsDirty = false;
 }
+// The timers tick once a second; the three boards refresh in turn, not in one long frame.
 window.setInterval(() => {
-  if (boardsDirty || true) renderBoards();
   updateStatus();
+  renderBoards("figures");
+  window.setTimeout(() => renderBoards("queue"), 330);
+  window.setTimeout(() => {
+    renderBoards("units");
+    if (selected) renderSelected(false);
+  }, 660);
 }, 1000);
 let boardsScheduled = false;
 function scheduleBoards() {
@@ -121,13 +141,35 @@ function scheduleBoards() {
   }, 250);
 }
 
+let firstRender = { city: false, data: false, marked: false };
+/** Marks `muster:first-render` once the base map and the first snapshot are drawn. */
+function firstRenderStep(part: "city" | "data") {
+  firstRender[part] = true;
+  if (firstRender.city && firstRender.data && !firstRender.marked) {
+    firstRender.marked = true;
+    requestAnimationFrame(() => performance.mark("muster:first-render"));
+  }
+}
+
 live.listen({
   onChange(kind, row) {
     if (history) return;
-    if (kind === "snapshot") wallMap.reset(live.incidents.values(), live.units.values());
-    else if (kind === "incident") wallMap.putIncident(row as Incident);
-    else wallMap.putUnit(row as Unit);
-    scheduleBoards();
+    if (kind === "snapshot") {
+      wallMap.reset(live.incidents.values(), live.units.values());
+      renderBoards();
+      firstRenderStep("data");
+    }
+    else if (kind === "incident") {
+      wallMap.putIncident(row as Incident);
+      scheduleBoards();
+    } else {
+      wallMap.putUnit(row as Unit);
+      // Position reports are many; the boards catch up on the next second's refresh unless
+      // the status changed.
+      const u = row as Unit;
+      if (lastStatus.get(u.id) !== u.status) scheduleBoards();
+      lastStatus.set(u.id, u.status);
+    }
   },
   onConnection(state: Connection) {
     if (state === "unauthorized") $("login").hidden = false;
@@ -167,6 +209,7 @@ async function loadCity() {
     $("city-name").textContent = city.name;
     wallMap.setCity(city);
     document.body.dataset.city = "loaded";
+    firstRenderStep("city");
   } catch (e) {
     cityLoaded = false;
     document.body.dataset.city = "failed";
@@ -502,6 +545,7 @@ window.setInterval(() => {
 // ---------------------------------------------------------------------------------------
 
 if (!token()) $("login").hidden = false;
+else void loadCity();
 const bench = new URLSearchParams(location.search).get("bench");
 if (bench) {
   import("./bench").then((m) => m.runBench(live, wallMap, bench));

@@ -189,6 +189,31 @@ export class WallMap {
     }
   }
 
+  private spriteScale = 0;
+  private spriteDpr = 0;
+  private sprites_ = new Map<string, { canvas: HTMLCanvasElement; size: number; half: number }>();
+  /** A pre-drawn marker of `box` CSS pixels at this scale, drawn by `paint` around (0, 0). */
+  private sprite(key: string, scale: number, dpr: number, box: number, paint: (c: CanvasRenderingContext2D, r: number) => void) {
+    if (this.spriteScale !== scale || this.spriteDpr !== dpr) {
+      this.sprites_.clear();
+      this.spriteScale = scale;
+      this.spriteDpr = dpr;
+    }
+    const full = key;
+    let sp = this.sprites_.get(full);
+    if (!sp) {
+      const size = box * scale;
+      const canvas = document.createElement("canvas");
+      canvas.width = canvas.height = Math.ceil(size * dpr);
+      const c = canvas.getContext("2d")!;
+      c.setTransform(dpr, 0, 0, dpr, (size * dpr) / 2, (size * dpr) / 2);
+      paint(c, scale);
+      sp = { canvas, size, half: size / 2 };
+      this.sprites_.set(full, sp);
+    }
+    return sp;
+  }
+
   private hitTest(p: L.Point): ["incident" | "unit", string] | null {
     let best: ["incident" | "unit", string] | null = null;
     let bestD = 18 * 18;
@@ -241,31 +266,34 @@ export class WallMap {
     const inView = (x: number, y: number) => x > -40 && y > -40 && x < size.x + 40 && y < size.y + 40;
     const scale = Math.max(1, Math.min(2.2, size.y / 900));
 
-    // Incidents: a ring with the priority written inside.
-    ctx.textAlign = "center";
-    ctx.textBaseline = "middle";
+    // Incidents: a ring with the priority written inside (pre-drawn sprites: far cheaper to
+    // copy than to fill, stroke and write 500 times a frame).
     for (const i of this.incidents.values()) {
       if (i.status === "closed" || i.status === "merged") continue;
       const [x, y] = project(i.location.lat, i.location.lon);
       if (!inView(x, y)) continue;
-      const r = 13 * scale;
-      ctx.beginPath();
-      ctx.arc(x, y, r, 0, Math.PI * 2);
-      ctx.fillStyle = "#111";
-      ctx.fill();
-      ctx.lineWidth = 4 * scale;
-      ctx.strokeStyle = PRIORITY_COLOUR[i.priority];
-      ctx.stroke();
+      const sp = this.sprite(`i:${i.priority}`, scale, dpr, 36, (c, r) => {
+        c.beginPath();
+        c.arc(0, 0, 13 * r, 0, Math.PI * 2);
+        c.fillStyle = "#111";
+        c.fill();
+        c.lineWidth = 4 * r;
+        c.strokeStyle = PRIORITY_COLOUR[i.priority];
+        c.stroke();
+        c.fillStyle = "#fff";
+        c.textAlign = "center";
+        c.textBaseline = "middle";
+        c.font = `bold ${Math.round(11 * r)}px system-ui, sans-serif`;
+        c.fillText(i.priority, 0, 0.5);
+      });
+      ctx.drawImage(sp.canvas, x - sp.half, y - sp.half, sp.size, sp.size);
       if (this.selected === i.id) {
         ctx.beginPath();
-        ctx.arc(x, y, r + 7 * scale, 0, Math.PI * 2);
+        ctx.arc(x, y, 20 * scale, 0, Math.PI * 2);
         ctx.lineWidth = 2;
         ctx.strokeStyle = "#fff";
         ctx.stroke();
       }
-      ctx.fillStyle = "#fff";
-      ctx.font = `bold ${Math.round(11 * scale)}px system-ui, sans-serif`;
-      ctx.fillText(i.priority, x, y + 0.5);
     }
 
     // Units: a shape per status, filled with its colour, and the call sign beside it.
@@ -277,12 +305,16 @@ export class WallMap {
       const [x, y] = project(lat, lon);
       if (!inView(x, y)) continue;
       const st = STATUS_STYLE[s.unit.status as UnitStatus] ?? STATUS_STYLE.out_of_service;
-      shape(ctx, st.shape, x, y, 7 * scale, s.unit.heading_deg);
-      ctx.fillStyle = st.colour;
-      ctx.fill();
-      ctx.lineWidth = 1.5;
-      ctx.strokeStyle = "#000";
-      ctx.stroke();
+      const heading = st.shape === "arrow" ? Math.round((s.unit.heading_deg ?? 0) / 22.5) % 16 : 0;
+      const sp = this.sprite(`u:${s.unit.status}:${heading}`, scale, dpr, 24, (c, r) => {
+        shape(c, st.shape, 0, 0, 7 * r, heading * 22.5);
+        c.fillStyle = st.colour;
+        c.fill();
+        c.lineWidth = 1.5;
+        c.strokeStyle = "#000";
+        c.stroke();
+      });
+      ctx.drawImage(sp.canvas, x - sp.half, y - sp.half, sp.size, sp.size);
       if (this.selected === s.unit.id) {
         ctx.beginPath();
         ctx.arc(x, y, 13 * scale, 0, Math.PI * 2);

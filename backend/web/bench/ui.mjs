@@ -1,0 +1,183 @@
+// The wall display's figures, measured in Debian's chromium (headless, software rendering)
+// against the real `muster` server on loopback.
+//
+//   node backend/web/bench/ui.mjs [--runs 3] [--seconds 10] [--units 2000] [--incidents 500]
+//                                 [--muster target/release/muster]
+//
+// First render: the server holds --units units and --incidents incidents (registered through
+// the API before the runs); a fresh browser profile opens the page; the figure is the time
+// from navigation start to the frame after the base map and the feed's snapshot are drawn
+// (`performance.mark("muster:first-render")`). Baseline in the same run: the time to the
+// page's DOMContentLoaded, which has no data in it.
+//
+// Frame time: the page's synthetic feed (`?bench=units:N,incidents:M`) moves every unit once
+// a second, as feed messages parsed and applied by the same code as the socket's; the figure
+// is the p95 of the intervals between animation frames over --seconds, with the boards
+// refreshing as usual. Baseline in the same run: the same page with no units and no
+// incidents. Medians over --runs.
+
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, "../../..");
+const argv = process.argv.slice(2);
+const opt = (name, dflt) => (argv.includes(`--${name}`) ? argv[argv.indexOf(`--${name}`) + 1] : dflt);
+const RUNS = Number(opt("runs", 3));
+const SECONDS = Number(opt("seconds", 10));
+const UNITS = Number(opt("units", 2000));
+const INCIDENTS = Number(opt("incidents", 500));
+const defaultBin = ["release", "debug"].map((p) => path.join(root, "target", p, "muster")).find(existsSync);
+const MUSTER = opt("muster", defaultBin);
+const TOKEN = "wall-bench-operator-token-0123456789";
+const ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+const TARGET = { frameP95Ms: 50, firstRenderMs: 2000 };
+
+const say = (s) => process.stderr.write(s + "\n");
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+};
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function pool(n, items, f) {
+  let next = 0;
+  await Promise.all(Array.from({ length: n }, async () => {
+    while (next < items.length) await f(items[next++]);
+  }));
+}
+
+async function main() {
+  if (!MUSTER || !existsSync(MUSTER)) throw new Error("no muster binary: cargo build --release --bin muster, or pass --muster");
+  if (!existsSync(path.join(here, "../dist/index.html"))) throw new Error("build the app first: (cd backend/web && npm ci && npm run build)");
+  const data = mkdtempSync(path.join(tmpdir(), "muster-bench-ui-"));
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const server = spawn(MUSTER, ["serve", "--data-dir", data, "--bind", `127.0.0.1:${port}`], {
+    env: { ...process.env, MUSTER_USERS: `bench:operator:${TOKEN}`, MUSTER_WEB_BUILD: "0" },
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  const exited = new Promise((r) => server.on("exit", r));
+  const profiles = [];
+  try {
+    for (let i = 0; ; i++) {
+      try {
+        if ((await fetch(`${base}/readyz`)).ok) break;
+      } catch {}
+      if (i > 600) throw new Error("the server did not start");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const post = async (p, body, key) => {
+      const res = await fetch(base + p, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json", "Idempotency-Key": key },
+        body: JSON.stringify(body),
+      });
+      if (!res.ok) throw new Error(`${p}: ${res.status} ${await res.text()}`);
+    };
+    const t0 = Date.now();
+    const rnd = (a, b) => a + Math.random() * (b - a);
+    const area = [[60.1645, 24.9355], [60.1787, 24.9531]];
+    await pool(16, [...Array(UNITS).keys()], (i) =>
+      post("/api/units", {
+        kind: "engine", call_sign: `B${i}`, agency: "bench", home_station: "s-bench", capabilities: ["pump"],
+        location: { lat: rnd(area[0][0], area[1][0]), lon: rnd(area[0][1], area[1][1]) },
+      }, `bench-unit-${i}`));
+    await pool(16, [...Array(INCIDENTS).keys()], (i) =>
+      post("/api/incidents", {
+        location: { lat: rnd(area[0][0], area[1][0]), lon: rnd(area[0][1], area[1][1]) },
+        incident_type: "medical", priority: `P${1 + (i % 5)}`,
+      }, `bench-incident-${i}`));
+    say(`seeded ${UNITS} units and ${INCIDENTS} incidents through the API in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+
+    const first = [], shell = [], frames = [], empty = [], draws = [];
+    for (let run = 0; run < RUNS; run++) {
+      const profile = mkdtempSync(path.join(tmpdir(), "muster-bench-chromium-"));
+      profiles.push(profile);
+      const ctx = await chromium.launchPersistentContext(profile, {
+        executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", headless: true, args: ARGS,
+        viewport: { width: 1920, height: 1080 },
+      });
+      try {
+        const page = ctx.pages()[0] ?? (await ctx.newPage());
+        await page.goto(`${base}/?token=${TOKEN}`);
+        await page.waitForFunction(() => performance.getEntriesByName("muster:first-render").length > 0, null, { timeout: 60_000 });
+        const t = await page.evaluate(() => ({
+          first: performance.getEntriesByName("muster:first-render")[0].startTime,
+          shell: performance.getEntriesByType("navigation")[0].domContentLoadedEventEnd,
+          units: window.muster.live.units.size,
+        }));
+        if (t.units < UNITS) throw new Error(`the page shows ${t.units} units, not ${UNITS}`);
+        first.push(t.first);
+        shell.push(t.shell);
+
+        const measure = async (spec) => {
+          await page.goto(`${base}/?token=${TOKEN}&bench=${spec}`);
+          await page.waitForFunction(() => window.benchReady === true);
+          await page.waitForTimeout(2000); // warm-up before measuring
+          return page.evaluate((ms) => new Promise((resolve) => {
+            const gaps = [];
+            const m = window.muster.map;
+            m.frameTimes.length = 0;
+            let last = performance.now();
+            const end = last + ms;
+            const tick = (now) => {
+              gaps.push(now - last);
+              last = now;
+              if (now < end) requestAnimationFrame(tick);
+              else resolve({ gaps, draws: [...m.frameTimes] });
+            };
+            requestAnimationFrame(tick);
+          }), SECONDS * 1000);
+        };
+        const busy = await measure(`units:${UNITS},incidents:${INCIDENTS}`);
+        const idle = await measure("units:0,incidents:0");
+        frames.push(pct(busy.gaps, 95));
+        draws.push(pct(busy.draws, 95));
+        empty.push(pct(idle.gaps, 95));
+        say(`run ${run + 1}/${RUNS}: first render ${t.first.toFixed(0)} ms (page shell ${t.shell.toFixed(0)} ms); ` +
+          `frame p95 ${pct(busy.gaps, 95).toFixed(1)} ms over ${busy.gaps.length} frames (draw p95 ${pct(busy.draws, 95).toFixed(1)} ms), empty map ${pct(idle.gaps, 95).toFixed(1)} ms`);
+      } finally {
+        await ctx.close();
+      }
+    }
+    const r = {
+      units: UNITS, incidents: INCIDENTS, runs: RUNS, seconds: SECONDS,
+      first_render_ms: median(first), page_shell_ms: median(shell),
+      frame_p95_ms: median(frames), draw_p95_ms: median(draws), empty_frame_p95_ms: median(empty),
+    };
+    console.log(`wall display, ${UNITS} units moving once a second, ${INCIDENTS} incidents; medians of ${RUNS} runs`);
+    console.log(`  first render      ${r.first_render_ms.toFixed(0)} ms   (target <= ${TARGET.firstRenderMs} ms: ${r.first_render_ms <= TARGET.firstRenderMs ? "met" : "MISSED"}); page shell without data ${r.page_shell_ms.toFixed(0)} ms, ratio ${(r.first_render_ms / r.page_shell_ms).toFixed(1)}x`);
+    console.log(`  frame time p95    ${r.frame_p95_ms.toFixed(1)} ms  (target <= ${TARGET.frameP95Ms} ms: ${r.frame_p95_ms <= TARGET.frameP95Ms ? "met" : "MISSED"}); empty map ${r.empty_frame_p95_ms.toFixed(1)} ms, ratio ${(r.frame_p95_ms / r.empty_frame_p95_ms).toFixed(2)}x`);
+    console.log(`  draw p95          ${r.draw_p95_ms.toFixed(1)} ms  (the overlay's own drawing per frame)`);
+    console.log(JSON.stringify(r));
+  } finally {
+    server.kill("SIGTERM");
+    await exited;
+    rmSync(data, { recursive: true, force: true });
+    for (const p of profiles) rmSync(p, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
