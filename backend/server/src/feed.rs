@@ -11,6 +11,8 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::Message;
+use bytes::Bytes;
+use futures::{Sink, SinkExt, Stream, StreamExt};
 use muster_store::Position;
 use serde::Deserialize;
 use serde_json::json;
@@ -64,27 +66,79 @@ pub async fn feed(
             format!("open the feed as a websocket: {e}"),
         )
     })?;
-    let incoming = incoming.max_frame_size(MAX_INCOMING_FRAME_BYTES);
+    let incoming = incoming
+        .max_frame_size(MAX_INCOMING_FRAME_BYTES)
+        .map(|m| match m {
+            Ok(Message::Ping(bytes)) => FeedIn::Ping(bytes),
+            Ok(Message::Close(_)) | Err(_) => FeedIn::Close,
+            Ok(_) => FeedIn::Other,
+        });
+    let (out, mut outbox) = futures::channel::mpsc::channel::<FeedOut>(OUTBOX);
+    let mut socket = session;
+    actix_web::rt::spawn(async move {
+        while let Some(message) = outbox.next().await {
+            let sent = match message {
+                FeedOut::Text(text) => socket.text(text).await,
+                FeedOut::Pong(bytes) => socket.pong(&bytes).await,
+                FeedOut::Close => break,
+            };
+            if sent.is_err() {
+                return;
+            }
+        }
+        let _ = socket.close(None).await;
+    });
     actix_web::rt::spawn(run_session(
         state.views.clone(),
         after,
-        session,
+        out,
         incoming,
         shutdown.0.clone(),
     ));
     Ok(response)
 }
 
-async fn run_session(
+/// Messages the session sends a display.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedOut {
+    /// A JSON message.
+    Text(String),
+    /// The answer to a ping.
+    Pong(Bytes),
+    /// The end of the session.
+    Close,
+}
+
+/// What a display sends, as far as the session cares.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedIn {
+    /// A ping, to be answered.
+    Ping(Bytes),
+    /// The display goes (or its socket failed).
+    Close,
+    /// Anything else, ignored.
+    Other,
+}
+
+/// Messages queued for one display's socket.
+const OUTBOX: usize = 64;
+
+/// One display's session, over any sink of outgoing and stream of incoming messages: the
+/// opening ([`opening`]), then deltas as they come, a fresh snapshot if the display fell too
+/// far behind, pongs for pings, and a close when the display goes or the server stops.
+pub async fn run_session<O, I>(
     views: Views,
     after: Option<Position>,
-    mut session: actix_ws::Session,
-    mut incoming: actix_ws::MessageStream,
+    mut out: O,
+    mut incoming: I,
     mut shutdown: watch::Receiver<bool>,
-) {
+) where
+    O: Sink<FeedOut> + Unpin,
+    I: Stream<Item = FeedIn> + Unpin,
+{
     let (first, mut rx) = views.read_and_subscribe(|live| opening(live, after));
     for message in first {
-        if session.text(message).await.is_err() {
+        if out.send(FeedOut::Text(message)).await.is_err() {
             return;
         }
     }
@@ -92,33 +146,38 @@ async fn run_session(
         tokio::select! {
             delta = rx.recv() => match delta {
                 Ok(delta) => {
-                    if session.text(delta.json.to_string()).await.is_err() {
+                    if out.send(FeedOut::Text(delta.json.to_string())).await.is_err() {
                         return;
                     }
                 }
                 Err(RecvError::Lagged(_)) => {
                     // Too slow to follow: start again from a snapshot.
-                    let (snapshot, fresh) = views.read_and_subscribe(|live| live.state.snapshot_json());
+                    let (snapshot, fresh) =
+                        views.read_and_subscribe(|live| live.state.snapshot_json());
                     rx = fresh;
-                    if session.text(snapshot).await.is_err() {
+                    if out.send(FeedOut::Text(snapshot)).await.is_err() {
                         return;
                     }
                 }
                 Err(RecvError::Closed) => break,
             },
-            message = futures::StreamExt::next(&mut incoming) => match message {
-                Some(Ok(Message::Ping(bytes))) => {
-                    if session.pong(&bytes).await.is_err() {
+            message = incoming.next() => match message {
+                Some(FeedIn::Ping(bytes)) => {
+                    if out.send(FeedOut::Pong(bytes)).await.is_err() {
                         return;
                     }
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => {}
+                Some(FeedIn::Close) | None => break,
+                Some(FeedIn::Other) => {}
             },
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = stopped(&mut shutdown) => break,
         }
     }
-    let _ = session.close(None).await;
+    let _ = out.send(FeedOut::Close).await;
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 #[cfg(test)]
@@ -203,6 +262,58 @@ mod tests {
         // A position from the future (another store) gets a snapshot.
         let future = views.read(|live| opening(live, Some(Position(99))));
         assert_eq!(kinds(&future)[0].0, "snapshot");
+    }
+
+    #[tokio::test]
+    async fn a_session_sends_the_opening_then_deltas_answers_pings_and_closes_on_shutdown() {
+        let views = Views::new(ViewState::default(), Areas::grid());
+        views.apply_batch(&[reported(0)]).unwrap();
+        let (out_tx, mut out_rx) = futures::channel::mpsc::channel::<FeedOut>(16);
+        let (mut in_tx, in_rx) = futures::channel::mpsc::channel::<FeedIn>(16);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let session = tokio::spawn(run_session(views.clone(), None, out_tx, in_rx, stop_rx));
+        let text = |m: Option<FeedOut>| match m {
+            Some(FeedOut::Text(t)) => serde_json::from_str::<Value>(&t).unwrap(),
+            other => panic!("expected a text message, got {other:?}"),
+        };
+        let snapshot = text(out_rx.next().await);
+        assert_eq!(snapshot["type"], "snapshot");
+        views.apply_batch(&[reported(1)]).unwrap();
+        let delta = text(out_rx.next().await);
+        assert_eq!(
+            (delta["type"].as_str(), delta["position"].as_u64()),
+            (Some("delta"), Some(1))
+        );
+        in_tx
+            .send(FeedIn::Ping(Bytes::from_static(b"hi")))
+            .await
+            .unwrap();
+        assert_eq!(
+            out_rx.next().await,
+            Some(FeedOut::Pong(Bytes::from_static(b"hi")))
+        );
+        stop_tx.send_replace(true);
+        assert_eq!(out_rx.next().await, Some(FeedOut::Close));
+        session.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_display_that_leaves_ends_its_session() {
+        let views = Views::new(ViewState::default(), Areas::grid());
+        let (out_tx, mut out_rx) = futures::channel::mpsc::channel::<FeedOut>(16);
+        let (mut in_tx, in_rx) = futures::channel::mpsc::channel::<FeedIn>(16);
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let session = tokio::spawn(run_session(
+            views,
+            Some(Position(5)),
+            out_tx,
+            in_rx,
+            stop_rx,
+        ));
+        assert!(matches!(out_rx.next().await, Some(FeedOut::Text(_))));
+        in_tx.send(FeedIn::Close).await.unwrap();
+        assert_eq!(out_rx.next().await, Some(FeedOut::Close));
+        session.await.unwrap();
     }
 
     #[test]
