@@ -281,6 +281,10 @@ impl UnitIndex {
             .filter(|u| matches!(u.whereabouts, Whereabouts::Fix { taken, .. } if now - taken > self.stale_after))
             .map(|u| u.id)
             .collect();
+        // In id order: the tree's shape (and so the order of equal neighbours) must not
+        // depend on the hash map's.
+        let mut stale = stale;
+        stale.sort_unstable();
         for id in &stale {
             self.take_out(*id);
             let station = self.units[id].station;

@@ -278,7 +278,12 @@ pub(crate) fn nearest_by_road<'a>(
                 found.push((eta, unit, d));
             }
         }
-        found.sort_by(|a, b| a.0.cmp(&b.0).then(a.2.total_cmp(&b.2)));
+        // Ties broken by unit id, so equal candidates rank the same whatever the tree's shape.
+        found.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then(a.2.total_cmp(&b.2))
+                .then(a.1.id.cmp(&b.1.id))
+        });
         match pool.peek() {
             None => {
                 exhaustive = true;

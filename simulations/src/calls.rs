@@ -1,0 +1,117 @@
+//! The call generator: arrivals by hour of day (a Poisson process whose rate follows the
+//! hourly weights), places by district weight (at the city's addresses, so every call is
+//! on a street), and the incident type and priority mix.
+
+use muster_core::value::Priority;
+use muster_geodata::{City, LatLon};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::engine::Call;
+use crate::scenario::Scenario;
+
+fn pick(weights: &[f64], rng: &mut ChaCha8Rng) -> usize {
+    let total: f64 = weights.iter().sum();
+    let mut x = rng.random_range(0.0..total);
+    for (i, w) in weights.iter().enumerate() {
+        if x < *w {
+            return i;
+        }
+        x -= w;
+    }
+    weights.len() - 1
+}
+
+/// The calls of a drill, in order of time.
+pub fn generate(scenario: &Scenario, rng: &mut ChaCha8Rng, end_ms: i64) -> Vec<Call> {
+    let c = &scenario.calls;
+    let city = &scenario.city;
+    let hourly_total: f64 = c.hourly.iter().sum();
+    // Addresses by district, for weighted areas; every address when no weights are given.
+    let places: Vec<LatLon> = if city.addresses.is_empty() {
+        city.nodes.clone()
+    } else {
+        city.addresses.iter().map(|a| a.location).collect()
+    };
+    let areas: Vec<(Vec<LatLon>, f64)> = if c.areas.is_empty() {
+        vec![(places, 1.0)]
+    } else {
+        c.areas
+            .iter()
+            .map(|(id, w)| {
+                let inside: Vec<LatLon> = places
+                    .iter()
+                    .copied()
+                    .filter(|p| city.district_at(*p).is_some_and(|d| &d.id == id))
+                    .collect();
+                (inside, *w)
+            })
+            .filter(|(p, w)| !p.is_empty() && *w > 0.0)
+            .collect()
+    };
+    let area_weights: Vec<f64> = areas.iter().map(|a| a.1).collect();
+    let mix_weights: Vec<f64> = c.mix.iter().map(|m| m.weight).collect();
+    let mut calls = Vec::new();
+    if c.per_day <= 0.0 || areas.is_empty() {
+        return calls;
+    }
+    let mut hour_start = 0i64;
+    while hour_start < end_ms {
+        let hour = ((hour_start / 3_600_000) % 24) as usize;
+        let per_hour = c.per_day * c.hourly[hour] / hourly_total;
+        let hour_end = (hour_start + 3_600_000).min(end_ms);
+        if per_hour > 0.0 {
+            let mean_gap_ms = 3_600_000.0 / per_hour;
+            let mut t = hour_start as f64;
+            loop {
+                let u: f64 = rng.random_range(f64::EPSILON..1.0);
+                t += -u.ln() * mean_gap_ms;
+                if t >= hour_end as f64 {
+                    break;
+                }
+                let area = &areas[pick(&area_weights, rng)].0;
+                let location = area[rng.random_range(0..area.len())];
+                let mix = &c.mix[pick(&mix_weights, rng)];
+                let priority = Priority::ALL[pick(&mix.priorities, rng)];
+                calls.push(Call {
+                    at_ms: (t.round() as i64).min(hour_end - 1),
+                    location,
+                    incident_type: mix.incident_type,
+                    priority,
+                    sensor: false,
+                    entry_after_ms: None,
+                });
+            }
+        }
+        hour_start += 3_600_000;
+    }
+    calls
+}
+
+/// A random address within `radius_m` of `centre` (the nearest address when none is).
+pub fn point_near(city: &City, centre: LatLon, radius_m: f64, rng: &mut ChaCha8Rng) -> LatLon {
+    let near: Vec<LatLon> = city
+        .addresses
+        .iter()
+        .map(|a| a.location)
+        .filter(|p| p.haversine_m(centre) <= radius_m)
+        .collect();
+    if near.is_empty() {
+        return centre;
+    }
+    near[rng.random_range(0..near.len())]
+}
+
+/// A random address, in a district if one is given.
+pub fn address_in(city: &City, district: Option<&str>, rng: &mut ChaCha8Rng) -> LatLon {
+    let all: Vec<LatLon> = city
+        .addresses
+        .iter()
+        .map(|a| a.location)
+        .filter(|p| district.is_none_or(|id| city.district_at(*p).is_some_and(|d| d.id == id)))
+        .collect();
+    if all.is_empty() {
+        return city.meta.bounds.centre();
+    }
+    all[rng.random_range(0..all.len())]
+}

@@ -1,0 +1,1369 @@
+//! The drill engine: a discrete-event simulation in virtual time that drives the real core.
+//!
+//! A priority queue holds timed events (a call answered, an incident entered, a dispatch, a
+//! crew acknowledging, a unit turning out, a position fix along its route, an arrival, …),
+//! ordered by virtual time and then by the order they were scheduled, so a run depends on
+//! nothing but the scenario and the seed. Every change goes through the core's aggregates
+//! (`decide` / `apply`), is encoded with the core's event schema and appended to a real
+//! [`EventStore`] with the stream's expected revision; the core's reactions turn unit events
+//! into incident time points. Units are chosen by the core's dispatcher ([`UnitIndex`],
+//! [`recommend`], [`assign_jointly`]) over the geodata router, and move along the router's
+//! road routes.
+//!
+//! Ids of incidents, units, tasks and events come from a generator seeded by the drill's
+//! seed, and event times are virtual, so the canonical log ([`crate::log`]) is the same byte
+//! for byte for the same scenario and seed.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use muster_core::decision::Aggregate;
+use muster_core::dispatch::{
+    IncidentSpec, NewUnit, PendingIncident, UnitIndex, assign_jointly, recommend,
+};
+use muster_core::event::{EventIds, EventSchema, encode_batch, expected_state_after};
+use muster_core::ids::{AlarmId, IncidentId, SensorId, TaskId, UnitId};
+use muster_core::incident::{IncidentCommand, IncidentState, ReportSource};
+use muster_core::reaction::{incident_progress, sensor_follow_up};
+use muster_core::runcard::{ResponsePlan, ResponsePlans, UnitRequirement};
+use muster_core::sensor::{
+    Crossing, Reading, SensorCommand, SensorState, Threshold, ThresholdSpec,
+};
+use muster_core::unit::{UnitCommand, UnitState, UnitStatus};
+use muster_core::value::{
+    Agency, CallSign, CallerDetails, Disposition, IncidentType, MetricName, Priority, SensorKind,
+    Service, StationCode, UnitKind,
+};
+use muster_geodata::routing::RoadCondition;
+use muster_geodata::{LatLon, Router};
+use muster_store::{EventMetadata, EventStore, MemoryStore, StreamName, StreamRevision};
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use uuid::Uuid;
+
+use crate::scenario::{Policy, Range, Scenario, Scripted};
+
+/// Everything that can go wrong while a drill runs (the scenario was checked before).
+#[derive(Debug, thiserror::Error)]
+pub enum DrillError {
+    /// The city cannot be routed on.
+    #[error("the city cannot be routed on: {0}")]
+    City(String),
+    /// The store refused an append (a bug: the engine holds the only writer).
+    #[error("the store refused an append to {stream}: {reason}")]
+    Store {
+        /// The stream.
+        stream: String,
+        /// Why.
+        reason: String,
+    },
+    /// An event could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] muster_core::EncodeError),
+}
+
+/// Options that are not part of the scenario.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The seed (ids, calls, behaviour).
+    pub seed: u64,
+    /// Overrides the scenario's policy.
+    pub policy: Option<Policy>,
+    /// Calls to use instead of the generator's (a replayed log's, for "what if" runs).
+    pub calls: Option<Vec<Call>>,
+}
+
+/// A call for help: when it was answered and what it is about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    /// Milliseconds from the drill's start when the call was answered.
+    pub at_ms: i64,
+    /// Where.
+    pub location: LatLon,
+    /// What.
+    pub incident_type: IncidentType,
+    /// How urgent.
+    pub priority: Priority,
+    /// From a sensor alarm rather than the hotline.
+    pub sensor: bool,
+    /// Milliseconds from answering to entry, if known (a replayed call); else drawn.
+    pub entry_after_ms: Option<i64>,
+}
+
+/// What a finished drill hands back.
+#[derive(Debug)]
+pub struct DrillOutcome {
+    /// The store holding the log.
+    pub store: Arc<MemoryStore>,
+    /// Calls handled.
+    pub calls: usize,
+    /// Events appended.
+    pub events: u64,
+    /// Commands the core refused (expected: races the engine provokes on purpose are none,
+    /// so this is normally 0; reported so a change in the core shows up).
+    pub refusals: u64,
+    /// Routes computed.
+    pub routes: u64,
+    /// Virtual end.
+    pub end: DateTime<Utc>,
+    /// The policy used.
+    pub policy: Policy,
+}
+
+/// Progress callback: virtual milliseconds done, of total.
+pub type Progress<'a> = &'a mut dyn FnMut(i64, i64);
+
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Ev {
+    CallAnswered(usize),
+    Entry(usize),
+    Dispatch(usize),
+    DispatchRound,
+    Ack { unit: usize, epoch: u64 },
+    Decline { unit: usize, epoch: u64 },
+    NoAnswer { unit: usize, epoch: u64 },
+    Turnout { unit: usize, epoch: u64 },
+    Fix { unit: usize, epoch: u64 },
+    Arrive { unit: usize, epoch: u64 },
+    SceneDone { unit: usize, epoch: u64 },
+    HospitalDone { unit: usize, epoch: u64 },
+    ShiftStart(usize),
+    ShiftEnd(usize),
+    Closure { index: usize, on: bool },
+    Retry,
+    StaleRefresh,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dest {
+    Incident,
+    Hospital,
+    Station,
+}
+
+#[derive(Debug)]
+struct Movement {
+    start_ms: i64,
+    /// (milliseconds from start, point), ascending.
+    points: Vec<(i64, LatLon)>,
+    dest: Dest,
+}
+
+impl Movement {
+    fn total_ms(&self) -> i64 {
+        self.points.last().map_or(0, |p| p.0)
+    }
+
+    fn at(&self, now_ms: i64) -> (LatLon, f64) {
+        let t = now_ms - self.start_ms;
+        let i = self.points.partition_point(|p| p.0 <= t);
+        if i == 0 {
+            return (self.points[0].1, 0.0);
+        }
+        if i >= self.points.len() {
+            let n = self.points.len();
+            let heading = if n >= 2 {
+                heading(self.points[n - 2].1, self.points[n - 1].1)
+            } else {
+                0.0
+            };
+            return (self.points[n - 1].1, heading);
+        }
+        let (t0, a) = self.points[i - 1];
+        let (t1, b) = self.points[i];
+        let f = if t1 > t0 {
+            (t - t0) as f64 / (t1 - t0) as f64
+        } else {
+            1.0
+        };
+        let p = LatLon::new(
+            a.lat() + (b.lat() - a.lat()) * f,
+            a.lon() + (b.lon() - a.lon()) * f,
+        )
+        .unwrap_or(a);
+        (p, heading(a, b))
+    }
+}
+
+fn heading(a: LatLon, b: LatLon) -> f64 {
+    let dy = b.lat() - a.lat();
+    let dx = (b.lon() - a.lon()) * a.lat().to_radians().cos();
+    let h = dx.atan2(dy).to_degrees();
+    let h = if h < 0.0 { h + 360.0 } else { h };
+    // Round to a tenth of a degree so the log does not depend on the last bits of trig.
+    let h = (h * 10.0).round() / 10.0;
+    if h >= 360.0 { 0.0 } else { h }
+}
+
+#[derive(Debug)]
+struct SimUnit {
+    id: UnitId,
+    kind: UnitKind,
+    stream: StreamName,
+    revision: Option<StreamRevision>,
+    state: UnitState,
+    station: LatLon,
+    pos: LatLon,
+    epoch: u64,
+    movement: Option<Movement>,
+    incident: Option<usize>,
+    off_duty: bool,
+    transports: bool,
+}
+
+#[derive(Debug)]
+struct SimIncident {
+    id: IncidentId,
+    stream: StreamName,
+    revision: Option<StreamRevision>,
+    state: IncidentState,
+    call: Call,
+    needs: Vec<(UnitKind, u8)>,
+    exclude: Vec<UnitId>,
+    assigned: Vec<usize>,
+    waiting: bool,
+    closed: bool,
+    any_on_scene: bool,
+}
+
+struct Engine<'a> {
+    scenario: &'a Scenario,
+    policy: Policy,
+    store: Arc<MemoryStore>,
+    router: Arc<Router>,
+    index: UnitIndex,
+    plans: ResponsePlans,
+    start: DateTime<Utc>,
+    now_ms: i64,
+    end_ms: i64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(i64, u64, Ev)>>,
+    ids: ChaCha8Rng,
+    behaviour: ChaCha8Rng,
+    units: Vec<SimUnit>,
+    incidents: Vec<SimIncident>,
+    incident_by_id: HashMap<IncidentId, usize>,
+    calls: Vec<Call>,
+    kinds_in_fleet: BTreeMap<UnitKind, u32>,
+    round_pending: Vec<usize>,
+    round_scheduled: bool,
+    retry_scheduled: bool,
+    closures: Vec<Vec<u32>>,
+    events: u64,
+    refusals: u64,
+    routes: u64,
+    metadata: EventMetadata,
+}
+
+/// Runs a drill to its end.
+pub fn run(
+    scenario: &Scenario,
+    options: &RunOptions,
+    progress: Progress<'_>,
+) -> Result<DrillOutcome, DrillError> {
+    let router =
+        Arc::new(Router::new(scenario.city.clone()).map_err(|e| DrillError::City(e.to_string()))?);
+    run_with_router(scenario, options, router, progress)
+}
+
+/// Runs a drill on a router already prepared for the scenario's city (benchmarks prepare it
+/// once). Road closures change the router's conditions and restore them at the end.
+pub fn run_with_router(
+    scenario: &Scenario,
+    options: &RunOptions,
+    router: Arc<Router>,
+    progress: Progress<'_>,
+) -> Result<DrillOutcome, DrillError> {
+    let seed = options.seed;
+    let mut calls_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6361_6c6c);
+    let end_ms = (scenario.duration_hours * 3_600_000.0).round() as i64;
+    let calls = match &options.calls {
+        Some(c) => c.iter().filter(|c| c.at_ms <= end_ms).cloned().collect(),
+        None => crate::calls::generate(scenario, &mut calls_rng, end_ms),
+    };
+    let mut engine = Engine {
+        scenario,
+        policy: options.policy.unwrap_or(scenario.dispatch.policy),
+        store: Arc::new(MemoryStore::new()),
+        index: UnitIndex::new(router.clone(), muster_core::dispatch::DEFAULT_STALE_AFTER),
+        router,
+        plans: ResponsePlans::default_set(),
+        start: scenario.start,
+        now_ms: 0,
+        end_ms,
+        seq: 0,
+        queue: BinaryHeap::new(),
+        ids: ChaCha8Rng::seed_from_u64(seed ^ 0x6964_73),
+        behaviour: ChaCha8Rng::seed_from_u64(seed ^ 0x6265_6861_76),
+        units: Vec::new(),
+        incidents: Vec::new(),
+        incident_by_id: HashMap::new(),
+        calls,
+        kinds_in_fleet: BTreeMap::new(),
+        round_pending: Vec::new(),
+        round_scheduled: false,
+        retry_scheduled: false,
+        closures: Vec::new(),
+        events: 0,
+        refusals: 0,
+        routes: 0,
+        metadata: EventMetadata {
+            actor: Some("drill".into()),
+            source: Some("drill".into()),
+            ..EventMetadata::default()
+        },
+    };
+    let result = engine.run(progress, calls_rng);
+    // Leave the router as it was found.
+    if !engine.closures.is_empty() {
+        engine.router.set_conditions(Default::default()).wait();
+    }
+    result
+}
+
+impl Engine<'_> {
+    fn at(&self) -> DateTime<Utc> {
+        self.start + Duration::milliseconds(self.now_ms)
+    }
+
+    fn schedule(&mut self, at_ms: i64, ev: Ev) {
+        self.seq += 1;
+        self.queue
+            .push(Reverse((at_ms.max(self.now_ms), self.seq, ev)));
+    }
+
+    fn new_uuid(&mut self) -> Uuid {
+        let mut bytes = [0u8; 16];
+        self.ids.fill_bytes(&mut bytes);
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    }
+
+    fn draw(&mut self, r: Range) -> f64 {
+        if r.max > r.min {
+            self.behaviour.random_range(r.min..=r.max)
+        } else {
+            r.min
+        }
+    }
+
+    fn draw_ms(&mut self, r: Range) -> i64 {
+        (self.draw(r) * 1000.0).round() as i64
+    }
+
+    fn append<E: EventSchema>(
+        &mut self,
+        stream: &StreamName,
+        revision: Option<StreamRevision>,
+        events: &[E],
+    ) -> Result<Option<StreamRevision>, DrillError> {
+        if events.is_empty() {
+            return Ok(revision);
+        }
+        let cause = self.new_uuid();
+        let mut metadata = self.metadata.clone();
+        metadata.occurred_at = Some(self.at());
+        let batch = encode_batch(stream, events, EventIds::CausedBy(cause), &metadata)?;
+        let result = futures::executor::block_on(self.store.append(
+            stream,
+            expected_state_after(revision),
+            batch,
+        ))
+        .map_err(|e| DrillError::Store {
+            stream: stream.to_string(),
+            reason: e.to_string(),
+        })?;
+        self.events += events.len() as u64;
+        Ok(Some(result.next_expected_revision))
+    }
+
+    /// Decides a unit command, appends its events, and runs the reactions on its incident.
+    fn unit_command(&mut self, u: usize, command: UnitCommand) -> Result<bool, DrillError> {
+        let (next, events) = match self.units[u].state.execute(command) {
+            Ok(x) => x,
+            Err(_) => {
+                self.refusals += 1;
+                return Ok(false);
+            }
+        };
+        let stream = self.units[u].stream.clone();
+        let rev = self.append(&stream, self.units[u].revision, &events)?;
+        let unit = &mut self.units[u];
+        unit.revision = rev;
+        unit.state = next;
+        let id = unit.id;
+        if let Some(status) = unit.state.unit.as_ref().map(|x| x.status) {
+            self.index.set_status(id, status);
+        }
+        for e in &events {
+            if let Some((incident, cmd)) = incident_progress(id, e)
+                && let Some(&i) = self.incident_by_id.get(&incident)
+            {
+                self.incident_command(i, cmd)?;
+            }
+        }
+        Ok(true)
+    }
+
+    fn incident_command(&mut self, i: usize, command: IncidentCommand) -> Result<bool, DrillError> {
+        let (next, events) = match self.incidents[i].state.execute(command) {
+            Ok(x) => x,
+            Err(_) => {
+                self.refusals += 1;
+                return Ok(false);
+            }
+        };
+        let stream = self.incidents[i].stream.clone();
+        let rev = self.append(&stream, self.incidents[i].revision, &events)?;
+        self.incidents[i].revision = rev;
+        self.incidents[i].state = next;
+        Ok(true)
+    }
+
+    fn run(
+        &mut self,
+        progress: Progress<'_>,
+        mut calls_rng: ChaCha8Rng,
+    ) -> Result<DrillOutcome, DrillError> {
+        self.register_fleet()?;
+        for (i, call) in self.calls.clone().iter().enumerate() {
+            self.schedule(call.at_ms, Ev::CallAnswered(i));
+        }
+        self.script(&mut calls_rng)?;
+        self.schedule(5 * 60_000, Ev::StaleRefresh);
+        let mut last_report = 0;
+        while let Some(Reverse((at, _, ev))) = self.queue.pop() {
+            if at > self.end_ms {
+                break;
+            }
+            self.now_ms = at;
+            if at - last_report >= 60_000 {
+                progress(at, self.end_ms);
+                last_report = at;
+            }
+            self.handle(ev)?;
+        }
+        progress(self.end_ms, self.end_ms);
+        Ok(DrillOutcome {
+            store: self.store.clone(),
+            calls: self.incidents.len(),
+            events: self.events,
+            refusals: self.refusals,
+            routes: self.routes,
+            end: self.start + Duration::milliseconds(self.end_ms),
+            policy: self.policy,
+        })
+    }
+
+    fn register_fleet(&mut self) -> Result<(), DrillError> {
+        let agency = |kind: UnitKind| match kind.service() {
+            Service::Fire => "city-fire",
+            Service::Ems => "city-ems",
+            Service::Police => "city-police",
+        };
+        let mut numbers: BTreeMap<UnitKind, u32> = BTreeMap::new();
+        for entry in &self.scenario.fleet {
+            for _ in 0..entry.count {
+                let n = numbers.entry(entry.kind).or_default();
+                *n += 1;
+                let id = UnitId::from_uuid(self.new_uuid());
+                let call_sign = CallSign::parse(&format!("{}{}", prefix(entry.kind), n))
+                    .expect("short call sign");
+                let command = UnitCommand::Register {
+                    unit_id: id,
+                    kind: entry.kind,
+                    call_sign,
+                    agency: Agency::parse(agency(entry.kind)).expect("valid code"),
+                    home_station: StationCode::parse(&entry.station)
+                        .expect("station ids are codes"),
+                    capabilities: entry.capabilities.clone(),
+                    at: self.at(),
+                };
+                let u = self.units.len();
+                self.units.push(SimUnit {
+                    id,
+                    kind: entry.kind,
+                    stream: id.stream_name(),
+                    revision: None,
+                    state: UnitState::default(),
+                    station: entry.location,
+                    pos: entry.location,
+                    epoch: 0,
+                    movement: None,
+                    incident: None,
+                    off_duty: false,
+                    transports: matches!(
+                        entry.kind,
+                        UnitKind::AlsAmbulance | UnitKind::BlsAmbulance
+                    ),
+                });
+                self.unit_command(u, command)?;
+                self.index.upsert(NewUnit {
+                    id,
+                    kind: entry.kind,
+                    capabilities: entry.capabilities.clone(),
+                    agency: Agency::parse(agency(entry.kind)).expect("valid code"),
+                    status: UnitStatus::Available,
+                    station: Some(entry.location),
+                });
+                *self.kinds_in_fleet.entry(entry.kind).or_default() += 1;
+                if let Some((start_h, hours)) = entry.shift {
+                    let mut day = 0.0;
+                    while day * 24.0 < self.scenario.duration_hours {
+                        let on = ((day * 24.0 + start_h) * 3_600_000.0) as i64;
+                        let off = on + (hours * 3_600_000.0) as i64;
+                        self.schedule(on, Ev::ShiftStart(u));
+                        self.schedule(off, Ev::ShiftEnd(u));
+                        day += 1.0;
+                    }
+                    // Off duty until the first shift starts (unless it starts now or the
+                    // previous day's shift runs past midnight).
+                    let prev_end = (start_h + hours - 24.0) * 3_600_000.0;
+                    if start_h > 0.0 && prev_end <= 0.0 {
+                        self.units[u].off_duty = true;
+                        self.unit_command(
+                            u,
+                            UnitCommand::ChangeStatus {
+                                to: UnitStatus::OutOfService,
+                                at: self.at(),
+                            },
+                        )?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn script(&mut self, rng: &mut ChaCha8Rng) -> Result<(), DrillError> {
+        for (index, event) in self.scenario.events.clone().iter().enumerate() {
+            match *event {
+                Scripted::MajorIncident {
+                    at_min,
+                    location,
+                    incident_type,
+                    priority,
+                    extra_calls,
+                } => {
+                    let at_ms = (at_min * 60_000.0) as i64;
+                    self.add_call(Call {
+                        at_ms,
+                        location,
+                        incident_type,
+                        priority,
+                        sensor: false,
+                        entry_after_ms: None,
+                    });
+                    for _ in 0..extra_calls {
+                        let later = at_ms + rng.random_range(60_000..1_800_000);
+                        let near =
+                            crate::calls::point_near(&self.scenario.city, location, 600.0, rng);
+                        let t = if rng.random_bool(0.7) {
+                            IncidentType::Medical
+                        } else {
+                            incident_type
+                        };
+                        self.add_call(Call {
+                            at_ms: later,
+                            location: near,
+                            incident_type: t,
+                            priority: Priority::P2,
+                            sensor: false,
+                            entry_after_ms: None,
+                        });
+                    }
+                }
+                Scripted::RoadClosure {
+                    at_min,
+                    until_min,
+                    location,
+                    radius_m,
+                } => {
+                    let roads = self.router.roads_near(location, radius_m);
+                    self.closures.push(roads);
+                    self.schedule((at_min * 60_000.0) as i64, Ev::Closure { index, on: true });
+                    self.schedule(
+                        (until_min * 60_000.0) as i64,
+                        Ev::Closure { index, on: false },
+                    );
+                }
+                Scripted::SensorStorm {
+                    at_min,
+                    duration_min,
+                    count,
+                    ref district,
+                    incident_type,
+                } => {
+                    let at_ms = (at_min * 60_000.0) as i64;
+                    for _ in 0..count {
+                        let when =
+                            at_ms + rng.random_range(0..(duration_min * 60_000.0) as i64 + 1);
+                        let location =
+                            crate::calls::address_in(&self.scenario.city, district.as_deref(), rng);
+                        self.add_call(Call {
+                            at_ms: when,
+                            location,
+                            incident_type,
+                            priority: Priority::P2,
+                            sensor: true,
+                            entry_after_ms: Some(0),
+                        });
+                    }
+                }
+            }
+        }
+        // Closures: keep a slot per scripted event so indexes line up.
+        let mut slots = vec![Vec::new(); self.scenario.events.len()];
+        let mut it = std::mem::take(&mut self.closures).into_iter();
+        for (i, e) in self.scenario.events.iter().enumerate() {
+            if matches!(e, Scripted::RoadClosure { .. }) {
+                slots[i] = it.next().unwrap_or_default();
+            }
+        }
+        self.closures = slots;
+        Ok(())
+    }
+
+    fn add_call(&mut self, call: Call) {
+        let i = self.calls.len();
+        let at = call.at_ms;
+        self.calls.push(call);
+        self.schedule(at, Ev::CallAnswered(i));
+    }
+
+    fn handle(&mut self, ev: Ev) -> Result<(), DrillError> {
+        match ev {
+            Ev::CallAnswered(c) => {
+                let call = &self.calls[c];
+                let after = match call.entry_after_ms {
+                    Some(ms) => ms,
+                    None => {
+                        let r = self.scenario.dispatch.entry_s;
+                        self.draw_ms(r)
+                    }
+                };
+                self.schedule(self.now_ms + after, Ev::Entry(c));
+            }
+            Ev::Entry(c) => self.enter(c)?,
+            Ev::Dispatch(i) => match self.policy {
+                Policy::Closest => self.dispatch_closest(i)?,
+                Policy::Joint => {
+                    self.round_pending.push(i);
+                    if !self.round_scheduled {
+                        self.round_scheduled = true;
+                        let w = (self.scenario.dispatch.batch_window_s * 1000.0) as i64;
+                        self.schedule(self.now_ms + w, Ev::DispatchRound);
+                    }
+                }
+            },
+            Ev::DispatchRound => {
+                self.round_scheduled = false;
+                let pending = std::mem::take(&mut self.round_pending);
+                self.dispatch_jointly(pending)?;
+            }
+            Ev::Retry => {
+                self.retry_scheduled = false;
+                let mut waiting: Vec<usize> = (0..self.incidents.len())
+                    .filter(|&i| self.incidents[i].waiting && !self.incidents[i].closed)
+                    .collect();
+                waiting.sort_by_key(|&i| (self.incidents[i].call.priority, i));
+                match self.policy {
+                    Policy::Closest => {
+                        for i in waiting {
+                            self.dispatch_closest(i)?;
+                        }
+                    }
+                    Policy::Joint => self.dispatch_jointly(waiting)?,
+                }
+            }
+            Ev::Ack { unit, epoch } if self.units[unit].epoch == epoch => {
+                if let Some(task) = self.task_of(unit) {
+                    self.unit_command(
+                        unit,
+                        UnitCommand::AcknowledgeTask {
+                            task,
+                            at: self.at(),
+                        },
+                    )?;
+                }
+            }
+            Ev::Decline { unit, epoch } if self.units[unit].epoch == epoch => {
+                if let Some(task) = self.task_of(unit) {
+                    self.unit_command(
+                        unit,
+                        UnitCommand::DeclineTask {
+                            task,
+                            reason: None,
+                            at: self.at(),
+                        },
+                    )?;
+                    self.release(unit, true)?;
+                }
+            }
+            Ev::NoAnswer { unit, epoch } if self.units[unit].epoch == epoch => {
+                // Not acknowledged in time: the dispatcher stands the unit down and sends
+                // another.
+                let acknowledged = self.units[unit]
+                    .state
+                    .unit
+                    .as_ref()
+                    .and_then(|u| u.active_task)
+                    .is_some_and(|t| t.acknowledged);
+                if !acknowledged && let Some(task) = self.task_of(unit) {
+                    self.unit_command(
+                        unit,
+                        UnitCommand::CompleteTask {
+                            task,
+                            at: self.at(),
+                        },
+                    )?;
+                    self.release(unit, true)?;
+                }
+            }
+            Ev::Turnout { unit, epoch } if self.units[unit].epoch == epoch => {
+                self.unit_command(
+                    unit,
+                    UnitCommand::ChangeStatus {
+                        to: UnitStatus::EnRoute,
+                        at: self.at(),
+                    },
+                )?;
+                let target = self.units[unit]
+                    .incident
+                    .map(|i| self.incidents[i].call.location);
+                if let Some(target) = target {
+                    self.move_unit(unit, target, Dest::Incident);
+                }
+            }
+            Ev::Fix { unit, epoch } if self.units[unit].epoch == epoch => {
+                let Some(m) = &self.units[unit].movement else {
+                    return Ok(());
+                };
+                let (pos, heading) = m.at(self.now_ms);
+                let arrive_at = m.start_ms + m.total_ms();
+                self.report_position(unit, pos, Some(heading))?;
+                let next =
+                    self.now_ms + (self.scenario.responders.position_interval_s * 1000.0) as i64;
+                if next < arrive_at {
+                    self.schedule(next, Ev::Fix { unit, epoch });
+                }
+            }
+            Ev::Arrive { unit, epoch } if self.units[unit].epoch == epoch => self.arrive(unit)?,
+            Ev::SceneDone { unit, epoch } if self.units[unit].epoch == epoch => {
+                self.scene_done(unit)?
+            }
+            Ev::HospitalDone { unit, epoch } if self.units[unit].epoch == epoch => {
+                if let Some(task) = self.task_of(unit) {
+                    self.unit_command(
+                        unit,
+                        UnitCommand::CompleteTask {
+                            task,
+                            at: self.at(),
+                        },
+                    )?;
+                    self.after_task(unit)?;
+                }
+            }
+            Ev::ShiftStart(unit) => {
+                let u = &mut self.units[unit];
+                u.off_duty = false;
+                if u.state
+                    .unit
+                    .as_ref()
+                    .is_some_and(|x| x.status == UnitStatus::OutOfService)
+                {
+                    self.unit_command(
+                        unit,
+                        UnitCommand::ChangeStatus {
+                            to: UnitStatus::Available,
+                            at: self.at(),
+                        },
+                    )?;
+                    self.kick_retry();
+                }
+            }
+            Ev::ShiftEnd(unit) => {
+                self.units[unit].off_duty = true;
+                let status = self.units[unit].state.unit.as_ref().map(|x| x.status);
+                if matches!(status, Some(UnitStatus::Available | UnitStatus::Returning)) {
+                    self.unit_command(
+                        unit,
+                        UnitCommand::ChangeStatus {
+                            to: UnitStatus::OutOfService,
+                            at: self.at(),
+                        },
+                    )?;
+                }
+            }
+            Ev::Closure { index, on } => {
+                let mut conditions = self.router.conditions();
+                for road in &self.closures[index] {
+                    if on {
+                        conditions.insert(*road, RoadCondition::Closed);
+                    } else {
+                        conditions.remove(road);
+                    }
+                }
+                // Waiting makes the change take effect at this virtual instant, whatever
+                // the machine's speed: the drill stays deterministic.
+                self.router.set_conditions(conditions).wait();
+            }
+            Ev::StaleRefresh => {
+                self.index.refresh_stale(self.at());
+                self.schedule(self.now_ms + 5 * 60_000, Ev::StaleRefresh);
+            }
+            // A stale event of a unit whose task or movement has changed since.
+            Ev::Ack { .. }
+            | Ev::Decline { .. }
+            | Ev::NoAnswer { .. }
+            | Ev::Turnout { .. }
+            | Ev::Fix { .. }
+            | Ev::Arrive { .. }
+            | Ev::SceneDone { .. }
+            | Ev::HospitalDone { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn task_of(&self, unit: usize) -> Option<TaskId> {
+        self.units[unit]
+            .state
+            .unit
+            .as_ref()
+            .and_then(|u| u.active_task)
+            .map(|t| t.task)
+    }
+
+    fn kick_retry(&mut self) {
+        if !self.retry_scheduled && self.incidents.iter().any(|i| i.waiting && !i.closed) {
+            self.retry_scheduled = true;
+            self.schedule(self.now_ms + 1_000, Ev::Retry);
+        }
+    }
+
+    fn enter(&mut self, c: usize) -> Result<(), DrillError> {
+        let call = self.calls[c].clone();
+        let id = IncidentId::from_uuid(self.new_uuid());
+        let i = self.incidents.len();
+        let mut needs: Vec<(UnitKind, u8)> = self
+            .plans
+            .plan_for(call.incident_type, call.priority)
+            .map(|p| p.units.iter().map(|u| (u.kind, u.count)).collect())
+            .unwrap_or_default();
+        // Kinds the fleet does not have at all can never be sent.
+        needs.retain(|(k, _)| self.kinds_in_fleet.contains_key(k));
+        self.incidents.push(SimIncident {
+            id,
+            stream: id.stream_name(),
+            revision: None,
+            state: IncidentState::default(),
+            call: call.clone(),
+            needs,
+            exclude: Vec::new(),
+            assigned: Vec::new(),
+            waiting: false,
+            closed: false,
+            any_on_scene: false,
+        });
+        self.incident_by_id.insert(id, i);
+        let received = self.start + Duration::milliseconds(call.at_ms);
+        let location = to_core(call.location);
+        if call.sensor {
+            // A sensor alarm: the sensor registers, its reading raises an alarm, and the
+            // core's sensor rule reports the incident.
+            let sensor = SensorId::from_uuid(self.new_uuid());
+            let alarm = AlarmId::from_uuid(self.new_uuid());
+            let metric = MetricName::parse("smoke_obscuration").expect("valid");
+            let threshold = Threshold::try_from(ThresholdSpec {
+                metric: metric.clone(),
+                crossing: Crossing::Above,
+                raise_at: 10.0,
+                clear_at: 5.0,
+                incident_type: call.incident_type,
+                priority: call.priority,
+            })
+            .expect("valid threshold");
+            let stream = sensor.stream_name();
+            let mut state = SensorState::default();
+            let mut rev = None;
+            for command in [
+                SensorCommand::Register {
+                    sensor_id: sensor,
+                    kind: SensorKind::parse("smoke_detector").expect("valid"),
+                    location,
+                    thresholds: vec![threshold],
+                    at: received,
+                },
+                SensorCommand::Ingest {
+                    reading: Reading::new(metric.clone(), 25.0, received).expect("finite"),
+                    new_alarm: alarm,
+                    new_incident: id,
+                },
+            ] {
+                match state.execute(command) {
+                    Ok((next, events)) => {
+                        rev = self.append(&stream, rev, &events)?;
+                        state = next;
+                        for e in &events {
+                            if let Some((_, cmd)) = sensor_follow_up(sensor, e) {
+                                self.incident_command(i, cmd)?;
+                            }
+                        }
+                    }
+                    Err(_) => self.refusals += 1,
+                }
+            }
+        } else {
+            self.incident_command(
+                i,
+                IncidentCommand::Report {
+                    incident_id: id,
+                    source: ReportSource::Hotline,
+                    location,
+                    incident_type: call.incident_type,
+                    priority: call.priority,
+                    caller: CallerDetails::default(),
+                    call_received_at: received,
+                    at: self.at(),
+                },
+            )?;
+            self.incident_command(
+                i,
+                IncidentCommand::Triage {
+                    incident_type: call.incident_type,
+                    priority: call.priority,
+                    at: self.at(),
+                },
+            )?;
+        }
+        let delay = if call.sensor {
+            5_000
+        } else {
+            self.draw_ms(self.scenario.dispatch.dispatch_s)
+        };
+        self.schedule(self.now_ms + delay, Ev::Dispatch(i));
+        Ok(())
+    }
+
+    fn spec(&self, i: usize) -> (IncidentSpec, ResponsePlan) {
+        let inc = &self.incidents[i];
+        let spec = IncidentSpec {
+            location: inc.call.location,
+            agency: None,
+            required_capabilities: Vec::new(),
+        };
+        let plan = ResponsePlan {
+            incident_type: inc.call.incident_type,
+            priority: None,
+            units: inc
+                .needs
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|&(kind, count)| UnitRequirement { kind, count })
+                .collect(),
+        };
+        (spec, plan)
+    }
+
+    fn dispatch_closest(&mut self, i: usize) -> Result<(), DrillError> {
+        if self.incidents[i].closed || self.incidents[i].needs.iter().all(|(_, n)| *n == 0) {
+            self.incidents[i].waiting = false;
+            return Ok(());
+        }
+        let (spec, plan) = self.spec(i);
+        let picks: Vec<UnitId> = match recommend(
+            &self.index,
+            &spec,
+            &plan,
+            &self.incidents[i].exclude,
+            self.at(),
+        ) {
+            Ok(rec) => rec.picks().map(|c| c.unit).collect(),
+            Err(_) => Vec::new(),
+        };
+        for unit in picks {
+            self.assign(unit, i)?;
+        }
+        self.update_waiting(i);
+        Ok(())
+    }
+
+    fn dispatch_jointly(&mut self, pending: Vec<usize>) -> Result<(), DrillError> {
+        let pending: Vec<usize> = pending
+            .into_iter()
+            .filter(|&i| {
+                !self.incidents[i].closed && self.incidents[i].needs.iter().any(|(_, n)| *n > 0)
+            })
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let batch: Vec<PendingIncident> = pending
+            .iter()
+            .map(|&i| {
+                let (spec, plan) = self.spec(i);
+                PendingIncident {
+                    spec,
+                    priority: self.incidents[i].call.priority,
+                    plan,
+                }
+            })
+            .collect();
+        let plan = assign_jointly(&self.index, &batch);
+        for a in &plan.assignments {
+            let i = pending[a.incident];
+            if !self.incidents[i].exclude.contains(&a.unit) {
+                self.assign(a.unit, i)?;
+            }
+        }
+        for i in pending {
+            self.update_waiting(i);
+        }
+        Ok(())
+    }
+
+    fn update_waiting(&mut self, i: usize) {
+        let inc = &mut self.incidents[i];
+        inc.waiting = !inc.closed && inc.needs.iter().any(|(_, n)| *n > 0);
+        if inc.waiting {
+            self.kick_retry_later();
+        }
+    }
+
+    fn kick_retry_later(&mut self) {
+        if !self.retry_scheduled {
+            self.retry_scheduled = true;
+            self.schedule(self.now_ms + 30_000, Ev::Retry);
+        }
+    }
+
+    fn assign(&mut self, unit_id: UnitId, i: usize) -> Result<(), DrillError> {
+        let Some(u) = self.unit_index_of(unit_id) else {
+            return Ok(());
+        };
+        let task = TaskId::from_uuid(self.new_uuid());
+        let incident = self.incidents[i].id;
+        // A returning unit is stopped where it is.
+        if let Some(m) = self.units[u].movement.take() {
+            self.units[u].pos = m.at(self.now_ms).0;
+        }
+        if !self.unit_command(
+            u,
+            UnitCommand::AssignTask {
+                task,
+                incident,
+                at: self.at(),
+            },
+        )? {
+            return Ok(());
+        }
+        let unit = &mut self.units[u];
+        unit.epoch += 1;
+        unit.incident = Some(i);
+        let epoch = unit.epoch;
+        let kind = unit.kind;
+        let inc = &mut self.incidents[i];
+        inc.assigned.push(u);
+        if let Some(need) = inc.needs.iter_mut().find(|(k, n)| *k == kind && *n > 0) {
+            need.1 -= 1;
+        }
+        let r = &self.scenario.responders;
+        let (p_unreachable, p_decline, ack, turnout) = (
+            r.unreachable_probability,
+            r.decline_probability,
+            r.ack_s,
+            match kind.service() {
+                Service::Ems => r.turnout_ems_s,
+                Service::Fire => r.turnout_fire_s,
+                Service::Police => r.turnout_police_s,
+            },
+        );
+        let x: f64 = self.behaviour.random();
+        if x < p_unreachable {
+            let timeout = (self.scenario.dispatch.ack_timeout_s * 1000.0) as i64;
+            self.schedule(self.now_ms + timeout, Ev::NoAnswer { unit: u, epoch });
+        } else if x < p_unreachable + p_decline {
+            let after = self.draw_ms(ack);
+            self.schedule(self.now_ms + after, Ev::Decline { unit: u, epoch });
+        } else {
+            let after = self.draw_ms(ack);
+            let out = self.draw_ms(turnout).max(after);
+            self.schedule(self.now_ms + after, Ev::Ack { unit: u, epoch });
+            self.schedule(self.now_ms + out, Ev::Turnout { unit: u, epoch });
+        }
+        Ok(())
+    }
+
+    fn unit_index_of(&self, id: UnitId) -> Option<usize> {
+        self.units.iter().position(|u| u.id == id)
+    }
+
+    /// The unit left its incident without serving it (declined, or stood down): the
+    /// incident needs another unit of its kind.
+    fn release(&mut self, u: usize, redispatch: bool) -> Result<(), DrillError> {
+        let unit = &mut self.units[u];
+        unit.epoch += 1;
+        let kind = unit.kind;
+        let id = unit.id;
+        if let Some(i) = unit.incident.take() {
+            let inc = &mut self.incidents[i];
+            inc.assigned.retain(|x| *x != u);
+            inc.exclude.push(id);
+            if let Some(need) = inc.needs.iter_mut().find(|(k, _)| *k == kind) {
+                need.1 += 1;
+            }
+            if redispatch && !inc.closed {
+                self.schedule(self.now_ms, Ev::Dispatch(i));
+            }
+        }
+        self.go_off_if_due(u)?;
+        Ok(())
+    }
+
+    fn move_unit(&mut self, u: usize, target: LatLon, dest: Dest) {
+        let from = self.units[u].pos;
+        self.routes += 1;
+        let points = match self.router.route(from, target) {
+            Ok(route) if route.points.len() >= 2 => {
+                let total_ms = route.travel_time.as_millis() as i64;
+                let mut cum = Vec::with_capacity(route.points.len());
+                let mut acc = 0.0;
+                cum.push(0.0);
+                for w in route.points.windows(2) {
+                    acc += w[0].haversine_m(w[1]);
+                    cum.push(acc);
+                }
+                route
+                    .points
+                    .iter()
+                    .zip(cum)
+                    .map(|(p, d)| {
+                        (
+                            if acc > 0.0 {
+                                (d / acc * total_ms as f64).round() as i64
+                            } else {
+                                total_ms
+                            },
+                            *p,
+                        )
+                    })
+                    .collect()
+            }
+            // Off the road network (or cut off by a closure): straight line at 30 km/h.
+            _ => {
+                let ms = (from.haversine_m(target) / (30.0 / 3.6) * 1000.0).round() as i64;
+                vec![(0, from), (ms.max(1_000), target)]
+            }
+        };
+        let m = Movement {
+            start_ms: self.now_ms,
+            points,
+            dest,
+        };
+        let arrive = self.now_ms + m.total_ms().max(1_000);
+        let unit = &mut self.units[u];
+        unit.epoch += 1;
+        let epoch = unit.epoch;
+        unit.movement = Some(m);
+        let interval = (self.scenario.responders.position_interval_s * 1000.0) as i64;
+        if self.now_ms + interval < arrive {
+            self.schedule(self.now_ms + interval, Ev::Fix { unit: u, epoch });
+        }
+        self.schedule(arrive, Ev::Arrive { unit: u, epoch });
+    }
+
+    fn report_position(
+        &mut self,
+        u: usize,
+        pos: LatLon,
+        heading: Option<f64>,
+    ) -> Result<(), DrillError> {
+        self.units[u].pos = pos;
+        let at = self.at();
+        let position = to_core(pos);
+        self.unit_command(
+            u,
+            UnitCommand::ReportPosition {
+                position,
+                heading_deg: heading,
+                speed_m_s: None,
+                accuracy_m: Some(10.0),
+                at,
+            },
+        )?;
+        let id = self.units[u].id;
+        self.index.report_position(id, pos, at, at);
+        Ok(())
+    }
+
+    fn arrive(&mut self, u: usize) -> Result<(), DrillError> {
+        let Some(m) = self.units[u].movement.take() else {
+            return Ok(());
+        };
+        let end = m.points.last().map(|p| p.1).unwrap_or(self.units[u].pos);
+        self.report_position(u, end, None)?;
+        let epoch = self.units[u].epoch;
+        match m.dest {
+            Dest::Incident => {
+                self.unit_command(
+                    u,
+                    UnitCommand::ChangeStatus {
+                        to: UnitStatus::OnScene,
+                        at: self.at(),
+                    },
+                )?;
+                if let Some(i) = self.units[u].incident {
+                    self.incidents[i].any_on_scene = true;
+                    let t = self.incidents[i].call.incident_type;
+                    let r = self.scenario.calls.on_scene(t);
+                    let ms = (self.draw(r) * 60_000.0) as i64;
+                    self.schedule(self.now_ms + ms, Ev::SceneDone { unit: u, epoch });
+                }
+            }
+            Dest::Hospital => {
+                self.unit_command(
+                    u,
+                    UnitCommand::ChangeStatus {
+                        to: UnitStatus::AtHospital,
+                        at: self.at(),
+                    },
+                )?;
+                let ms = (self.draw(self.scenario.calls.at_hospital_min) * 60_000.0) as i64;
+                self.schedule(self.now_ms + ms, Ev::HospitalDone { unit: u, epoch });
+            }
+            Dest::Station => {
+                let status = self.units[u].state.unit.as_ref().map(|x| x.status);
+                if status == Some(UnitStatus::Returning) {
+                    self.unit_command(
+                        u,
+                        UnitCommand::ChangeStatus {
+                            to: UnitStatus::Available,
+                            at: self.at(),
+                        },
+                    )?;
+                }
+                self.go_off_if_due(u)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn scene_done(&mut self, u: usize) -> Result<(), DrillError> {
+        let Some(i) = self.units[u].incident else {
+            return Ok(());
+        };
+        let t = self.incidents[i].call.incident_type;
+        let transports = self.units[u].transports
+            && matches!(t.lead_service(), Service::Ems)
+                | matches!(t, IncidentType::TrafficCollision | IncidentType::Assault);
+        if transports
+            && self
+                .behaviour
+                .random_bool(self.scenario.calls.transport_probability)
+            && !self.scenario.city.hospitals.is_empty()
+        {
+            self.unit_command(
+                u,
+                UnitCommand::ChangeStatus {
+                    to: UnitStatus::Transporting,
+                    at: self.at(),
+                },
+            )?;
+            let here = self.units[u].pos;
+            let hospital = self
+                .scenario
+                .city
+                .hospitals
+                .iter()
+                .min_by(|a, b| {
+                    here.haversine_m(a.location)
+                        .total_cmp(&here.haversine_m(b.location))
+                })
+                .map(|h| h.location)
+                .expect("checked non-empty");
+            self.move_unit(u, hospital, Dest::Hospital);
+            return Ok(());
+        }
+        if let Some(task) = self.task_of(u) {
+            self.unit_command(
+                u,
+                UnitCommand::CompleteTask {
+                    task,
+                    at: self.at(),
+                },
+            )?;
+        }
+        self.after_task(u)
+    }
+
+    /// The unit's task is complete: close the incident if it was the last unit, head home.
+    fn after_task(&mut self, u: usize) -> Result<(), DrillError> {
+        if let Some(i) = self.units[u].incident.take() {
+            self.incidents[i].assigned.retain(|x| *x != u);
+            let inc = &self.incidents[i];
+            if inc.assigned.is_empty() && inc.any_on_scene && !inc.closed {
+                self.incidents[i].closed = true;
+                self.incidents[i].waiting = false;
+                self.incident_command(
+                    i,
+                    IncidentCommand::Close {
+                        disposition: Disposition::Resolved,
+                        at: self.at(),
+                    },
+                )?;
+            }
+        }
+        let station = self.units[u].station;
+        self.move_unit(u, station, Dest::Station);
+        self.go_off_if_due(u)?;
+        self.kick_retry();
+        Ok(())
+    }
+
+    fn go_off_if_due(&mut self, u: usize) -> Result<(), DrillError> {
+        let status = self.units[u].state.unit.as_ref().map(|x| x.status);
+        if self.units[u].off_duty
+            && matches!(status, Some(UnitStatus::Available | UnitStatus::Returning))
+        {
+            self.unit_command(
+                u,
+                UnitCommand::ChangeStatus {
+                    to: UnitStatus::OutOfService,
+                    at: self.at(),
+                },
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn prefix(kind: UnitKind) -> &'static str {
+    match kind {
+        UnitKind::Engine => "E",
+        UnitKind::Ladder => "L",
+        UnitKind::HeavyRescue => "R",
+        UnitKind::Hazmat => "HM",
+        UnitKind::Tanker => "T",
+        UnitKind::Brush => "B",
+        UnitKind::Boat => "BT",
+        UnitKind::FireCommand => "C",
+        UnitKind::AlsAmbulance => "M",
+        UnitKind::BlsAmbulance => "A",
+        UnitKind::EmsSupervisor => "EMS",
+        UnitKind::PatrolCar => "P",
+        UnitKind::PoliceSupervisor => "PS",
+    }
+}
+
+/// A geodata position as the core's value type.
+pub fn to_core(p: LatLon) -> muster_core::value::LatLon {
+    muster_core::value::LatLon::from_lat_lon(p.lat(), p.lon()).expect("a geodata position is valid")
+}
+
+/// The core's value type as a geodata position.
+pub fn from_core(p: muster_core::value::LatLon) -> LatLon {
+    LatLon::new(p.lat_deg(), p.lon_deg()).expect("a core position is valid")
+}
