@@ -17,7 +17,8 @@
 // incidents. Medians over --runs.
 
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { loadavg } from "node:os";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -32,7 +33,11 @@ const RUNS = Number(opt("runs", 3));
 const SECONDS = Number(opt("seconds", 10));
 const UNITS = Number(opt("units", 2000));
 const INCIDENTS = Number(opt("incidents", 500));
-const defaultBin = ["release", "debug"].map((p) => path.join(root, "target", p, "muster")).find(existsSync);
+// The newer of the release and debug builds, unless --muster names one.
+const defaultBin = ["release", "debug"]
+  .map((p) => path.join(root, "target", p, "muster"))
+  .filter(existsSync)
+  .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
 const MUSTER = opt("muster", defaultBin);
 const TOKEN = "wall-bench-operator-token-0123456789";
 const ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
@@ -164,7 +169,7 @@ async function main() {
       first_render_ms: median(first), page_shell_ms: median(shell),
       frame_p95_ms: median(frames), draw_p95_ms: median(draws), empty_frame_p95_ms: median(empty),
     };
-    console.log(`wall display, ${UNITS} units moving once a second, ${INCIDENTS} incidents; medians of ${RUNS} runs`);
+    console.log(`wall display, ${UNITS} units moving once a second, ${INCIDENTS} incidents; medians of ${RUNS} runs; ${path.relative(root, MUSTER)}; load average ${loadavg().map((l) => l.toFixed(1)).join(" ")}`);
     console.log(`  first render      ${r.first_render_ms.toFixed(0)} ms   (target <= ${TARGET.firstRenderMs} ms: ${r.first_render_ms <= TARGET.firstRenderMs ? "met" : "MISSED"}); page shell without data ${r.page_shell_ms.toFixed(0)} ms, ratio ${(r.first_render_ms / r.page_shell_ms).toFixed(1)}x`);
     console.log(`  frame time p95    ${r.frame_p95_ms.toFixed(1)} ms  (target <= ${TARGET.frameP95Ms} ms: ${r.frame_p95_ms <= TARGET.frameP95Ms ? "met" : "MISSED"}); empty map ${r.empty_frame_p95_ms.toFixed(1)} ms, ratio ${(r.frame_p95_ms / r.empty_frame_p95_ms).toFixed(2)}x`);
     console.log(`  draw p95          ${r.draw_p95_ms.toFixed(1)} ms  (the overlay's own drawing per frame)`);

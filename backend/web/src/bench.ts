@@ -12,7 +12,8 @@ import { UNIT_STATUSES } from "./types";
 export function runBench(live: LiveState, map: WallMap, spec: string) {
   const opts = Object.fromEntries(spec.split(",").map((kv) => kv.split(":")).map(([k, v]) => [k, Number(v)]));
   const nUnits = opts.units ?? 2000, nIncidents = opts.incidents ?? 500;
-  const [[s, w], [n, e]] = [[60.13, 24.85], [60.24, 25.05]];
+  // Inside the bundled city, so that every marker is in view over the base map.
+  const [[s, w], [n, e]] = [[60.1645, 24.9355], [60.1787, 24.9531]];
   const rnd = mulberry(42);
   const now = new Date().toISOString();
   const incidents: Incident[] = [];
@@ -32,7 +33,6 @@ export function runBench(live: LiveState, map: WallMap, spec: string) {
     });
   }
   let position = nUnits + nIncidents;
-  map.map.setView([(s + n) / 2, (w + e) / 2], 13);
   live.apply(JSON.parse(JSON.stringify({ type: "snapshot", position, incidents, units })));
   (window as any).benchReady = true;
   // Every unit moves once a second: spread over 10 ticks of 100 ms.
@@ -42,7 +42,7 @@ export function runBench(live: LiveState, map: WallMap, spec: string) {
     for (let j = 0; j < per; j++) {
       const u = units[(k * per + j) % Math.max(1, nUnits)];
       if (!u) break;
-      u.location = { lat: u.location!.lat + (rnd() - 0.5) * 0.001, lon: u.location!.lon + (rnd() - 0.5) * 0.002 };
+      u.location = { lat: u.location!.lat + (rnd() - 0.5) * 0.0004, lon: u.location!.lon + (rnd() - 0.5) * 0.0008 };
       position++;
       live.apply(JSON.parse(JSON.stringify({ type: "delta", position, unit: u })));
     }

@@ -10,6 +10,10 @@ import { PRIORITY_COLOUR, STATUS_STYLE } from "./types";
 
 /** How long a unit takes to glide to a new position. */
 const GLIDE_MS = 900;
+/** Up to this many units, every call sign is written on the map. */
+const MAX_ALL_LABELS = 300;
+/** Beyond that, the call signs of at most this many busy (not available) units. */
+const MAX_BUSY_LABELS = 300;
 
 interface Sprite {
   unit: Unit;
@@ -47,6 +51,8 @@ export class WallMap {
   private sprites = new Map<string, Sprite>();
   private incidents = new Map<string, Incident>();
   private dirty = true;
+  private autoFit = true;
+  private cityBounds: L.LatLngBounds | null = null;
   private selected: string | null = null;
   /** Frame durations (ms) of drawing, kept for the benchmark. */
   frameTimes: number[] = [];
@@ -74,8 +80,12 @@ export class WallMap {
     this.map.on("move zoom resize viewreset", redraw);
     new ResizeObserver(() => {
       this.map.invalidateSize({ pan: false });
+      if (this.autoFit && this.cityBounds) this.map.fitBounds(this.cityBounds, { padding: [10, 10], animate: false });
       redraw();
     }).observe(el);
+    // Until someone moves the map by hand, it keeps the whole city in view at any size.
+    this.map.on("dragstart", () => (this.autoFit = false));
+    el.addEventListener("wheel", () => (this.autoFit = false), { passive: true });
     this.map.on("click", (ev: L.LeafletMouseEvent) => {
       const hit = this.hitTest(ev.containerPoint);
       if (hit && this.onPick) this.onPick(hit[0], hit[1]);
@@ -122,7 +132,8 @@ export class WallMap {
         }),
     }).addTo(this.map);
     const [[s, w], [n, e]] = city.bounds;
-    this.map.fitBounds([[s, w], [n, e]], { padding: [10, 10] });
+    this.cityBounds = L.latLngBounds([s, w], [n, e]);
+    if (this.autoFit) this.map.fitBounds(this.cityBounds, { padding: [10, 10], animate: false });
     this.dirty = true;
   }
 
@@ -297,9 +308,14 @@ export class WallMap {
     }
 
     // Units: a shape per status, filled with its colour, and the call sign beside it.
-    const labels = this.sprites.size <= 400 || zoom >= 14;
+    // Every call sign when they can be read; in a crowd, those of busy units first.
+    const labels = this.sprites.size <= MAX_ALL_LABELS || zoom >= 17;
+    let labelled = 0;
     ctx.textAlign = "left";
     ctx.font = `600 ${Math.round(12 * scale)}px system-ui, sans-serif`;
+    ctx.lineWidth = 3;
+    ctx.strokeStyle = "#000";
+    ctx.fillStyle = "#fff";
     for (const s of this.sprites.values()) {
       const [lat, lon] = this.where(s, now);
       const [x, y] = project(lat, lon);
@@ -321,13 +337,13 @@ export class WallMap {
         ctx.strokeStyle = "#fff";
         ctx.lineWidth = 2;
         ctx.stroke();
-      }
-      if (labels) {
-        const text = s.unit.call_sign;
-        ctx.lineWidth = 3;
         ctx.strokeStyle = "#000";
+        ctx.lineWidth = 3;
+      }
+      if (labels || (s.unit.status !== "available" && labelled < MAX_BUSY_LABELS)) {
+        labelled++;
+        const text = s.unit.call_sign;
         ctx.strokeText(text, x + 10 * scale, y);
-        ctx.fillStyle = "#fff";
         ctx.fillText(text, x + 10 * scale, y);
       }
     }
