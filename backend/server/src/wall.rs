@@ -9,9 +9,12 @@
 //! - `GET /api/wall/timeline`: the log's head and the times of its first and last events.
 //! - `GET /api/wall/at?time=<RFC 3339>` or `?position=P`: the views folded from the start of
 //!   the log up to that moment, in the shape of the feed's snapshot.
+//! - `GET /api/wall/response-times`: today's (UTC) response times from the log's NFPA time
+//!   points: call received to first unit dispatched and to first unit on scene, p50 and p90.
 //! - `GET /`, `GET /<file>`: the web app; unknown paths without an extension get `index.html`.
 
 use std::path::{Component, Path, PathBuf};
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
@@ -42,6 +45,21 @@ pub struct WallState {
     city_json: OnceLock<String>,
     store: Arc<dyn EventStore>,
     dist: PathBuf,
+    times: tokio::sync::Mutex<ResponseTimes>,
+}
+
+/// Time points per incident, folded from the log as far as `next`.
+#[derive(Debug, Default)]
+struct ResponseTimes {
+    next: Position,
+    incidents: HashMap<muster_core::IncidentId, Points>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Points {
+    call: Option<DateTime<Utc>>,
+    dispatched: Option<DateTime<Utc>>,
+    on_scene: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for WallState {
@@ -62,6 +80,7 @@ impl WallState {
             city_json: OnceLock::new(),
             store,
             dist: dist_dir(),
+            times: Default::default(),
         }
     }
 }
@@ -370,6 +389,80 @@ async fn at(
     Ok(HttpResponse::Ok().json(body))
 }
 
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    Some(sorted[rank.min(sorted.len()) - 1])
+}
+
+async fn response_times(
+    wall: web::Data<WallState>,
+    _: Allowed<Read>,
+) -> Result<HttpResponse, ApiError> {
+    use muster_core::incident::{IncidentEvent, TimePoint};
+    let mut times = wall.times.lock().await;
+    loop {
+        let batch = wall
+            .store
+            .read_all(times.next, REPLAY_BATCH)
+            .await
+            .map_err(ApiError::internal)?;
+        let Some(last) = batch.last() else { break };
+        times.next = last.position.next();
+        for event in &batch {
+            let Some(muster_core::AggregateRef::Incident(id)) =
+                muster_core::AggregateRef::from_stream(&event.stream)
+            else {
+                continue;
+            };
+            let Ok(IncidentEvent::TimePointRecorded { point, at, .. }) =
+                muster_core::event::decode::<IncidentEvent>(event)
+            else {
+                continue;
+            };
+            let p = times.incidents.entry(id).or_default();
+            let slot = match point {
+                TimePoint::CallReceived => &mut p.call,
+                TimePoint::Dispatched => &mut p.dispatched,
+                TimePoint::OnScene => &mut p.on_scene,
+                _ => continue,
+            };
+            if slot.is_none_or(|t| at < t) {
+                *slot = Some(at);
+            }
+        }
+        if batch.len() < REPLAY_BATCH {
+            break;
+        }
+    }
+    let today = Utc::now().date_naive();
+    let mut calls = 0;
+    let (mut to_dispatch, mut to_scene) = (Vec::new(), Vec::new());
+    for p in times.incidents.values() {
+        let Some(call) = p.call.filter(|c| c.date_naive() == today) else {
+            continue;
+        };
+        calls += 1;
+        if let Some(d) = p.dispatched {
+            to_dispatch.push((d - call).num_milliseconds() as f64 / 1000.0);
+        }
+        if let Some(o) = p.on_scene {
+            to_scene.push((o - call).num_milliseconds() as f64 / 1000.0);
+        }
+    }
+    drop(times);
+    to_dispatch.sort_by(f64::total_cmp);
+    to_scene.sort_by(f64::total_cmp);
+    Ok(HttpResponse::Ok().json(json!({
+        "day": today.to_string(),
+        "calls": calls,
+        "call_to_dispatch_s": {"count": to_dispatch.len(), "p50": percentile(&to_dispatch, 50.0), "p90": percentile(&to_dispatch, 90.0)},
+        "call_to_on_scene_s": {"count": to_scene.len(), "p50": percentile(&to_scene, 50.0), "p90": percentile(&to_scene, 90.0)},
+    })))
+}
+
 fn content_type(path: &Path) -> &'static str {
     match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
         "html" => "text/html; charset=utf-8",
@@ -433,12 +526,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/wall/geocode", web::get().to(geocode))
         .route("/api/wall/timeline", web::get().to(timeline))
         .route("/api/wall/at", web::get().to(at))
+        .route("/api/wall/response-times", web::get().to(response_times))
         .route("/{tail:.*}", web::get().to(static_file));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let xs = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0];
+        assert_eq!(percentile(&xs, 50.0), Some(5.0));
+        assert_eq!(percentile(&xs, 90.0), Some(9.0));
+        assert_eq!(percentile(&[42.0], 90.0), Some(42.0));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
 
     #[test]
     fn content_types_follow_the_extension() {

@@ -85,7 +85,23 @@ export function renderUnits(el: HTMLElement, units: Map<string, Unit>, now: numb
   setHtml(el, `<div class="tallies">${tally}</div><table class="units-table"><tbody>${rows.join("")}</tbody></table>${more}`);
 }
 
-export function renderFigures(el: HTMLElement, open: Incident[], units: Map<string, Unit>, now: number) {
+export interface ResponseTimes {
+  day: string;
+  calls: number;
+  call_to_dispatch_s: { count: number; p50: number | null; p90: number | null };
+  call_to_on_scene_s: { count: number; p50: number | null; p90: number | null };
+}
+
+function responseFigure(rt: ResponseTimes | null): string {
+  if (!rt) return "";
+  const t = (x: number | null) => (x === null ? "—" : clock(x));
+  const sc = rt.call_to_on_scene_s, d = rt.call_to_dispatch_s;
+  return `<div class="fig" data-figure="response"><div class="k">Response today (p50 / p90)</div>
+    <div class="v">${t(sc.p50)}<small> / ${t(sc.p90)}</small></div>
+    <div class="s">call → on scene, ${sc.count} of ${rt.calls} calls; to dispatch ${t(d.p50)} / ${t(d.p90)}</div></div>`;
+}
+
+export function renderFigures(el: HTMLElement, open: Incident[], units: Map<string, Unit>, now: number, rt: ResponseTimes | null = null) {
   const byPrio = ["P1", "P2", "P3", "P4", "P5"].map((p) => `<span class="prio prio-${p}">${p}</span> ${open.filter((i) => i.priority === p).length}`).join(" ");
   const waiting = open.filter((i) => {
     const w = waitingS(i, now);
@@ -110,6 +126,7 @@ export function renderFigures(el: HTMLElement, open: Incident[], units: Map<stri
     <div class="fig"><div class="k">Open incidents</div><div class="v" data-figure="open">${open.length}</div><div class="s">${byPrio}</div></div>
     <div class="fig"><div class="k">Waiting for a unit</div><div class="v${overdueIncidents ? " bad" : ""}" data-figure="waiting">${waiting}</div><div class="s">${overdueIncidents} overdue</div></div>
     <div class="fig"><div class="k">Units available</div><div class="v" data-figure="available">${available}<small>/${units.size}</small></div><div class="s">${overdueUnits} unit timers overdue</div></div>
+    ${responseFigure(rt)}
     <div class="fig areas"><div class="k">Available by area</div><div class="s">${areas
       .slice(0, 8)
       .map(([n, a]) => `<span class="area${a.avail === 0 ? " bad" : ""}">${esc(n)} <b>${a.avail}</b>/${a.total}</span>`)

@@ -1,6 +1,6 @@
 import "./style.css";
 import { ApiError, call, setToken, token } from "./api";
-import { openIncidents, renderFigures, renderQueue, renderUnits, svgShape } from "./boards";
+import { openIncidents, renderFigures, renderQueue, renderUnits, svgShape, type ResponseTimes } from "./boards";
 import { LiveState, type Connection } from "./feed";
 import { WallMap, type CityDoc } from "./map";
 import { DISPOSITIONS, INCIDENT_TYPES, PRIORITY_COLOUR, STATUS_STYLE, UNIT_STATUSES, type Incident, type Unit } from "./types";
@@ -96,6 +96,23 @@ function nowMs() {
 // Boards, throttled to a few renders a second.
 
 let boardsDirty = true;
+/** Today's response-time percentiles, refreshed every 15 s while live. */
+let responseTimes: ResponseTimes | null = null;
+async function loadResponseTimes() {
+  if (history || live.connection !== "live") return;
+  try {
+    responseTimes = await call<ResponseTimes>("GET", "/api/wall/response-times");
+  } catch {
+    responseTimes = null;
+  }
+}
+window.setInterval(loadResponseTimes, 15000);
+let responseTimer: number | undefined;
+/** An incident changed: its time points may have too; ask again soon (once for a burst). */
+function responseTimesSoon() {
+  window.clearTimeout(responseTimer);
+  responseTimer = window.setTimeout(loadResponseTimes, 1000);
+}
 const lastStatus = new Map<string, string>();
 const boardMs: number[] = [];
 (window as any).muster.boardMs = boardMs;
@@ -113,7 +130,7 @@ function renderBoardsNow(part: "all" | "figures" | "queue" | "units") {
   const now = nowMs();
   if (part !== "units") {
     const open = openIncidents(s.incidents.values());
-    if (part !== "queue") renderFigures($("figures"), open, s.units, now);
+    if (part !== "queue") renderFigures($("figures"), open, s.units, now, history ? null : responseTimes);
     if (part !== "figures") renderQueue($("queue"), open, s.units, now, selected?.id ?? null);
   }
   if (part === "all" || part === "units") renderUnits($("units"), s.units, now, selected?.id ?? null);
@@ -162,6 +179,7 @@ live.listen({
     else if (kind === "incident") {
       wallMap.putIncident(row as Incident);
       scheduleBoards();
+      responseTimesSoon();
     } else {
       wallMap.putUnit(row as Unit);
       // Position reports are many; the boards catch up on the next second's refresh unless
@@ -176,6 +194,7 @@ live.listen({
     if (state === "live") {
       $("login").hidden = true;
       void loadCity();
+      void loadResponseTimes();
     }
     updateStatus();
   },

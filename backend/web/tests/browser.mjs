@@ -209,6 +209,10 @@ async function main() {
       await page.waitForSelector(`tr.unit-row[data-unit="${unitId}"][data-status="on_scene"]`);
     });
 
+    await step("today's response times count the call and its unit on scene", async () => {
+      await page.waitForSelector('[data-figure="response"] >> text=/1 of 1 calls/');
+    });
+
     await step("closing the incident takes it out of the queue", async () => {
       await page.click(`tr.incident-row[data-incident="${incidentId}"]`);
       await page.selectOption("#f-disposition", "resolved");
