@@ -417,15 +417,15 @@ async fn bench(args: &BenchGatewayArgs) -> anyhow::Result<BenchReport> {
     let mut revisions = vec![0u64; units.len()];
     let mut runs = Vec::new();
     for run in 0..args.runs {
-        let period = Duration::from_secs_f64(1.0 / args.rate as f64);
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         let (commit_tx, mut commit_rx) = mpsc::unbounded_channel::<(TaskId, u128, u128)>();
         let mut handles = Vec::with_capacity(tasks_per_run);
         let mut assigned = Vec::with_capacity(tasks_per_run);
         // The incidents, reported before the clock starts, so that each task carries the
         // incident's details as it would in service.
         let incidents = report_incidents(&store, tasks_per_run).await?;
+        let period = Duration::from_secs_f64(1.0 / args.rate as f64);
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         let run_start = Instant::now();
         for (i, &unit) in units.iter().enumerate().take(tasks_per_run) {
             tick.tick().await;
