@@ -36,6 +36,10 @@ use crate::areas::{AreaRef, Areas};
 
 /// How often the projector saves the views and their checkpoint while events arrive.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Every how many saves one is synced to disk (the others are atomic but not synced, so
+/// they do not compete with the event store's commits for the disk); the save at shutdown
+/// is always synced.
+pub const DURABLE_SAVE_EVERY: u64 = 30;
 /// How many deltas the backlog keeps for displays that reconnect.
 pub const DELTA_BACKLOG: usize = 65_536;
 /// Deltas queued per connected display before it is sent a fresh snapshot instead.
@@ -761,9 +765,15 @@ impl ViewDb {
         Ok(Some(state))
     }
 
-    /// Writes changed rows and their checkpoint in one transaction.
-    pub fn save_changes(&self, changes: &Changes) -> anyhow::Result<()> {
-        let tx = self.db.begin_write()?;
+    /// Writes changed rows and their checkpoint in one transaction. A save that is not
+    /// `durable` is atomic but not synced to disk: after a crash the views come back as of
+    /// the last durable save, rows and checkpoint together, and the projector follows the
+    /// log from there.
+    pub fn save_changes(&self, changes: &Changes, durable: bool) -> anyhow::Result<()> {
+        let mut tx = self.db.begin_write()?;
+        if !durable {
+            tx.set_durability(redb::Durability::None)?;
+        }
         {
             let mut incidents = tx.open_table(INCIDENTS)?;
             for row in &changes.incidents {
@@ -796,11 +806,14 @@ impl ViewDb {
         tx.delete_table(INCIDENTS)?;
         tx.delete_table(UNITS)?;
         tx.commit()?;
-        self.save_changes(&Changes {
-            last: state.last,
-            incidents: state.incidents.values().cloned().collect(),
-            units: state.units.values().cloned().collect(),
-        })
+        self.save_changes(
+            &Changes {
+                last: state.last,
+                incidents: state.incidents.values().cloned().collect(),
+                units: state.units.values().cloned().collect(),
+            },
+            true,
+        )
     }
 }
 
@@ -851,7 +864,7 @@ pub async fn run_projector(
         }
     }
     views.apply_batch(&batch)?;
-    save(&views, &db).await.map(|_| ())
+    save(&views, &db, true).await.map(|_| ())
 }
 
 /// Waits until `stop` turns true (or its sender is gone).
@@ -866,13 +879,15 @@ async fn save_periodically(
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut saved = views.last();
+    let mut saves = 0u64;
     let mut tick = tokio::time::interval(FLUSH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 if views.last() != saved {
-                    saved = save(&views, &db).await?;
+                    saves += 1;
+                    saved = save(&views, &db, saves % DURABLE_SAVE_EVERY == 0).await?;
                 }
             }
             _ = stopped(&mut stop) => return Ok(()),
@@ -881,11 +896,11 @@ async fn save_periodically(
 }
 
 /// Saves the rows changed since the last save; answers the checkpoint saved.
-async fn save(views: &Views, db: &Arc<ViewDb>) -> anyhow::Result<Option<Position>> {
+async fn save(views: &Views, db: &Arc<ViewDb>, durable: bool) -> anyhow::Result<Option<Position>> {
     let changes = views.take_changes();
     let last = changes.last;
     let db = db.clone();
-    tokio::task::spawn_blocking(move || db.save_changes(&changes)).await??;
+    tokio::task::spawn_blocking(move || db.save_changes(&changes, durable)).await??;
     Ok(last)
 }
 
