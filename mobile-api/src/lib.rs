@@ -23,7 +23,7 @@
 //! - [`client`]: the client library: reconnects, resumes, deduplicates, queues commands
 //!   while offline.
 //! - [`responder`]: the device simulator behind `muster responder`.
-//! - [`bench`]: `muster bench gateway`.
+//! - [`bench`](mod@bench): `muster bench gateway`.
 //! - [`cli`]: argument structs and run functions of `muster gateway`, `muster responder`
 //!   and `muster bench gateway`.
 

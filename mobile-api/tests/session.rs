@@ -732,3 +732,17 @@ async fn two_gateway_nodes_number_the_same_task_alike() {
     ));
     assert_eq!(next, on_b.recv().await);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_never_says_hello_is_closed() {
+    let store = memory_store();
+    let ctx = context(&store);
+    let mut device = connect(&ctx);
+    let opened = tokio::time::Instant::now();
+    match device.recv().await {
+        ServerMessage::Error { code, .. } => assert_eq!(code, ErrorCode::HelloExpected),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(device.close_code().await, Some(close::POLICY));
+    assert!(opened.elapsed() >= muster_mobile::limits::HELLO_TIMEOUT);
+}
