@@ -39,6 +39,60 @@ pub struct Application {
     store: Arc<EmbeddedStore>,
     state: AppState,
     city: Option<muster_geodata::model::City>,
+    gateway: Option<Gateway>,
+}
+
+/// The mobile gateway `muster serve` runs beside the HTTP API, on the same store.
+#[derive(Clone)]
+pub struct Gateway {
+    /// The port it listens on.
+    pub port: u16,
+    /// Issues and checks responders' device tokens.
+    pub tokens: Arc<muster_mobile::token::HmacTokens>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("port", &self.port).finish()
+    }
+}
+
+/// Starts the mobile gateway on `config.gateway_bind` when a token secret is configured.
+async fn start_gateway(
+    config: &Config,
+    store: Arc<dyn EventStore>,
+    ack_timeout: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<Option<Gateway>> {
+    let Some(secret) = &config.token_secret else {
+        tracing::info!("no token_secret: the mobile gateway does not run");
+        return Ok(None);
+    };
+    if config.gateway_bind == "off" {
+        return Ok(None);
+    }
+    let tokens = Arc::new(muster_mobile::token::HmacTokens::new(
+        secret.expose().as_bytes().to_vec(),
+    )?);
+    let listener = tokio::net::TcpListener::bind(&config.gateway_bind)
+        .await
+        .with_context(|| format!("binding the mobile gateway to {}", config.gateway_bind))?;
+    let port = listener.local_addr()?.port();
+    let gateway_config = muster_mobile::gateway::GatewayConfig {
+        ack_timeout: Some(ack_timeout),
+        ..Default::default()
+    };
+    let verifier: Arc<dyn muster_mobile::token::TokenVerifier> = tokens.clone();
+    tokio::spawn(muster_mobile::gateway::run(
+        listener,
+        store,
+        verifier,
+        gateway_config,
+        async move {
+            let _ = stop.wait_for(|stopping| *stopping).await;
+        },
+    ));
+    Ok(Some(Gateway { port, tokens }))
 }
 
 impl std::fmt::Debug for Application {
@@ -186,10 +240,18 @@ impl Application {
         }
         let tokens = Tokens::new(&config.users)?;
         let commands = Commands::new(dyn_store.clone());
+        let rules = muster_core::dispatch::DispatchRules::default();
+        let gateway = start_gateway(
+            &config,
+            dyn_store.clone(),
+            rules.ack_timeout(),
+            stop_rx.clone(),
+        )
+        .await?;
         let dispatcher = crate::dispatcher::Dispatcher::new(
             city.as_ref(),
             commands.clone(),
-            muster_core::dispatch::DispatchRules::default(),
+            rules,
             muster_core::runcard::ResponsePlans::default_set(),
         )?;
         if let Some(d) = &dispatcher {
@@ -248,6 +310,7 @@ impl Application {
             store,
             state,
             city,
+            gateway,
         })
     }
 
@@ -264,6 +327,11 @@ impl Application {
     /// The command side and views (for demo set-up and benchmarks).
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The mobile gateway, when one runs.
+    pub fn gateway(&self) -> Option<&Gateway> {
+        self.gateway.as_ref()
     }
 
     /// The city its areas come from, if any.
@@ -304,19 +372,19 @@ pub async fn run(
 pub async fn register_demo_units(
     app: &Application,
     operator: &UserConfig,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<Vec<(muster_core::UnitId, String)>> {
     use muster_core::value::{
         Agency, CallSign, Capability, IdempotencyKey, LatLon, StationCode, UnitKind,
     };
     use muster_geodata::model::StationKind;
     let Some(city) = app.city() else {
-        return Ok(0);
+        return Ok(Vec::new());
     };
     let caller = crate::auth::Caller {
         name: operator.name.clone(),
         role: operator.role,
     };
-    let mut count = 0;
+    let mut units = Vec::new();
     for (i, station) in city.stations.iter().enumerate() {
         let (kind, prefix, agency, caps): (UnitKind, &str, &str, &[&str]) = match station.kind {
             StationKind::Fire => (UnitKind::Engine, "E", "demo-fire", &["pump"]),
@@ -358,10 +426,11 @@ pub async fn register_demo_units(
             &uuid::Uuid::from_u128(0x6d75_7374_6572_2d64_656d_6f2d_756e_6974),
             key.as_str().as_bytes(),
         ));
+        let call_sign = body.call_sign.as_str().to_owned();
         api::register(&app.state.commands, &caller, &key, id, body)
             .await
             .map_err(|e| anyhow::anyhow!("registering a demo unit: {e}"))?;
-        count += 1;
+        units.push((id, call_sign));
     }
-    Ok(count)
+    Ok(units)
 }

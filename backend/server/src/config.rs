@@ -8,6 +8,9 @@
 //! max_body_bytes = 65536
 //! shutdown_timeout_s = 30
 //! city = "bundled"          # areas: "bundled" (Helsinki), "grid", or a city file path
+//! gateway_bind = "127.0.0.1:7450"   # the mobile gateway for responders' devices; "off": none
+//! token_secret = "…"        # signs responders' device tokens (32 bytes or more); without
+//!                           # it no gateway runs (`--demo` makes a random one)
 //!
 //! [[users]]
 //! name = "alice"
@@ -24,6 +27,8 @@
 //! | `MUSTER_SHUTDOWN_TIMEOUT_S` | `shutdown_timeout_s` |
 //! | `MUSTER_CITY` | `city` |
 //! | `MUSTER_USERS` | more users, `name:role:token` separated by commas |
+//! | `MUSTER_GATEWAY_BIND` | `gateway_bind` |
+//! | `MUSTER_TOKEN_SECRET` | `token_secret` |
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +59,33 @@ pub struct Config {
     pub city: String,
     /// Users and their tokens.
     pub users: Vec<UserConfig>,
+    /// Where the mobile gateway listens (`off`: it does not run).
+    pub gateway_bind: String,
+    /// The secret that signs responders' device tokens; no gateway runs without one.
+    pub token_secret: Option<TokenSecret>,
+}
+
+/// A secret that never shows in logs or `Debug` output.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct TokenSecret(String);
+
+impl TokenSecret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for TokenSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenSecret(***)")
+    }
 }
 
 impl Default for Config {
@@ -66,6 +98,8 @@ impl Default for Config {
             shutdown_timeout_s: 30,
             city: "bundled".into(),
             users: Vec::new(),
+            gateway_bind: "127.0.0.1:7450".into(),
+            token_secret: None,
         }
     }
 }
@@ -114,6 +148,8 @@ impl Config {
                     self.shutdown_timeout_s = number("MUSTER_SHUTDOWN_TIMEOUT_S")?
                 }
                 "MUSTER_CITY" => self.city = value.clone(),
+                "MUSTER_GATEWAY_BIND" => self.gateway_bind = value.clone(),
+                "MUSTER_TOKEN_SECRET" => self.token_secret = Some(TokenSecret::new(value.trim())),
                 "MUSTER_USERS" => {
                     for item in value.split(',').filter(|s| !s.trim().is_empty()) {
                         self.users.push(parse_user(item)?);
@@ -132,6 +168,14 @@ impl Config {
         }
         if self.max_body_bytes < 1024 {
             bail!("max_body_bytes must be at least 1024");
+        }
+        if let Some(secret) = &self.token_secret
+            && secret.expose().len() < muster_mobile::token::MIN_SECRET_BYTES
+        {
+            bail!(
+                "token_secret must have at least {} bytes",
+                muster_mobile::token::MIN_SECRET_BYTES
+            );
         }
         Ok(())
     }

@@ -112,6 +112,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let demo_users = if args.demo {
         let users = muster_server::auth::demo_users();
         config.users.extend(users.iter().cloned());
+        if config.token_secret.is_none() {
+            // Device tokens of this demo run only: a fresh secret each start.
+            config.token_secret = Some(muster_server::config::TokenSecret::new(
+                muster_server::auth::new_token() + &muster_server::auth::new_token(),
+            ));
+        }
         users
     } else {
         Vec::new()
@@ -126,12 +132,30 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let app = muster_server::Application::build(config.clone()).await?;
         let addr = format!("http://{}", bound_address(&config.bind, app.port()));
         println!("muster listening on {addr}");
+        if !args.demo {
+            if let Some(gateway) = app.gateway() {
+                println!("mobile gateway listening on ws://{}", bound_address(&config.gateway_bind, gateway.port));
+            }
+        }
         if let Some(operator) = demo_users
             .iter()
             .find(|u| u.role == muster_server::auth::Role::Operator)
         {
             let units = muster_server::app::register_demo_units(&app, operator).await?;
-            println!("demo: {units} units at the stations of the bundled city");
+            println!("demo: {} units at the stations of the bundled city", units.len());
+            if let Some(gateway) = app.gateway() {
+                let gw = format!("ws://{}", bound_address(&config.gateway_bind, gateway.port));
+                println!("mobile gateway listening on {gw}");
+                let expires = chrono::Utc::now() + chrono::Duration::hours(12);
+                for (unit, call_sign) in &units {
+                    println!("demo device {call_sign:<5} unit {unit} token {}", gateway.tokens.issue(*unit, expires));
+                }
+                if let Some((unit, call_sign)) = units.first() {
+                    println!(
+                        "try a device: muster responder --url {gw} --unit {unit} --token <the {call_sign} token>"
+                    );
+                }
+            }
             for u in &demo_users {
                 println!("demo token {:<9} {}", u.role.as_str(), u.token);
             }

@@ -2,93 +2,16 @@
 //! by road, accepting them, no double booking, and automatic dispatch of a P1 sensor fire
 //! alarm. Waits are on log positions and websocket messages, with deadlines.
 
-use std::net::TcpListener;
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
+use std::sync::Arc;
+
+use common::{App, DEADLINE, spawn, token};
 use futures::StreamExt;
-use muster_server::auth::{Role, UserConfig};
+use muster_server::auth::Role;
 use muster_server::dispatcher::station_code;
-use muster_server::{Application, Config};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-
-const DEADLINE: Duration = Duration::from_secs(10);
-
-fn token(role: Role) -> String {
-    format!("dispatch-test-token-{}-0123456789", role.as_str())
-}
-
-struct App {
-    base: String,
-    port: u16,
-    client: reqwest::Client,
-    stopper: muster_server::app::Stopper,
-    running: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _dir: tempfile::TempDir,
-}
-
-async fn spawn() -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        data_dir: dir.path().to_path_buf(),
-        bind: "127.0.0.1:0".into(),
-        users: Role::ALL
-            .iter()
-            .map(|r| UserConfig {
-                name: format!("{}-user", r.as_str()),
-                role: *r,
-                token: token(*r),
-            })
-            .collect(),
-        ..Config::default()
-    };
-    let app = Application::build_with_listener(config, TcpListener::bind("127.0.0.1:0").unwrap())
-        .await
-        .unwrap();
-    let port = app.port();
-    let stopper = app.stopper();
-    let running = tokio::spawn(app.run_until_stopped());
-    App {
-        base: format!("http://127.0.0.1:{port}"),
-        port,
-        client: reqwest::Client::new(),
-        stopper,
-        running,
-        _dir: dir,
-    }
-}
-
-impl App {
-    async fn post(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(token(Role::Operator))
-            .header("Idempotency-Key", key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(token(Role::Operator))
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn stop(self) {
-        self.stopper.stop().await;
-        self.running.await.unwrap().unwrap();
-    }
-}
 
 fn city() -> muster_geodata::City {
     muster_server::areas::Areas::from_setting("bundled")

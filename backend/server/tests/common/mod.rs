@@ -1,0 +1,101 @@
+//! A real server on port 0 with a fresh data directory, for the dispatcher and gateway tests.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use muster_server::auth::{Role, UserConfig};
+use muster_server::{Application, Config};
+use serde_json::Value;
+
+/// Longest a test waits for a condition.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+pub fn token(role: Role) -> String {
+    format!("dispatch-test-token-{}-0123456789", role.as_str())
+}
+
+/// A running server.
+pub struct App {
+    /// `http://127.0.0.1:port`.
+    pub base: String,
+    /// The HTTP port.
+    pub port: u16,
+    /// The mobile gateway, when the config has a token secret.
+    pub gateway: Option<muster_server::app::Gateway>,
+    client: reqwest::Client,
+    stopper: muster_server::app::Stopper,
+    running: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn spawn() -> App {
+    spawn_with(|_| {}).await
+}
+
+/// A server on port 0 with a fresh data directory, its config changed by `adjust`.
+pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        data_dir: dir.path().to_path_buf(),
+        bind: "127.0.0.1:0".into(),
+        users: Role::ALL
+            .iter()
+            .map(|r| UserConfig {
+                name: format!("{}-user", r.as_str()),
+                role: *r,
+                token: token(*r),
+            })
+            .collect(),
+        ..Config::default()
+    };
+    adjust(&mut config);
+    let app = Application::build_with_listener(config, TcpListener::bind("127.0.0.1:0").unwrap())
+        .await
+        .unwrap();
+    let port = app.port();
+    let gateway = app.gateway().cloned();
+    let stopper = app.stopper();
+    let running = tokio::spawn(app.run_until_stopped());
+    App {
+        base: format!("http://127.0.0.1:{port}"),
+        port,
+        gateway,
+        client: reqwest::Client::new(),
+        stopper,
+        running,
+        _dir: dir,
+    }
+}
+
+impl App {
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token(Role::Operator))
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token(Role::Operator))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn stop(self) {
+        self.stopper.stop().await;
+        self.running.await.unwrap().unwrap();
+    }
+}
