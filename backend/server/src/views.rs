@@ -887,7 +887,7 @@ async fn save_periodically(
             _ = tick.tick() => {
                 if views.last() != saved {
                     saves += 1;
-                    saved = save(&views, &db, saves % DURABLE_SAVE_EVERY == 0).await?;
+                    saved = save(&views, &db, saves.is_multiple_of(DURABLE_SAVE_EVERY)).await?;
                 }
             }
             _ = stopped(&mut stop) => return Ok(()),
