@@ -157,8 +157,8 @@ async function main() {
       await page.waitForSelector(`tr.incident-row[data-incident="${incidentId}"]`);
       const onMap = await page.evaluate((id) => window.muster.map["incidents"].has(id), incidentId);
       if (!onMap) throw new Error("the incident is not on the map layer");
-      // It is drawn: the pixel at its point is not the map background.
-      const lit = await page.evaluate((id) => {
+      // It is drawn (on the next animation frame): the ring's pixel is not transparent.
+      const lit = await page.waitForFunction((id) => {
         const m = window.muster.map;
         const i = m["incidents"].get(id);
         const p = m.map.latLngToContainerPoint([i.location.lat, i.location.lon]);
@@ -166,7 +166,7 @@ async function main() {
         const dpr = window.devicePixelRatio || 1;
         const d = c.getContext("2d").getImageData(Math.round((p.x + 13) * dpr), Math.round(p.y * dpr), 1, 1).data;
         return d[3] > 0;
-      }, incidentId);
+      }, incidentId).then(() => true, () => false);
       if (!lit) throw new Error("nothing is drawn at the incident's point");
       await page.screenshot({ path: path.join(artifacts, "03-incident-created.png") });
     });
