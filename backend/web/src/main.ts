@@ -405,12 +405,31 @@ async function dispatch(id: string, units?: string[]) {
   }
 }
 
+let selectedSig = "";
 function renderSelected(fresh: boolean) {
   const box = $("selected");
   if (!selected) return;
   const s = shown();
-  const active = document.activeElement;
-  if (!fresh && active && box.contains(active) && active.tagName === "SELECT") return;
+  const row = selected.kind === "incident" ? s.incidents.get(selected.id) : s.units.get(selected.id);
+  // Re-drawn only when what it shows changed, so an operator's choice in its forms stays.
+  const sig = JSON.stringify([selected, row ?? null, !!history, recFor, recHtml.length]);
+  if (!fresh && sig === selectedSig) return;
+  selectedSig = sig;
+  const kept = new Map<string, string>();
+  box.querySelectorAll<HTMLSelectElement>("select[id]").forEach((el) => kept.set(el.id, el.value));
+  try {
+    renderSelectedNow(box, s, fresh);
+  } finally {
+    if (!fresh)
+      box.querySelectorAll<HTMLSelectElement>("select[id]").forEach((el) => {
+        const v = kept.get(el.id);
+        if (v !== undefined && [...el.options].some((o) => o.value === v)) el.value = v;
+      });
+  }
+}
+
+function renderSelectedNow(box: HTMLElement, s: ReturnType<typeof shown>, fresh: boolean) {
+  if (!selected) return;
   if (selected.kind === "incident") {
     const i = s.incidents.get(selected.id);
     if (!i) {
@@ -427,7 +446,7 @@ function renderSelected(fresh: boolean) {
     }
     const dispOptions = DISPOSITIONS.map((d) => `<option value="${d}">${label(d)}</option>`).join("");
     box.innerHTML = `<div class="sel-head" data-selected-incident="${esc(i.id)}"><span class="prio prio-${i.priority}">${i.priority}</span> ${esc(label(i.incident_type))} · ${esc(i.area?.name ?? "")}
-      <div class="sub">${esc(label(i.status))} · reported ${hhmmss(Date.parse(i.reported_at))} · ${clock((nowMs() - Date.parse(i.reported_at)) / 1000)} ago</div></div>
+      <div class="sub">${esc(label(i.status))} · reported ${hhmmss(Date.parse(i.reported_at))}</div></div>
       <ul class="assigned">${units}</ul>
       ${closed || history ? "" : `<h3>Recommendation</h3><div id="rec">${recHtml}</div>
       <form id="close-form" class="row"><select id="f-disposition">${dispOptions}</select><button class="btn" id="close">Close incident</button></form><div class="err" data-for="form" id="close-err"></div>`}`;

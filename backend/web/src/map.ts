@@ -274,10 +274,12 @@ export class WallMap {
     const origin = this.map.getPixelOrigin();
     const panes = this.map.containerPointToLayerPoint([0, 0]);
     const ox = -origin.x - panes.x, oy = -origin.y - panes.y;
-    const crs = this.map.options.crs!;
+    // Web Mercator at this zoom (what Leaflet's default CRS does), without allocating.
+    const world = 256 * Math.pow(2, zoom);
     const project = (lat: number, lon: number) => {
-      const p = crs.latLngToPoint(L.latLng(lat, lon), zoom);
-      return [p.x + ox, p.y + oy];
+      const px = world * (0.5 + lon / 360);
+      const py = world * (0.5 - Math.log(Math.tan(Math.PI / 4 + (lat * Math.PI) / 360)) / (2 * Math.PI));
+      return [px + ox, py + oy];
     };
     const inView = (x: number, y: number) => x > -40 && y > -40 && x < size.x + 40 && y < size.y + 40;
     const scale = Math.max(1, Math.min(2.2, size.y / 900));
