@@ -46,7 +46,7 @@ function freePort() {
 let server = null;
 async function startServer(dataDir, port) {
   const child = spawn(musterBin, ["serve", "--demo", "--data-dir", dataDir, "--bind", `127.0.0.1:${port}`], {
-    env: { ...process.env, MUSTER_USERS: `wall-test:operator:${TOKEN}`, MUSTER_WEB_BUILD: "0" },
+    env: { ...process.env, MUSTER_USERS: `wall-test:operator:${TOKEN}`, MUSTER_WEB_BUILD: "0", MUSTER_GATEWAY_BIND: "off" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
@@ -220,7 +220,7 @@ async function main() {
       await page.waitForSelector(`tr.incident-row[data-incident="${incidentId}"]`, { state: "detached" });
     });
 
-    await step("time travel shows the city before the call, then live again", async () => {
+    await step("time travel shows the city before the call, plays forward, then live again", async () => {
       await page.evaluate(() => {
         const r = document.querySelector("#tt-range");
         r.value = "1";
@@ -229,6 +229,12 @@ async function main() {
       await page.waitForSelector("#history-banner:not([hidden])");
       await page.waitForFunction(() => document.querySelectorAll("tr.incident-row").length === 0);
       await page.screenshot({ path: path.join(artifacts, "07-history.png") });
+      // Play forward at 1x from near the log's start: the moment shown advances.
+      await page.selectOption("#tt-speed", "1");
+      await page.click("#tt-play");
+      const from = await page.innerText("#tt-label");
+      await page.waitForSelector("#history-banner >> text=/playing/");
+      await page.waitForFunction((f) => document.querySelector("#tt-label").textContent !== f, from);
       await page.click("#tt-live");
       await page.waitForSelector("#history-banner", { state: "hidden" });
     });
