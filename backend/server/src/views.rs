@@ -639,6 +639,11 @@ impl Views {
         *self.inner.applied.borrow()
     }
 
+    /// How many are waiting for the views to apply a position (see [`Views::wait_for`]).
+    pub fn waiting(&self) -> usize {
+        self.inner.applied.receiver_count()
+    }
+
     /// Waits until the views have applied `position`, at most `timeout`. Answers whether
     /// they have.
     pub async fn wait_for(&self, position: Position, timeout: Duration) -> bool {

@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 const DEADLINE: Duration = Duration::from_secs(10);
 
 struct TestApp {
+    state: muster_server::api::AppState,
     base: String,
     port: u16,
     client: reqwest::Client,
@@ -48,8 +49,10 @@ async fn spawn_in(dir: tempfile::TempDir) -> TestApp {
         .unwrap();
     let port = app.port();
     let stopper = app.stopper();
+    let state = app.state().clone();
     let running = tokio::spawn(app.run_until_stopped());
     TestApp {
+        state,
         base: format!("http://127.0.0.1:{port}"),
         port,
         client: reqwest::Client::new(),
@@ -934,4 +937,47 @@ async fn views_saved_for_another_log_are_refolded_from_this_one() {
         1,
         "stale rows were left in the saved views"
     );
+}
+
+#[tokio::test]
+async fn a_graceful_stop_finishes_the_requests_in_flight() {
+    let app = spawn_app().await;
+    let (_, a) = app
+        .post(
+            "/api/incidents",
+            "drain-call-1",
+            call(60.17, 24.94, "medical"),
+        )
+        .await;
+    let waiting_before = app.state.views.waiting();
+    // A view read waiting for a position that will not come while the server stops: it is in
+    // flight when the stop begins and must still get its answer.
+    let waiting = {
+        let client = app.client.clone();
+        let url = format!(
+            "{}/api/incidents?min_position={}",
+            app.base,
+            a["position"].as_u64().unwrap() + 1_000
+        );
+        tokio::spawn(async move {
+            client
+                .get(url)
+                .bearer_auth(token(Role::Planner))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    // Stop only once the request is being handled: its handler waits on the views.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while app.state.views.waiting() <= waiting_before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the request never reached its handler"
+        );
+        tokio::task::yield_now().await;
+    }
+    let dir = app.stop().await;
+    assert_eq!(waiting.await.unwrap().unwrap(), 200);
+    drop(dir);
 }
