@@ -44,6 +44,38 @@ pub struct AppState {
     pub commands: Commands,
     /// The views.
     pub views: Views,
+    /// Addresses of the configured city, if any.
+    pub geocoder: Option<std::sync::Arc<muster_geodata::geocode::Geocoder>>,
+}
+
+/// Reverse geocoding farther than this from the nearest address or named road answers no
+/// address.
+pub const MAX_ADDRESS_DISTANCE_M: f64 = 150.0;
+
+impl AppState {
+    /// The position of an address, or why there is none.
+    pub fn resolve(&self, address: &str) -> Result<LatLon, ApiError> {
+        use muster_geodata::geocode::AddressQuery;
+        let geocoder = self.geocoder.as_ref().ok_or_else(|| {
+            ApiError::invalid(
+                "addresses cannot be resolved: the server has no city; give a location",
+            )
+        })?;
+        let hit = AddressQuery::parse(address)
+            .and_then(|q| geocoder.geocode(&q))
+            .map_err(|e| ApiError::invalid(format!("the address cannot be resolved: {e}")))?;
+        LatLon::from_lat_lon(hit.location.lat(), hit.location.lon())
+            .map_err(|e| ApiError::invalid(e.to_string()))
+    }
+
+    /// The nearest address to a point, when the city has one close by.
+    pub fn address_of(&self, p: LatLon) -> Option<Value> {
+        let geocoder = self.geocoder.as_ref()?;
+        let q = muster_geodata::point::LatLon::new(p.lat_deg(), p.lon_deg()).ok()?;
+        let hit = geocoder.reverse(q)?;
+        (hit.distance_m <= MAX_ADDRESS_DISTANCE_M)
+            .then(|| json!({"text": hit.to_string(), "distance_m": hit.distance_m}))
+    }
 }
 
 /// Namespace of ids derived from idempotency keys, for commands that create an aggregate
@@ -243,8 +275,11 @@ impl CallerIn {
 pub struct CreateIncident {
     /// Optional id; by default derived from the idempotency key.
     pub id: Option<IncidentId>,
-    /// Where.
-    pub location: LatLon,
+    /// Where; or else `address`.
+    pub location: Option<LatLon>,
+    /// A street address in the server's city ("Mannerheimintie 5"), used when no location
+    /// is given.
+    pub address: Option<String>,
     /// What.
     pub incident_type: IncidentType,
     /// How urgent.
@@ -276,6 +311,15 @@ async fn create_incident(
             )));
         }
     };
+    let location = match (body.location, body.address.as_deref()) {
+        (Some(location), _) => location,
+        (None, Some(address)) => state.resolve(address)?,
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "an incident needs a location ({\"lat\", \"lon\"}) or an address",
+            ));
+        }
+    };
     let caller_details = body.caller.unwrap_or_default().parse()?;
     let id = body
         .id
@@ -285,7 +329,7 @@ async fn create_incident(
     let command = IncidentCommand::Report {
         incident_id: id,
         source,
-        location: body.location,
+        location,
         incident_type: body.incident_type,
         priority: body.priority,
         caller: caller_details,
@@ -317,18 +361,22 @@ async fn create_incident(
         suggest_duplicates(
             &open,
             &NewCall {
-                location: body.location,
+                location,
                 incident_type: body.incident_type,
                 at: now,
             },
             &DuplicateWindow::DEFAULT,
         )
     });
-    let area = state.views.areas().area_of(body.location);
+    let area = state.views.areas().area_of(location);
+    let address = state.address_of(location);
     Ok(answer(
         StatusCode::CREATED,
         &executed,
-        json!({ "incident_id": id, "area": area, "duplicates": duplicates }),
+        json!({
+            "incident_id": id, "location": location, "address": address,
+            "area": area, "duplicates": duplicates,
+        }),
     ))
 }
 
@@ -392,6 +440,7 @@ async fn get_incident(
         "incident_type": incident.incident_type,
         "priority": incident.priority,
         "location": incident.location,
+        "address": state.address_of(incident.location),
         "source": incident.source,
         "triaged": incident.triaged,
         "call_received_at": incident.call_received_at,

@@ -258,7 +258,14 @@ impl Application {
             tokio::spawn(d.clone().run(dyn_store.clone(), stop_rx.clone()));
         }
         let dispatcher = dispatcher.map(web::Data::new);
-        let state = AppState { commands, views };
+        let geocoder = city
+            .as_ref()
+            .map(|c| Arc::new(muster_geodata::geocode::Geocoder::new(Arc::new(c.clone()))));
+        let state = AppState {
+            commands,
+            views,
+            geocoder,
+        };
         let port = listener.local_addr()?.port();
         let data = web::Data::new(state.clone());
         let tokens = web::Data::new(tokens);

@@ -85,8 +85,8 @@ pub fn document() -> Value {
             "schemas": {
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}}}}},
                 "LatLon": latlon,
-                "CreateIncident": {"type": "object", "required": ["location", "incident_type", "priority"], "properties": {
-                    "id": {"type": "string", "format": "uuid"}, "location": {"$ref": "#/components/schemas/LatLon"},
+                "CreateIncident": {"type": "object", "required": ["incident_type", "priority"], "description": "location, or else address (resolved in the server's city)", "properties": {
+                    "id": {"type": "string", "format": "uuid"}, "location": {"$ref": "#/components/schemas/LatLon"}, "address": {"type": "string"},
                     "incident_type": {"type": "string"}, "priority": {"enum": ["P1", "P2", "P3", "P4", "P5"]},
                     "caller": {"type": "object", "properties": {"name": {"type": "string"}, "call_back": {"type": "string"}}},
                     "source": {"enum": ["hotline", "citizen"]}, "call_received_at": {"type": "string", "format": "date-time"}}},

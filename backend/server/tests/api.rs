@@ -981,3 +981,50 @@ async fn a_graceful_stop_finishes_the_requests_in_flight() {
     assert_eq!(waiting.await.unwrap().unwrap(), 200);
     drop(dir);
 }
+
+#[tokio::test]
+async fn a_call_may_give_an_address_in_the_city_instead_of_coordinates() {
+    let app = spawn_app().await;
+    // Helsinki's bundled city: the answer names the nearest address of a point.
+    let (status, first) = app
+        .post(
+            "/api/incidents",
+            "address-call-1",
+            call(60.1699, 24.9384, "medical"),
+        )
+        .await;
+    assert_eq!(status, 201, "{first}");
+    let address = first["address"]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no address near central Helsinki: {first}"))
+        .to_owned();
+    // The same address as the only location of a new call lands next to it.
+    let body = json!({"address": address, "incident_type": "medical", "priority": "P3"});
+    let (status, second) = app.post("/api/incidents", "address-call-2", body).await;
+    assert_eq!(status, 201, "{second}");
+    let (lat, lon) = (
+        second["location"]["lat"].as_f64().unwrap(),
+        second["location"]["lon"].as_f64().unwrap(),
+    );
+    assert!(
+        (lat - 60.1699).abs() < 0.002 && (lon - 24.9384).abs() < 0.004,
+        "{second}"
+    );
+    assert_eq!(second["duplicates"][0]["incident"], first["incident_id"]);
+
+    for (why, body) in [
+        (
+            "an unknown street",
+            json!({"address": "Nosuchstreetintie 1", "incident_type": "medical", "priority": "P3"}),
+        ),
+        (
+            "neither location nor address",
+            json!({"incident_type": "medical", "priority": "P3"}),
+        ),
+    ] {
+        let (status, answer) = app.post("/api/incidents", "address-call-bad", body).await;
+        assert_eq!(status, 422, "{why}: {answer}");
+        assert_eq!(answer["error"]["code"], "invalid", "{why}");
+    }
+    app.stop().await;
+}
