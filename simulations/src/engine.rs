@@ -252,6 +252,8 @@ struct Engine<'a> {
     round_pending: Vec<usize>,
     round_scheduled: bool,
     retry_scheduled: bool,
+    waiting: std::collections::BTreeSet<usize>,
+    freed: BTreeMap<UnitKind, usize>,
     closures: Vec<Vec<u32>>,
     events: u64,
     refusals: u64,
@@ -297,8 +299,8 @@ pub fn run_with_router(
         end_ms,
         seq: 0,
         queue: BinaryHeap::new(),
-        ids: ChaCha8Rng::seed_from_u64(seed ^ 0x6964_73),
-        behaviour: ChaCha8Rng::seed_from_u64(seed ^ 0x6265_6861_76),
+        ids: ChaCha8Rng::seed_from_u64(seed ^ 0x0069_6473),
+        behaviour: ChaCha8Rng::seed_from_u64(seed ^ 0x0062_6568_6176),
         units: Vec::new(),
         incidents: Vec::new(),
         incident_by_id: HashMap::new(),
@@ -307,6 +309,8 @@ pub fn run_with_router(
         round_pending: Vec::new(),
         round_scheduled: false,
         retry_scheduled: false,
+        waiting: Default::default(),
+        freed: Default::default(),
         closures: Vec::new(),
         events: 0,
         refusals: 0,
@@ -666,10 +670,27 @@ impl Engine<'_> {
             }
             Ev::Retry => {
                 self.retry_scheduled = false;
-                let mut waiting: Vec<usize> = (0..self.incidents.len())
-                    .filter(|&i| self.incidents[i].waiting && !self.incidents[i].closed)
-                    .collect();
-                waiting.sort_by_key(|&i| (self.incidents[i].call.priority, i));
+                // Only incidents that need a kind freed since the last round can gain, and
+                // each freed unit serves at most one of them: the most urgent, then oldest.
+                let mut freed = std::mem::take(&mut self.freed);
+                let mut candidates: Vec<usize> = self.waiting.iter().copied().collect();
+                candidates.sort_by_key(|&i| (self.incidents[i].call.priority, i));
+                let mut waiting = Vec::new();
+                for i in candidates {
+                    let mut wanted = false;
+                    for (k, n) in &self.incidents[i].needs {
+                        if let Some(left) = freed.get_mut(k).filter(|l| *n > 0 && **l > 0) {
+                            *left -= 1;
+                            wanted = true;
+                        }
+                    }
+                    if wanted {
+                        waiting.push(i);
+                    }
+                    if freed.values().all(|l| *l == 0) {
+                        break;
+                    }
+                }
                 match self.policy {
                     Policy::Closest => {
                         for i in waiting {
@@ -782,7 +803,7 @@ impl Engine<'_> {
                             at: self.at(),
                         },
                     )?;
-                    self.kick_retry();
+                    self.kick_retry(self.units[unit].kind);
                 }
             }
             Ev::ShiftEnd(unit) => {
@@ -837,8 +858,10 @@ impl Engine<'_> {
             .map(|t| t.task)
     }
 
-    fn kick_retry(&mut self) {
-        if !self.retry_scheduled && self.incidents.iter().any(|i| i.waiting && !i.closed) {
+    /// A unit of this kind became free: incidents waiting for one get another round soon.
+    fn kick_retry(&mut self, kind: UnitKind) {
+        *self.freed.entry(kind).or_default() += 1;
+        if !self.retry_scheduled && !self.waiting.is_empty() {
             self.retry_scheduled = true;
             self.schedule(self.now_ms + 1_000, Ev::Retry);
         }
@@ -971,6 +994,7 @@ impl Engine<'_> {
     fn dispatch_closest(&mut self, i: usize) -> Result<(), DrillError> {
         if self.incidents[i].closed || self.incidents[i].needs.iter().all(|(_, n)| *n == 0) {
             self.incidents[i].waiting = false;
+            self.waiting.remove(&i);
             return Ok(());
         }
         let (spec, plan) = self.spec(i);
@@ -1029,14 +1053,9 @@ impl Engine<'_> {
         let inc = &mut self.incidents[i];
         inc.waiting = !inc.closed && inc.needs.iter().any(|(_, n)| *n > 0);
         if inc.waiting {
-            self.kick_retry_later();
-        }
-    }
-
-    fn kick_retry_later(&mut self) {
-        if !self.retry_scheduled {
-            self.retry_scheduled = true;
-            self.schedule(self.now_ms + 30_000, Ev::Retry);
+            self.waiting.insert(i);
+        } else {
+            self.waiting.remove(&i);
         }
     }
 
@@ -1120,6 +1139,7 @@ impl Engine<'_> {
             }
         }
         self.go_off_if_due(u)?;
+        self.kick_retry(kind);
         Ok(())
     }
 
@@ -1307,6 +1327,7 @@ impl Engine<'_> {
             if inc.assigned.is_empty() && inc.any_on_scene && !inc.closed {
                 self.incidents[i].closed = true;
                 self.incidents[i].waiting = false;
+                self.waiting.remove(&i);
                 self.incident_command(
                     i,
                     IncidentCommand::Close {
@@ -1319,7 +1340,7 @@ impl Engine<'_> {
         let station = self.units[u].station;
         self.move_unit(u, station, Dest::Station);
         self.go_off_if_due(u)?;
-        self.kick_retry();
+        self.kick_retry(self.units[u].kind);
         Ok(())
     }
 

@@ -21,6 +21,10 @@
 //! - [`cli`]: argument structs and run functions for `muster drill …` and `muster bench drill`.
 
 pub mod calls;
+pub mod cli;
 pub mod engine;
+pub mod html;
 pub mod log;
+pub mod replay;
+pub mod report;
 pub mod scenario;

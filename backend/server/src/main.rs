@@ -33,6 +33,8 @@ enum Command {
     Gateway(muster_mobile::cli::GatewayArgs),
     /// Simulate a responder's device: acknowledge tasks, drive, report status and positions.
     Responder(muster_mobile::cli::ResponderArgs),
+    /// Run drills in virtual time, compare policies or layouts, replay recorded logs.
+    Drill(muster_sim::cli::DrillArgs),
 }
 
 /// Arguments of `muster serve`.
@@ -88,6 +90,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Gateway(args) => muster_mobile::cli::run_gateway(args),
         Command::Responder(args) => muster_mobile::cli::run_responder(args),
+        Command::Drill(args) => muster_sim::cli::run(args),
         Command::Serve(args) => serve(args),
         Command::Projections(args) => match args.command {
             ProjectionsCommand::Rebuild { data_dir, city } => projections_rebuild(&data_dir, &city),

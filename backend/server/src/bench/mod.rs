@@ -34,6 +34,9 @@ enum BenchCommand {
     /// The mobile gateway: device connections held, memory per connection, task push latency
     /// at a fixed rate, against a bare $all subscription in the same run.
     Gateway(muster_mobile::cli::BenchGatewayArgs),
+    /// A 24-hour drill of the 30 km generated city, and replay of its log into the engine
+    /// against a plain parse of the same log.
+    Drill(muster_sim::cli::BenchDrillArgs),
 }
 
 /// Runs `muster bench …`.
@@ -45,5 +48,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Projections(a) => e2e::run_projections(a),
         BenchCommand::Geodata(a) => crate::geodata_cmd::bench(a),
         BenchCommand::Gateway(a) => muster_mobile::cli::run_bench_gateway(a),
+        BenchCommand::Drill(a) => muster_sim::cli::bench(a),
     }
 }

@@ -1,0 +1,579 @@
+//! Reports computed from an event log alone: response-time distributions against the NFPA
+//! targets, unit utilisation and coverage gaps over time.
+//!
+//! Definitions (all from the incident streams' time points and the unit streams' statuses):
+//! - **call processing**: call received to the first unit dispatched (NFPA 1225: 60 s at
+//!   the 90th percentile);
+//! - **turnout**: a unit's dispatch to its en route (NFPA 1710: 60 s EMS, 80 s fire and
+//!   others, 90th percentile);
+//! - **travel**: a unit's en route to its on scene; **first engine travel** is the travel of
+//!   the first engine to arrive at an incident (240 s); **full first alarm** is, for a
+//!   structure fire, the longest travel among the units of its first dispatch (480 s);
+//! - **total**: call received to the first unit on scene.
+//!
+//! Units dispatched but never en route (declined, stood down) count in call processing but
+//! not in turnout or travel. Coverage is sampled every 15 virtual minutes by replaying the
+//! units' statuses and positions into the core's [`UnitIndex`] and asking
+//! [`coverage`](muster_core::dispatch::coverage()) which districts have no engine (or no
+//! ambulance) within 480 s by road.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use muster_core::dispatch::{NewUnit, UnitIndex, coverage};
+use muster_core::event::DomainEvent;
+use muster_core::ids::{AggregateRef, IncidentId, TaskId, UnitId};
+use muster_core::incident::{IncidentEvent, TimePoint};
+use muster_core::unit::{UnitEvent, UnitStatus};
+use muster_core::value::{IncidentType, Priority, Service, UnitKind};
+use muster_geodata::Router;
+use muster_store::RecordedEvent;
+use serde::Serialize;
+
+/// NFPA 1225 call processing target, seconds.
+pub const CALL_PROCESSING_TARGET_S: f64 = 60.0;
+/// NFPA 1710 turnout target for EMS, seconds.
+pub const TURNOUT_EMS_TARGET_S: f64 = 60.0;
+/// NFPA 1710 turnout target for fire (and others), seconds.
+pub const TURNOUT_FIRE_TARGET_S: f64 = 80.0;
+/// NFPA 1710 first engine travel target, seconds.
+pub const FIRST_ENGINE_TRAVEL_TARGET_S: f64 = 240.0;
+/// NFPA 1710 full first alarm travel target, seconds.
+pub const FULL_FIRST_ALARM_TARGET_S: f64 = 480.0;
+/// Coverage samples, every this many minutes.
+pub const COVERAGE_EVERY_MIN: i64 = 15;
+
+/// Quantiles of one measure.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Distribution {
+    /// Samples.
+    pub count: usize,
+    /// Median, seconds.
+    pub p50_s: Option<f64>,
+    /// 90th percentile, seconds.
+    pub p90_s: Option<f64>,
+    /// Largest, seconds.
+    pub max_s: Option<f64>,
+    /// Counts per 30-second bin (the last bin holds everything beyond).
+    pub histogram_30s: Vec<usize>,
+}
+
+fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    // Nearest rank.
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+impl Distribution {
+    fn of(mut v: Vec<f64>) -> Self {
+        v.sort_by(f64::total_cmp);
+        let mut histogram_30s = vec![0; 40];
+        for x in &v {
+            let b = ((x / 30.0) as usize).min(39);
+            histogram_30s[b] += 1;
+        }
+        Distribution {
+            count: v.len(),
+            p50_s: quantile(&v, 0.5),
+            p90_s: quantile(&v, 0.9),
+            max_s: v.last().copied(),
+            histogram_30s,
+        }
+    }
+}
+
+/// A measure against its target.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Target {
+    /// What is measured.
+    pub measure: String,
+    /// The standard.
+    pub standard: String,
+    /// Target at the 90th percentile, seconds.
+    pub target_s: f64,
+    /// The distribution.
+    pub distribution: Distribution,
+    /// Share of samples within the target.
+    pub within_share: Option<f64>,
+    /// Whether the 90th percentile meets the target.
+    pub met: Option<bool>,
+}
+
+/// The four measures, for one group.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Measures {
+    /// Call received to first dispatch.
+    pub call_processing: Distribution,
+    /// Dispatch to en route.
+    pub turnout: Distribution,
+    /// En route to on scene.
+    pub travel: Distribution,
+    /// Call received to first on scene.
+    pub total: Distribution,
+}
+
+/// Utilisation of one unit kind.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Utilisation {
+    /// Units of the kind.
+    pub units: usize,
+    /// Share of unit-time committed to a task.
+    pub committed_share: f64,
+    /// Tasks.
+    pub tasks: usize,
+}
+
+/// A coverage sample.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CoverageSample {
+    /// Minutes from the log's start.
+    pub minute: i64,
+    /// Districts without an engine within 480 s.
+    pub without_engine: Vec<String>,
+    /// Districts without an ambulance within 480 s.
+    pub without_ambulance: Vec<String>,
+}
+
+/// A report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Report {
+    /// What it is of.
+    pub title: String,
+    /// Events read.
+    pub events: usize,
+    /// Incidents.
+    pub incidents: usize,
+    /// Incidents closed.
+    pub closed: usize,
+    /// Incidents no unit reached.
+    pub never_reached: usize,
+    /// Start of the log (first event).
+    pub start: Option<DateTime<Utc>>,
+    /// End of the log (last event).
+    pub end: Option<DateTime<Utc>>,
+    /// The targets.
+    pub targets: Vec<Target>,
+    /// Measures over everything.
+    pub overall: Measures,
+    /// By district.
+    pub by_area: BTreeMap<String, Measures>,
+    /// By priority.
+    pub by_priority: BTreeMap<String, Measures>,
+    /// Turnout and travel by unit kind (call processing and total are per incident, and
+    /// repeated for the kinds present).
+    pub by_unit_kind: BTreeMap<String, Measures>,
+    /// Utilisation by unit kind.
+    pub utilisation: BTreeMap<String, Utilisation>,
+    /// Coverage over time (empty without a city).
+    pub coverage: Vec<CoverageSample>,
+    /// The log's SHA-256, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_sha256: Option<String>,
+}
+
+#[derive(Default)]
+struct Inc {
+    incident_type: Option<IncidentType>,
+    priority: Option<Priority>,
+    area: String,
+    received: Option<DateTime<Utc>>,
+    closed: bool,
+    tasks: Vec<TaskId>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct TaskTimes {
+    unit: Option<UnitId>,
+    incident: Option<IncidentId>,
+    dispatched: Option<DateTime<Utc>>,
+    en_route: Option<DateTime<Utc>>,
+    on_scene: Option<DateTime<Utc>>,
+}
+
+fn secs(a: DateTime<Utc>, b: DateTime<Utc>) -> f64 {
+    (b - a).num_milliseconds() as f64 / 1000.0
+}
+
+#[derive(Default)]
+struct Samples {
+    call_processing: Vec<f64>,
+    turnout: Vec<f64>,
+    travel: Vec<f64>,
+    total: Vec<f64>,
+}
+
+impl Samples {
+    fn measures(self) -> Measures {
+        Measures {
+            call_processing: Distribution::of(self.call_processing),
+            turnout: Distribution::of(self.turnout),
+            travel: Distribution::of(self.travel),
+            total: Distribution::of(self.total),
+        }
+    }
+}
+
+/// Builds the report of a log. With a router (for the log's city), coverage over time is
+/// sampled too.
+pub fn build(title: &str, events: &[RecordedEvent], router: Option<Arc<Router>>) -> Report {
+    let city = router.as_ref().map(|r| r.city().clone());
+    let mut kinds: HashMap<UnitId, UnitKind> = HashMap::new();
+    let mut incidents: BTreeMap<IncidentId, Inc> = BTreeMap::new();
+    let mut tasks: HashMap<TaskId, TaskTimes> = HashMap::new();
+    let mut committed_since: HashMap<UnitId, DateTime<Utc>> = HashMap::new();
+    let mut committed_ms: HashMap<UnitKind, i64> = HashMap::new();
+    let mut task_count: HashMap<UnitKind, usize> = HashMap::new();
+    let mut index = router
+        .clone()
+        .map(|r| UnitIndex::new(r, muster_core::dispatch::DEFAULT_STALE_AFTER));
+    let mut coverage_samples = Vec::new();
+    let start = events
+        .first()
+        .map(|e| e.metadata.occurred_at.unwrap_or(e.recorded_at));
+    let end = events
+        .last()
+        .map(|e| e.metadata.occurred_at.unwrap_or(e.recorded_at));
+    let mut next_sample = start;
+
+    for e in events {
+        let Ok((aggregate, event)) = DomainEvent::from_recorded(e) else {
+            continue;
+        };
+        let now = e.metadata.occurred_at.unwrap_or(e.recorded_at);
+        while let (Some(ix), Some(t)) = (index.as_mut(), next_sample) {
+            if t > now {
+                break;
+            }
+            ix.refresh_stale(t);
+            let minute = (t - start.expect("set with next_sample")).num_minutes();
+            let target = std::time::Duration::from_secs(480);
+            let engines = coverage(ix, &[UnitKind::Engine], target);
+            let ambulances = coverage(
+                ix,
+                &[UnitKind::AlsAmbulance, UnitKind::BlsAmbulance],
+                target,
+            );
+            coverage_samples.push(CoverageSample {
+                minute,
+                without_engine: engines
+                    .uncovered
+                    .iter()
+                    .map(|a| a.district.clone())
+                    .collect(),
+                without_ambulance: ambulances
+                    .uncovered
+                    .iter()
+                    .map(|a| a.district.clone())
+                    .collect(),
+            });
+            next_sample = Some(t + Duration::minutes(COVERAGE_EVERY_MIN));
+        }
+        match (aggregate, event) {
+            (AggregateRef::Unit(id), DomainEvent::Unit(ev)) => match ev {
+                UnitEvent::UnitRegistered {
+                    kind,
+                    home_station,
+                    capabilities,
+                    agency,
+                    ..
+                } => {
+                    kinds.insert(id, kind);
+                    if let (Some(ix), Some(city)) = (index.as_mut(), city.as_ref()) {
+                        let station = city
+                            .stations
+                            .iter()
+                            .find(|s| s.id.eq_ignore_ascii_case(home_station.as_str()))
+                            .map(|s| s.location);
+                        ix.upsert(NewUnit {
+                            id,
+                            kind,
+                            capabilities,
+                            agency,
+                            status: UnitStatus::Available,
+                            station,
+                        });
+                    }
+                }
+                UnitEvent::UnitStatusChanged { from, to, at, .. } => {
+                    if let Some(ix) = index.as_mut() {
+                        ix.set_status(id, to);
+                    }
+                    if to.is_committed() && !from.is_committed() {
+                        committed_since.insert(id, at);
+                    } else if !to.is_committed()
+                        && from.is_committed()
+                        && let Some(since) = committed_since.remove(&id)
+                        && let Some(kind) = kinds.get(&id)
+                    {
+                        *committed_ms.entry(*kind).or_default() += (at - since).num_milliseconds();
+                    }
+                }
+                UnitEvent::UnitPositionReported { position, at, .. } => {
+                    if let Some(ix) = index.as_mut() {
+                        ix.report_position(id, crate::engine::from_core(position), at, now);
+                    }
+                }
+                UnitEvent::TaskAssigned { .. } => {
+                    if let Some(kind) = kinds.get(&id) {
+                        *task_count.entry(*kind).or_default() += 1;
+                    }
+                }
+                _ => {}
+            },
+            (AggregateRef::Incident(id), DomainEvent::Incident(ev)) => {
+                let inc = incidents.entry(id).or_default();
+                match ev {
+                    IncidentEvent::IncidentReported {
+                        incident_type,
+                        priority,
+                        location,
+                        ..
+                    } => {
+                        inc.incident_type = Some(incident_type);
+                        inc.priority = Some(priority);
+                        inc.area = city
+                            .as_ref()
+                            .and_then(|c| {
+                                c.district_at(crate::engine::from_core(location))
+                                    .map(|d| d.id.clone())
+                            })
+                            .unwrap_or_else(|| "unknown".into());
+                    }
+                    IncidentEvent::IncidentTriaged {
+                        incident_type,
+                        priority,
+                        ..
+                    } => {
+                        inc.incident_type = Some(incident_type);
+                        inc.priority = Some(priority);
+                    }
+                    IncidentEvent::IncidentClosed { .. } => inc.closed = true,
+                    IncidentEvent::TimePointRecorded {
+                        point,
+                        unit,
+                        task,
+                        at,
+                    } => match (point, task) {
+                        (TimePoint::CallReceived, _) => inc.received = Some(at),
+                        (_, Some(task)) => {
+                            let t = tasks.entry(task).or_default();
+                            t.unit = unit.or(t.unit);
+                            t.incident = Some(id);
+                            match point {
+                                TimePoint::Dispatched => {
+                                    t.dispatched = Some(at);
+                                    inc.tasks.push(task);
+                                }
+                                TimePoint::EnRoute => t.en_route = Some(at),
+                                TimePoint::OnScene => t.on_scene = Some(at),
+                                _ => {}
+                            }
+                        }
+                        _ => {}
+                    },
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    // Units still committed at the end count up to the end.
+    if let Some(end) = end {
+        for (id, since) in &committed_since {
+            if let Some(kind) = kinds.get(id) {
+                *committed_ms.entry(*kind).or_default() += (end - *since).num_milliseconds();
+            }
+        }
+    }
+
+    let mut overall = Samples::default();
+    let mut by_area: BTreeMap<String, Samples> = BTreeMap::new();
+    let mut by_priority: BTreeMap<String, Samples> = BTreeMap::new();
+    let mut by_kind: BTreeMap<String, Samples> = BTreeMap::new();
+    let (mut turnout_ems, mut turnout_fire, mut first_engine, mut full_alarm) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut never_reached = 0;
+    for inc in incidents.values() {
+        let Some(received) = inc.received else {
+            continue;
+        };
+        let area = inc.area.clone();
+        let priority = inc.priority.map_or("?".into(), |p| p.to_string());
+        let times: Vec<TaskTimes> = inc
+            .tasks
+            .iter()
+            .filter_map(|t| tasks.get(t).copied())
+            .collect();
+        let first_dispatch = times.iter().filter_map(|t| t.dispatched).min();
+        let first_on_scene = times.iter().filter_map(|t| t.on_scene).min();
+        if first_on_scene.is_none() {
+            never_reached += 1;
+        }
+        let push = |s: &mut Samples| {
+            if let Some(d) = first_dispatch {
+                s.call_processing.push(secs(received, d));
+            }
+            if let Some(o) = first_on_scene {
+                s.total.push(secs(received, o));
+            }
+        };
+        push(&mut overall);
+        push(by_area.entry(area.clone()).or_default());
+        push(by_priority.entry(priority.clone()).or_default());
+        let mut engine_arrivals: Vec<(DateTime<Utc>, f64)> = Vec::new();
+        let mut first_alarm_travel: Vec<f64> = Vec::new();
+        let mut first_alarm_complete = true;
+        for t in &times {
+            let kind = t.unit.and_then(|u| kinds.get(&u)).copied();
+            let kind_key = kind.map_or("?".into(), |k| k.code().to_owned());
+            let initial = matches!((t.dispatched, first_dispatch), (Some(d), Some(f)) if d - f <= Duration::seconds(60));
+            if let (Some(d), Some(r)) = (t.dispatched, t.en_route) {
+                let turnout = secs(d, r);
+                for s in [
+                    &mut overall,
+                    by_area.entry(area.clone()).or_default(),
+                    by_priority.entry(priority.clone()).or_default(),
+                    by_kind.entry(kind_key.clone()).or_default(),
+                ] {
+                    s.turnout.push(turnout);
+                }
+                match kind.map(|k| k.service()) {
+                    Some(Service::Ems) => turnout_ems.push(turnout),
+                    Some(_) => turnout_fire.push(turnout),
+                    None => {}
+                }
+            }
+            if let (Some(r), Some(o)) = (t.en_route, t.on_scene) {
+                let travel = secs(r, o);
+                for s in [
+                    &mut overall,
+                    by_area.entry(area.clone()).or_default(),
+                    by_priority.entry(priority.clone()).or_default(),
+                    by_kind.entry(kind_key.clone()).or_default(),
+                ] {
+                    s.travel.push(travel);
+                }
+                if kind == Some(UnitKind::Engine) {
+                    engine_arrivals.push((o, travel));
+                }
+                if initial {
+                    first_alarm_travel.push(travel);
+                }
+            } else if initial {
+                first_alarm_complete = false;
+            }
+        }
+        if let Some((_, travel)) = engine_arrivals.iter().min_by_key(|(o, _)| *o) {
+            first_engine.push(*travel);
+        }
+        if inc.incident_type == Some(IncidentType::StructureFire)
+            && first_alarm_complete
+            && !first_alarm_travel.is_empty()
+        {
+            full_alarm.push(first_alarm_travel.iter().copied().fold(0.0, f64::max));
+        }
+    }
+
+    let target = |measure: &str, standard: &str, target_s: f64, v: Vec<f64>| {
+        let within = if v.is_empty() {
+            None
+        } else {
+            Some(v.iter().filter(|x| **x <= target_s).count() as f64 / v.len() as f64)
+        };
+        let distribution = Distribution::of(v);
+        Target {
+            measure: measure.into(),
+            standard: standard.into(),
+            target_s,
+            met: distribution.p90_s.map(|p| p <= target_s),
+            within_share: within,
+            distribution,
+        }
+    };
+    let targets = vec![
+        target(
+            "call processing",
+            "NFPA 1225",
+            CALL_PROCESSING_TARGET_S,
+            overall.call_processing.clone(),
+        ),
+        target(
+            "turnout, EMS",
+            "NFPA 1710",
+            TURNOUT_EMS_TARGET_S,
+            turnout_ems,
+        ),
+        target(
+            "turnout, fire and others",
+            "NFPA 1710",
+            TURNOUT_FIRE_TARGET_S,
+            turnout_fire,
+        ),
+        target(
+            "first engine travel",
+            "NFPA 1710",
+            FIRST_ENGINE_TRAVEL_TARGET_S,
+            first_engine,
+        ),
+        target(
+            "full first alarm travel (structure fires)",
+            "NFPA 1710",
+            FULL_FIRST_ALARM_TARGET_S,
+            full_alarm,
+        ),
+    ];
+
+    let duration_ms = match (start, end) {
+        (Some(a), Some(b)) => (b - a).num_milliseconds().max(1),
+        _ => 1,
+    };
+    let mut unit_counts: BTreeMap<UnitKind, usize> = BTreeMap::new();
+    for k in kinds.values() {
+        *unit_counts.entry(*k).or_default() += 1;
+    }
+    let utilisation = unit_counts
+        .iter()
+        .map(|(k, n)| {
+            let busy = committed_ms.get(k).copied().unwrap_or(0) as f64;
+            (
+                k.code().to_owned(),
+                Utilisation {
+                    units: *n,
+                    committed_share: busy / (*n as f64 * duration_ms as f64),
+                    tasks: task_count.get(k).copied().unwrap_or(0),
+                },
+            )
+        })
+        .collect();
+
+    Report {
+        title: title.into(),
+        events: events.len(),
+        incidents: incidents.values().filter(|i| i.received.is_some()).count(),
+        closed: incidents.values().filter(|i| i.closed).count(),
+        never_reached,
+        start,
+        end,
+        targets,
+        overall: overall.measures(),
+        by_area: by_area
+            .into_iter()
+            .map(|(k, v)| (k, v.measures()))
+            .collect(),
+        by_priority: by_priority
+            .into_iter()
+            .map(|(k, v)| (k, v.measures()))
+            .collect(),
+        by_unit_kind: by_kind
+            .into_iter()
+            .map(|(k, v)| (k, v.measures()))
+            .collect(),
+        utilisation,
+        coverage: coverage_samples,
+        log_sha256: None,
+    }
+}
