@@ -1,7 +1,7 @@
 // The wall display's figures, measured in Debian's chromium (headless, software rendering)
 // against the real `muster` server on loopback.
 //
-//   node backend/web/bench/ui.mjs [--runs 3] [--seconds 10] [--units 2000] [--incidents 500]
+//   node backend/web/bench/ui.mjs [--runs 3] [--seconds 10] [--units 2000] [--incidents 500] [--via-server]
 //                                 [--muster target/release/muster]
 //
 // First render: the server holds --units units and --incidents incidents (registered through
@@ -15,6 +15,11 @@
 // is the p95 of the intervals between animation frames over --seconds, with the boards
 // refreshing as usual. Baseline in the same run: the same page with no units and no
 // incidents. Medians over --runs.
+//
+// --via-server: instead, the live page follows the real feed while this process reports
+// every unit's position once a second through the API (POST /api/units/{id}/position, 64 at
+// a time); it prints the rate it reached. Baseline: the same live page with nothing moving.
+// On one small machine the server, this driver and the browser share the cores.
 
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
@@ -41,6 +46,7 @@ const defaultBin = ["release", "debug"]
 const MUSTER = opt("muster", defaultBin);
 const TOKEN = "wall-bench-operator-token-0123456789";
 const ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+const VIA_SERVER = argv.includes("--via-server");
 const TARGET = { frameP95Ms: 50, firstRenderMs: 2000 };
 
 const say = (s) => process.stderr.write(s + "\n");
@@ -70,6 +76,45 @@ async function pool(n, items, f) {
   }));
 }
 
+/** Animation-frame intervals and overlay draw times over `seconds`. */
+function sample(page, seconds) {
+  return page.evaluate((ms) => new Promise((resolve) => {
+    const gaps = [];
+    const m = window.muster.map;
+    m.frameTimes.length = 0;
+    let last = performance.now();
+    const end = last + ms;
+    const tick = (now) => {
+      gaps.push(now - last);
+      last = now;
+      if (now < end) requestAnimationFrame(tick);
+      else resolve({ gaps, draws: [...m.frameTimes] });
+    };
+    requestAnimationFrame(tick);
+  }), seconds * 1000);
+}
+
+/** Reports every unit's position once a second (in tenths) until stopped; answers the rate. */
+async function drive(ids, post, stop) {
+  const t0 = Date.now();
+  let sent = 0, tick = 0;
+  const slice = Math.ceil(ids.length / 10);
+  while (!stop.now) {
+    const due = t0 + tick * 100;
+    const batch = ids.slice((tick % 10) * slice, (tick % 10 + 1) * slice);
+    await pool(64, batch, async (id) => {
+      await post(`/api/units/${id}/position`, {
+        location: { lat: 60.1645 + Math.random() * 0.0142, lon: 24.9355 + Math.random() * 0.0176 },
+      }, `bench-pos-${id}-${tick}`);
+      sent++;
+    });
+    tick++;
+    const wait = t0 + tick * 100 - Date.now();
+    if (wait > 0 && due) await new Promise((r) => setTimeout(r, wait));
+  }
+  return sent / ((Date.now() - t0) / 1000);
+}
+
 async function main() {
   if (!MUSTER || !existsSync(MUSTER)) throw new Error("no muster binary: cargo build --release --bin muster, or pass --muster");
   if (!existsSync(path.join(here, "../dist/index.html"))) throw new Error("build the app first: (cd backend/web && npm ci && npm run build)");
@@ -97,7 +142,11 @@ async function main() {
         body: JSON.stringify(body),
       });
       if (!res.ok) throw new Error(`${p}: ${res.status} ${await res.text()}`);
+      const answer = await res.json();
+      if (answer.unit_id && p === "/api/units") unitIds.push(answer.unit_id);
+      return answer;
     };
+    const unitIds = [];
     const t0 = Date.now();
     const rnd = (a, b) => a + Math.random() * (b - a);
     const area = [[60.1645, 24.9355], [60.1787, 24.9531]];
@@ -113,7 +162,7 @@ async function main() {
       }, `bench-incident-${i}`));
     say(`seeded ${UNITS} units and ${INCIDENTS} incidents through the API in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
-    const first = [], shell = [], frames = [], empty = [], draws = [];
+    const first = [], shell = [], frames = [], empty = [], draws = [], rates = [];
     for (let run = 0; run < RUNS; run++) {
       const profile = mkdtempSync(path.join(tmpdir(), "muster-bench-chromium-"));
       profiles.push(profile);
@@ -153,8 +202,26 @@ async function main() {
             requestAnimationFrame(tick);
           }), SECONDS * 1000);
         };
-        const busy = await measure(`units:${UNITS},incidents:${INCIDENTS}`);
-        const idle = await measure("units:0,incidents:0");
+        let busy, idle;
+        if (VIA_SERVER) {
+          // The live page on the real feed; this process reports every unit's position once a
+          // second through the API. Baseline: the same live page while nothing moves.
+          await page.goto(`${base}/?token=${TOKEN}`);
+          await page.waitForFunction((n) => window.muster.live.units.size >= n, UNITS, { timeout: 60_000 });
+          await page.waitForTimeout(2000); // warm-up before measuring
+          idle = await sample(page, SECONDS);
+          const stop = { now: false };
+          const driving = drive(unitIds, post, stop);
+          await page.waitForTimeout(2000); // the stream of positions settles
+          busy = await sample(page, SECONDS);
+          stop.now = true;
+          const rate = await driving;
+          say(`positions reported through the API: ${rate.toFixed(0)}/s`);
+          rates.push(rate);
+        } else {
+          busy = await measure(`units:${UNITS},incidents:${INCIDENTS}`);
+          idle = await measure("units:0,incidents:0");
+        }
         frames.push(pct(busy.gaps, 95));
         draws.push(pct(busy.draws, 95));
         empty.push(pct(idle.gaps, 95));
@@ -168,10 +235,12 @@ async function main() {
       units: UNITS, incidents: INCIDENTS, runs: RUNS, seconds: SECONDS,
       first_render_ms: median(first), page_shell_ms: median(shell),
       frame_p95_ms: median(frames), draw_p95_ms: median(draws), empty_frame_p95_ms: median(empty),
+      via_server: VIA_SERVER, positions_per_s: rates.length ? median(rates) : null,
     };
     console.log(`wall display, ${UNITS} units moving once a second, ${INCIDENTS} incidents; medians of ${RUNS} runs; ${path.relative(root, MUSTER)}; load average ${loadavg().map((l) => l.toFixed(1)).join(" ")}`);
     console.log(`  first render      ${r.first_render_ms.toFixed(0)} ms   (target <= ${TARGET.firstRenderMs} ms: ${r.first_render_ms <= TARGET.firstRenderMs ? "met" : "MISSED"}); page shell without data ${r.page_shell_ms.toFixed(0)} ms, ratio ${(r.first_render_ms / r.page_shell_ms).toFixed(1)}x`);
     console.log(`  frame time p95    ${r.frame_p95_ms.toFixed(1)} ms  (target <= ${TARGET.frameP95Ms} ms: ${r.frame_p95_ms <= TARGET.frameP95Ms ? "met" : "MISSED"}); empty map ${r.empty_frame_p95_ms.toFixed(1)} ms, ratio ${(r.frame_p95_ms / r.empty_frame_p95_ms).toFixed(2)}x`);
+    if (VIA_SERVER) console.log(`  positions through the API ${r.positions_per_s.toFixed(0)}/s (wanted ${UNITS}/s); baseline: the same live page with nothing moving`);
     console.log(`  draw p95          ${r.draw_p95_ms.toFixed(1)} ms  (the overlay's own drawing per frame)`);
     console.log(JSON.stringify(r));
   } finally {
