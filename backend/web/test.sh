@@ -13,8 +13,9 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 if [ ! -x /usr/bin/chromium ]; then
     if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
-    $sudo apt-get install -y chromium >/dev/null 2>&1 \
-        || { $sudo apt-get update >/dev/null && $sudo apt-get install -y chromium >/dev/null; }
+    apt="$sudo env DEBIAN_FRONTEND=noninteractive apt-get"
+    $apt install -y chromium >/dev/null 2>&1 \
+        || { $apt update >/dev/null && $apt install -y chromium >/dev/null; }
 fi
 
 npm ci --no-audit --no-fund --loglevel=error

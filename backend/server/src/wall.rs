@@ -13,8 +13,8 @@
 //!   points: call received to first unit dispatched and to first unit on scene, p50 and p90.
 //! - `GET /`, `GET /<file>`: the web app; unknown paths without an extension get `index.html`.
 
-use std::path::{Component, Path, PathBuf};
 use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
@@ -85,11 +85,18 @@ impl WallState {
     }
 }
 
-/// The web project's folder: `MUSTER_WEB_DIR`, else `backend/web` of this source tree.
+/// The web project's folder: `MUSTER_WEB_DIR`, else `backend/web` of the source tree this
+/// binary was built from, else `backend/web` under the current directory.
 pub fn web_dir() -> PathBuf {
-    std::env::var_os("MUSTER_WEB_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../web"))
+    if let Some(dir) = std::env::var_os("MUSTER_WEB_DIR") {
+        return PathBuf::from(dir);
+    }
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
+    if built_from.join("package.json").exists() {
+        built_from
+    } else {
+        PathBuf::from("backend/web")
+    }
 }
 
 /// The built app: `MUSTER_WEB_DIST`, else `dist` in [`web_dir`].

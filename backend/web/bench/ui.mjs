@@ -122,7 +122,7 @@ async function main() {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const server = spawn(MUSTER, ["serve", "--data-dir", data, "--bind", `127.0.0.1:${port}`], {
-    env: { ...process.env, MUSTER_USERS: `bench:operator:${TOKEN}`, MUSTER_WEB_BUILD: "0", MUSTER_GATEWAY_BIND: "off" },
+    env: { ...process.env, MUSTER_USERS: `bench:operator:${TOKEN}`, MUSTER_WEB_BUILD: "0", MUSTER_WEB_DIST: path.join(here, "../dist"), MUSTER_GATEWAY_BIND: "off" },
     stdio: ["ignore", "ignore", "inherit"],
   });
   const exited = new Promise((r) => server.on("exit", r));

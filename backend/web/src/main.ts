@@ -283,6 +283,13 @@ function showErrors(form: HTMLElement, e: unknown, fields: string[]) {
   if (slot) slot.textContent = err.message;
 }
 
+$("f-address").addEventListener("keydown", (ev) => {
+  // Enter in the address looks it up rather than sending a call without a location.
+  if ((ev as KeyboardEvent).key === "Enter") {
+    ev.preventDefault();
+    $("lookup").click();
+  }
+});
 $("lookup").addEventListener("click", async () => {
   const form = $("new-incident");
   const q = $<HTMLInputElement>("f-address").value;
