@@ -67,12 +67,18 @@ pub struct Executed<A: Aggregate> {
     pub events: Vec<A::Event>,
     /// Whether this was a repeat, answered from the events the first run stored.
     pub replayed: bool,
+    /// The log position of the last event its follow-ups stored (or found stored).
+    pub follow_ups_position: Option<Position>,
 }
 
 impl<A: Aggregate> Executed<A> {
-    /// The log position of the last event, if any.
+    /// The log position of the last event the command and its follow-ups stored: once the
+    /// views have applied it, they show everything the command did.
     pub fn position(&self) -> Option<Position> {
-        self.recorded.last().map(|r| r.position)
+        self.recorded
+            .last()
+            .map(|r| r.position)
+            .max(self.follow_ups_position)
     }
 }
 
@@ -154,12 +160,13 @@ impl Commands {
                     .iter()
                     .map(event::decode)
                     .collect::<Result<Vec<A::Event>, _>>()?;
-                self.follow_up(&recorded).await;
+                let follow_ups_position = self.follow_up(&recorded).await;
                 return Ok(Executed {
                     state,
                     recorded,
                     events,
                     replayed: true,
+                    follow_ups_position,
                 });
             }
             let events = decide(&state)?;
@@ -169,6 +176,7 @@ impl Commands {
                     recorded: Vec::new(),
                     events,
                     replayed: false,
+                    follow_ups_position: None,
                 });
             }
             let batch = encode_batch(stream, &events, EventIds::FromKey(key), metadata)?;
@@ -184,12 +192,13 @@ impl Commands {
                     for e in &events {
                         next.apply(e);
                     }
-                    self.follow_up(&stored).await;
+                    let follow_ups_position = self.follow_up(&stored).await;
                     return Ok(Executed {
                         state: next,
                         recorded: stored,
                         events,
                         replayed: false,
+                        follow_ups_position,
                     });
                 }
                 Err(e) if e.is_conflict() => continue,
@@ -220,26 +229,32 @@ impl Commands {
         Ok(events.into_iter().filter(|e| ids.contains(&e.id)).collect())
     }
 
-    /// Runs the follow-ups of stored events, and of their follow-ups' events. A refusal or
-    /// failure is logged, not shown: the command itself went through.
-    pub async fn follow_up(&self, recorded: &[RecordedEvent]) {
+    /// Runs the follow-ups of stored events, and of their follow-ups' events; answers the
+    /// position of the last event they stored or found stored. A refusal or failure is
+    /// logged, not shown: the command itself went through.
+    pub async fn follow_up(&self, recorded: &[RecordedEvent]) -> Option<Position> {
         let mut round: Vec<Vec<RecordedEvent>> = vec![recorded.to_vec()];
+        let mut last: Option<Position> = None;
         for _ in 0..MAX_FOLLOW_UP_ROUNDS {
             let mut next = Vec::new();
             for batch in round {
                 for (stream, cause, step) in follow_ups(&batch) {
                     match self.react(&stream, cause, step).await {
-                        Ok(stored) if !stored.is_empty() => next.push(stored),
+                        Ok(stored) if !stored.is_empty() => {
+                            last = last.max(stored.iter().map(|r| r.position).max());
+                            next.push(stored);
+                        }
                         Ok(_) => {}
                         Err(e) => tracing::info!(%stream, %cause, "follow-up not applied: {e}"),
                     }
                 }
             }
             if next.is_empty() {
-                return;
+                break;
             }
             round = next;
         }
+        last
     }
 
     /// Appends one follow-up, with ids from its cause; nothing if already there.
@@ -259,8 +274,15 @@ impl Commands {
         for _ in 0..MAX_ATTEMPTS {
             let recorded = read_stream(&*self.store, stream).await?;
             let first = ids.id(stream, 0);
-            if recorded.iter().any(|r| r.id == first) {
-                return Ok(Vec::new());
+            if let Some(start) = recorded.iter().position(|r| r.id == first) {
+                // Stored by an earlier run: answer with those events, so that their own
+                // follow-ups are checked too.
+                return Ok(recorded[start..]
+                    .iter()
+                    .zip(0u32..)
+                    .take_while(|(r, i)| r.id == ids.id(stream, *i))
+                    .map(|(r, _)| r.clone())
+                    .collect());
             }
             let revision = recorded.last().map(|r| r.revision);
             let batch = match &step {
