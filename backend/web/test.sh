@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The wall display's tests: installs the npm packages (npm ci, from package-lock.json) and
 # Debian's chromium if missing, builds the app, and runs the browser tests against the real
-# `muster` binary (target/debug/muster unless MUSTER_BIN says otherwise). Safe to run again;
+# `muster` binary (target/debug/muster, under CARGO_TARGET_DIR when set, unless MUSTER_BIN
+# says otherwise). Safe to run again;
 # the tests stop the servers and browsers they start. Screenshots: test-artifacts/web/.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -20,4 +21,4 @@ fi
 
 npm ci --no-audit --no-fund --loglevel=error
 npm run build --silent
-node tests/browser.mjs --muster "${MUSTER_BIN:-$root/target/debug/muster}"
+node tests/browser.mjs --muster "${MUSTER_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/muster}"
