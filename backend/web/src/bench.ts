@@ -33,6 +33,7 @@ export function runBench(live: LiveState, map: WallMap, spec: string) {
     });
   }
   let position = nUnits + nIncidents;
+  live.feedSynthetic();
   live.apply(JSON.parse(JSON.stringify({ type: "snapshot", position, incidents, units })));
   (window as any).benchReady = true;
   // Every unit moves once a second: spread over 10 ticks of 100 ms.

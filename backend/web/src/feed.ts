@@ -53,8 +53,17 @@ export class LiveState {
     for (const l of this.listeners) l.onConnection(state);
   }
 
+  /** Fed by the benchmark's synthetic feed instead of the socket: live while it feeds. */
+  feedSynthetic() {
+    this.synthetic = true;
+    this.freshAt = Date.now();
+    this.set("live");
+  }
+  private synthetic = false;
+
   /** Applies one feed message (also used by the benchmark's synthetic feed). */
   apply(msg: FeedMessage) {
+    if (this.synthetic) this.freshAt = Date.now();
     if (msg.type === "snapshot") {
       this.incidents.clear();
       this.units.clear();
