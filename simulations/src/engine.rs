@@ -248,6 +248,8 @@ struct Engine<'a> {
     incidents: Vec<SimIncident>,
     incident_by_id: HashMap<IncidentId, usize>,
     calls: Vec<Call>,
+    /// The calls are a recording's, scripted calls included: script only road closures.
+    replaying: bool,
     kinds_in_fleet: BTreeMap<UnitKind, u32>,
     round_pending: Vec<usize>,
     round_scheduled: bool,
@@ -305,6 +307,7 @@ pub fn run_with_router(
         incidents: Vec::new(),
         incident_by_id: HashMap::new(),
         calls,
+        replaying: options.calls.is_some(),
         kinds_in_fleet: BTreeMap::new(),
         round_pending: Vec::new(),
         round_scheduled: false,
@@ -544,6 +547,9 @@ impl Engine<'_> {
 
     fn script(&mut self, rng: &mut ChaCha8Rng) -> Result<(), DrillError> {
         for (index, event) in self.scenario.events.clone().iter().enumerate() {
+            if self.replaying && !matches!(event, Scripted::RoadClosure { .. }) {
+                continue;
+            }
             match *event {
                 Scripted::MajorIncident {
                     at_min,

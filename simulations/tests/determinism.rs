@@ -54,4 +54,3 @@ fn golden_hash_of_the_helsinki_sample() {
 }
 
 const GOLDEN: &str = "3df1e89a39cc99e0e9acd9fa9ea2714d788e78f69525d468b5ace10ec6f274c3";
-
