@@ -479,8 +479,14 @@ async fn assign_unit(
 ) -> Result<HttpResponse, ApiError> {
     let incident_id = parse_id("incident", &path, IncidentId::parse)?;
     let unit_id = body.unit_id;
+    // A repeat is answered as the first time even if the incident has ended since.
+    let repeat = state
+        .commands
+        .already_done(&unit_id.stream_name(), &key)
+        .await?;
     let incident = state.commands.incident(incident_id).await?;
     match &incident.incident {
+        _ if repeat => {}
         None => {
             return Err(ApiError::not_found(format!(
                 "there is no incident {incident_id}"
@@ -513,11 +519,20 @@ async fn assign_unit(
         )
         .await?;
     let task = executed
-        .state
-        .unit
-        .as_ref()
-        .and_then(|u| u.active_task)
-        .map(|t| t.task);
+        .events
+        .iter()
+        .find_map(|e| match e {
+            muster_core::unit::UnitEvent::TaskAssigned { task, .. } => Some(*task),
+            _ => None,
+        })
+        .or_else(|| {
+            executed
+                .state
+                .unit
+                .as_ref()
+                .and_then(|u| u.active_task)
+                .map(|t| t.task)
+        });
     Ok(answer(
         StatusCode::CREATED,
         &executed,

@@ -209,6 +209,16 @@ impl Commands {
         Err(CommandError::Contended(stream.clone()))
     }
 
+    /// Whether a command with this key already stored its events in this stream.
+    pub async fn already_done(
+        &self,
+        stream: &StreamName,
+        key: &IdempotencyKey,
+    ) -> Result<bool, CommandError> {
+        let recorded = read_stream(&*self.store, stream).await?;
+        Ok(!already_appended(&recorded, stream, key).is_empty())
+    }
+
     /// The events just appended after `revision`, as stored.
     async fn read_ids(
         &self,

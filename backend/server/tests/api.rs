@@ -318,6 +318,18 @@ async fn a_unit_goes_through_a_task_and_closing_the_incident_releases_it() {
         .await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "ended");
+    // A repeat of the first assignment still gets its original answer.
+    let (status, again) = app
+        .post(
+            &format!("/api/incidents/{incident}/tasks"),
+            "assign-1000",
+            json!({"unit_id": unit_id}),
+        )
+        .await;
+    assert_eq!(status, 201, "{again}");
+    assert_eq!(again["replayed"], true);
+    assert_eq!(again["events"], assigned["events"]);
+    assert_eq!(again["task_id"], assigned["task_id"]);
     app.stop().await;
 }
 
