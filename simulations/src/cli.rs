@@ -87,6 +87,13 @@ pub enum DrillCommand {
         /// Directory for the what-if comparison.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Replay into a running server at this address (such as http://127.0.0.1:8080)
+        /// through its operator API instead of into the engine.
+        #[arg(long)]
+        server: Option<String>,
+        /// Operator token for --server.
+        #[arg(long, env = "MUSTER_TOKEN")]
+        token: Option<String>,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
@@ -309,12 +316,39 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
             what_if,
             seed,
             report,
+            server,
+            token,
             quiet,
         } => {
             let file = std::fs::File::open(&log)
                 .with_context(|| format!("cannot open {}", log.display()))?;
             let events = read_lines(BufReader::new(file))
                 .with_context(|| format!("{} is not an event log", log.display()))?;
+            if let Some(server) = server {
+                let Some(token) = token else {
+                    bail!("--server needs --token (or MUSTER_TOKEN): an operator's token")
+                };
+                let b = bar(events.len() as u64, quiet, "replay");
+                let stats = crate::server::into_server(
+                    &events,
+                    &server,
+                    &token,
+                    (speed > 0.0).then_some(speed),
+                    &mut |n| b.set_position(n as u64),
+                )?;
+                b.finish_and_clear();
+                println!(
+                    "replayed {} events into {server} with {} API calls in {:.1} s; {} refused",
+                    events.len(),
+                    stats.calls,
+                    stats.wall_s,
+                    stats.refused
+                );
+                for e in &stats.examples {
+                    println!("  {e}");
+                }
+                return Ok(());
+            }
             let s = scenario.as_deref().map(load).transpose()?;
             let router = match &s {
                 Some(s) => Some(Arc::new(Router::new(s.city.clone())?)),

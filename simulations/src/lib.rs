@@ -18,6 +18,8 @@
 //!   comparisons.
 //! - [`replay`]: replaying a recorded log into the engine's projections at any speed, and
 //!   re-running its calls under another dispatch policy ("what if").
+//! - [`server`]: replaying a recorded log into a running `muster serve` through its operator
+//!   API, paced at a speed, so the wall display shows it.
 //! - [`cli`]: argument structs and run functions for `muster drill …` and `muster bench drill`.
 
 pub mod calls;
@@ -28,3 +30,4 @@ pub mod log;
 pub mod replay;
 pub mod report;
 pub mod scenario;
+pub mod server;
