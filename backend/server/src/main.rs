@@ -135,10 +135,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let app = muster_server::Application::build(config.clone()).await?;
         let addr = format!("http://{}", bound_address(&config.bind, app.port()));
         println!("muster listening on {addr}");
-        if !args.demo {
-            if let Some(gateway) = app.gateway() {
-                println!("mobile gateway listening on ws://{}", bound_address(&config.gateway_bind, gateway.port));
-            }
+        if !args.demo
+            && let Some(gateway) = app.gateway()
+        {
+            println!(
+                "mobile gateway listening on ws://{}",
+                bound_address(&config.gateway_bind, gateway.port)
+            );
         }
         if let Some(operator) = demo_users
             .iter()

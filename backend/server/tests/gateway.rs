@@ -116,8 +116,10 @@ async fn without_a_token_secret_no_gateway_runs_and_a_short_secret_is_refused() 
     let app = spawn_with(|_| {}).await;
     assert!(app.gateway.is_none());
     app.stop().await;
-    let mut config = muster_server::Config::default();
-    config.token_secret = Some(TokenSecret::new("short"));
+    let config = muster_server::Config {
+        token_secret: Some(TokenSecret::new("short")),
+        ..Default::default()
+    };
     let err = config.check().unwrap_err().to_string();
     assert!(err.contains("token_secret"), "{err}");
     assert!(
