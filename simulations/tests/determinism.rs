@@ -54,3 +54,24 @@ fn golden_hash_of_the_helsinki_sample() {
 }
 
 const GOLDEN: &str = "3df1e89a39cc99e0e9acd9fa9ea2714d788e78f69525d468b5ace10ec6f274c3";
+
+#[test]
+fn the_joint_policy_is_deterministic_too() {
+    let s = scenario();
+    let options = RunOptions {
+        seed: 5,
+        policy: Some(muster_sim::scenario::Policy::Joint),
+        calls: None,
+    };
+    let logs: Vec<Vec<u8>> = (0..2)
+        .map(|_| {
+            let outcome = run(&s, &options, &mut |_, _| {}).unwrap();
+            assert_eq!(outcome.refusals, 0);
+            canonical_bytes(&read_store(outcome.store.as_ref()).unwrap())
+        })
+        .collect();
+    assert!(
+        logs[0] == logs[1],
+        "two joint runs with the same seed differ"
+    );
+}
