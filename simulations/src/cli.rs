@@ -67,8 +67,6 @@ pub enum DrillCommand {
         #[arg(long)]
         quiet: bool,
     },
-    /// Replay a recorded log (JSON lines, canonical or `muster store dump` output) into the
-    /// engine at a speed; with --what-if, re-run its calls under another policy.
     /// Run a scenario and play it into a running server through its operator API as its
     /// virtual time passes (at --speed), so operators watch it on the wall display.
     Live {
@@ -90,6 +88,9 @@ pub enum DrillCommand {
         #[arg(long)]
         quiet: bool,
     },
+    /// Replay a recorded log (JSON lines, canonical or `muster store dump` output) into the
+    /// engine at a speed; with --what-if, re-run its calls under another policy; with
+    /// --server, into a running server through its operator API.
     Replay {
         /// The log file.
         log: PathBuf,
