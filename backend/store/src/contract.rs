@@ -327,38 +327,16 @@ pub async fn reads_go_both_ways_with_limits(f: Fixture) {
         .unwrap();
     let revs = |v: Vec<RecordedEvent>| v.iter().map(|e| e.revision).collect::<Vec<_>>();
     let st = &f.store;
-    assert_eq!(
-        revs(
-            st.read_stream(&s, Direction::Forwards, ReadFrom::Start, 3)
-                .await
-                .unwrap()
-        ),
-        [0, 1, 2]
-    );
-    assert_eq!(
-        revs(
-            st.read_stream(&s, Direction::Forwards, ReadFrom::Revision(8), 5)
-                .await
-                .unwrap()
-        ),
-        [8, 9]
-    );
-    assert_eq!(
-        revs(
-            st.read_stream(&s, Direction::Backwards, ReadFrom::End, 3)
-                .await
-                .unwrap()
-        ),
-        [9, 8, 7]
-    );
-    assert_eq!(
-        revs(
-            st.read_stream(&s, Direction::Backwards, ReadFrom::Revision(2), 10)
-                .await
-                .unwrap()
-        ),
-        [2, 1, 0]
-    );
+    let cases: [(Direction, ReadFrom, usize, &[u64]); 4] = [
+        (Direction::Forwards, ReadFrom::Start, 3, &[0, 1, 2]),
+        (Direction::Forwards, ReadFrom::Revision(8), 5, &[8, 9]),
+        (Direction::Backwards, ReadFrom::End, 3, &[9, 8, 7]),
+        (Direction::Backwards, ReadFrom::Revision(2), 10, &[2, 1, 0]),
+    ];
+    for (direction, from, limit, want) in cases {
+        let got = revs(st.read_stream(&s, direction, from, limit).await.unwrap());
+        assert_eq!(got, want, "{direction:?} from {from:?}, limit {limit}");
+    }
     assert!(
         st.read_stream(&s, Direction::Forwards, ReadFrom::Revision(10), 5)
             .await
