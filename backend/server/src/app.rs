@@ -398,17 +398,7 @@ pub async fn register_demo_units(
             StationKind::Ambulance => (UnitKind::AlsAmbulance, "A", "demo-ems", &["als"]),
             StationKind::Police => (UnitKind::PatrolCar, "P", "demo-police", &[]),
         };
-        let code: String = station
-            .id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .collect();
+        let code = crate::dispatcher::station_slug(&station.id);
         let key = IdempotencyKey::try_from(format!("demo-unit-{code}"))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let body = api::RegisterUnit {
@@ -417,7 +407,7 @@ pub async fn register_demo_units(
             call_sign: CallSign::parse(&format!("{prefix}{}", i + 1))
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
             agency: Agency::parse(agency).map_err(|e| anyhow::anyhow!("{e}"))?,
-            home_station: StationCode::parse(&format!("s-{code}"))
+            home_station: StationCode::parse(&crate::dispatcher::station_code(&station.id))
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
             capabilities: caps
                 .iter()

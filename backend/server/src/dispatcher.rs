@@ -92,10 +92,9 @@ fn geo(p: muster_core::value::LatLon) -> Option<muster_geodata::LatLon> {
     muster_geodata::LatLon::new(p.lat_deg(), p.lon_deg()).ok()
 }
 
-/// The station code a unit registered at a city station carries: `s-` and the station id
-/// with characters other than letters, digits, `-` and `_` replaced by `-`.
-pub fn station_code(station_id: &str) -> String {
-    let id: String = station_id
+/// A city station's id with characters other than letters, digits, `-` and `_` replaced by `-`.
+pub fn station_slug(station_id: &str) -> String {
+    station_id
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
@@ -104,8 +103,12 @@ pub fn station_code(station_id: &str) -> String {
                 '-'
             }
         })
-        .collect();
-    format!("s-{id}").to_lowercase()
+        .collect()
+}
+
+/// The station code a unit registered at a city station carries: `s-` and its slug.
+pub fn station_code(station_id: &str) -> String {
+    format!("s-{}", station_slug(station_id)).to_lowercase()
 }
 
 impl Dispatcher {
