@@ -279,3 +279,18 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
+
+/// The bundled demo city (central Helsinki, with made-up services), as shipped in
+/// `geodata/cities/helsinki.city` and built into the binary.
+pub const BUNDLED_HELSINKI: &[u8] = include_bytes!("../cities/helsinki.city");
+
+/// A bundled city by name (`helsinki`), decoded; `None` for an unknown name.
+pub fn bundled(name: &str) -> Option<Result<City, CityFileError>> {
+    match name {
+        "helsinki" => Some(from_bytes(
+            BUNDLED_HELSINKI,
+            Path::new("geodata/cities/helsinki.city"),
+        )),
+        _ => None,
+    }
+}

@@ -30,7 +30,7 @@ pub struct DrillArgs {
 pub enum DrillCommand {
     /// Run a scenario in virtual time; print the log's hash; write the log and reports.
     Run {
-        /// The scenario file (TOML).
+        /// The scenario file (TOML), or a built-in sample: helsinki, generated-30km.
         scenario: PathBuf,
         /// Seed (default: the scenario's).
         #[arg(long)]
@@ -47,7 +47,7 @@ pub enum DrillCommand {
     },
     /// Run two scenarios (or one under two policies) and write one report side by side.
     Compare {
-        /// First scenario.
+        /// First scenario (a file or a built-in sample name).
         a: PathBuf,
         /// Second scenario (the same file with --policy-b compares policies).
         b: PathBuf,
@@ -125,7 +125,8 @@ pub enum DrillCommand {
 /// `muster bench drill`
 #[derive(Debug, Args)]
 pub struct BenchDrillArgs {
-    /// The scenario to time (default: the 24-hour generated-city sample).
+    /// The scenario to time, a file or a built-in sample name (default: generated-30km, the
+    /// 24-hour generated-city sample).
     #[arg(long)]
     pub scenario: Option<PathBuf>,
     /// Runs (the median is reported).
@@ -256,7 +257,7 @@ fn summary(f: &Finished) {
 }
 
 fn load(path: &Path) -> anyhow::Result<Scenario> {
-    Scenario::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+    Scenario::load_file_or_sample(path).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Runs `muster drill …`.
@@ -482,12 +483,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Runs `muster bench drill`: the drill's wall time (router preparation apart), and replay
 /// into the engine against a plain parse of the same log.
 pub fn bench(args: BenchDrillArgs) -> anyhow::Result<()> {
-    let path = args.scenario.unwrap_or_else(|| {
-        PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scenarios/generated-30km.toml"
-        ))
-    });
+    let path = args
+        .scenario
+        .unwrap_or_else(|| PathBuf::from("generated-30km"));
     let t = Instant::now();
     let s = load(&path)?;
     println!(

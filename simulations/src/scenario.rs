@@ -46,11 +46,20 @@ use muster_geodata::{City, LatLon};
 use serde::Deserialize;
 use toml::Spanned;
 
-/// The bundled demo city, as shipped in the repository.
-pub const HELSINKI_CITY: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../geodata/cities/helsinki.city"
-);
+/// The sample scenarios built into the binary, by name: `muster drill run helsinki` needs
+/// no file.
+pub const SAMPLES: [(&str, &str, &str); 2] = [
+    (
+        "helsinki",
+        "simulations/scenarios/helsinki.toml",
+        include_str!("../scenarios/helsinki.toml"),
+    ),
+    (
+        "generated-30km",
+        "simulations/scenarios/generated-30km.toml",
+        include_str!("../scenarios/generated-30km.toml"),
+    ),
+];
 
 /// Longest drill, hours.
 pub const MAX_DURATION_HOURS: f64 = 24.0 * 14.0;
@@ -678,6 +687,19 @@ impl Scenario {
         Self::parse(path, &text)
     }
 
+    /// A sample scenario built into the binary (`helsinki`, `generated-30km`) when `arg` names
+    /// one and no file of that name exists; otherwise the file at `arg`.
+    pub fn load_file_or_sample(arg: &Path) -> Result<Scenario, ScenarioError> {
+        if !arg.exists()
+            && let Some((_, path, text)) = SAMPLES
+                .iter()
+                .find(|(name, _, _)| arg.as_os_str() == *name)
+        {
+            return Self::parse(Path::new(path), text);
+        }
+        Self::load(arg)
+    }
+
     /// Parses and checks a scenario given as text; `path` names it in errors and anchors
     /// relative city files.
     pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
@@ -859,7 +881,14 @@ fn load_city(
     };
     if let Some(b) = &spec.bundled {
         return match b.get_ref().as_str() {
-            "helsinki" => from_file(PathBuf::from(HELSINKI_CITY), b.span(), "city.bundled"),
+            name @ "helsinki" => match muster_geodata::format::bundled(name) {
+                Some(Ok(city)) => Ok((
+                    CitySource::File(PathBuf::from("geodata/cities/helsinki.city")),
+                    Arc::new(city),
+                )),
+                Some(Err(e)) => c.err(b.span(), "city.bundled", e.to_string()),
+                None => c.err(b.span(), "city.bundled", "not bundled".to_string()),
+            },
             other => c.err(
                 b.span(),
                 "city.bundled",

@@ -24,8 +24,6 @@ pub const GRID_LAT_DEG: f64 = 0.01;
 /// Grid cell width, degrees of longitude.
 pub const GRID_LON_DEG: f64 = 0.02;
 
-/// The bundled demo city (central Helsinki), as shipped in `geodata/cities/`.
-pub const BUNDLED_CITY: &[u8] = include_bytes!("../../../geodata/cities/helsinki.city");
 
 /// An area: id and name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -102,11 +100,9 @@ impl Areas {
         match setting {
             "grid" => Ok((Self::grid(), None)),
             "bundled" => {
-                let city = muster_geodata::format::from_bytes(
-                    BUNDLED_CITY,
-                    Path::new("geodata/cities/helsinki.city"),
-                )
-                .context("reading the bundled city")?;
+                let city = muster_geodata::format::bundled("helsinki")
+                    .expect("helsinki is bundled")
+                    .context("reading the bundled city")?;
                 Ok((Self::from_city(&city), Some(city)))
             }
             path => {
