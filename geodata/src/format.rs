@@ -177,6 +177,21 @@ pub fn write_atomically(
     result
 }
 
+/// The bundled demo city (central Helsinki, with made-up services), as shipped in
+/// `geodata/cities/helsinki.city` and built into the binary.
+pub const BUNDLED_HELSINKI: &[u8] = include_bytes!("../cities/helsinki.city");
+
+/// A bundled city by name (`helsinki`), decoded; `None` for an unknown name.
+pub fn bundled(name: &str) -> Option<Result<City, CityFileError>> {
+    match name {
+        "helsinki" => Some(from_bytes(
+            BUNDLED_HELSINKI,
+            Path::new("geodata/cities/helsinki.city"),
+        )),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,17 +295,3 @@ mod tests {
     }
 }
 
-/// The bundled demo city (central Helsinki, with made-up services), as shipped in
-/// `geodata/cities/helsinki.city` and built into the binary.
-pub const BUNDLED_HELSINKI: &[u8] = include_bytes!("../cities/helsinki.city");
-
-/// A bundled city by name (`helsinki`), decoded; `None` for an unknown name.
-pub fn bundled(name: &str) -> Option<Result<City, CityFileError>> {
-    match name {
-        "helsinki" => Some(from_bytes(
-            BUNDLED_HELSINKI,
-            Path::new("geodata/cities/helsinki.city"),
-        )),
-        _ => None,
-    }
-}
