@@ -14,7 +14,7 @@ use muster_core::event::{self, EventIds, already_appended, encode_batch, expecte
 use muster_core::incident::{IncidentCommand, IncidentState, ReportSource};
 use muster_core::unit::{UnitCommand, UnitEvent, UnitState};
 use muster_core::value::{CallerDetails, IdempotencyKey, NoteText};
-use muster_core::{Aggregate, IncidentId, UnitId};
+use muster_core::{Aggregate, IncidentId, UnitId, reaction};
 use muster_store::{
     Direction, EventMetadata, EventStore, ExpectedState, ReadFrom, StoreError, StreamName,
     StreamRevision,
@@ -31,6 +31,9 @@ pub const RECENT_EVENT_IDS: usize = 4096;
 
 /// Events read per page when catching up with the unit's stream.
 const PAGE: usize = 1024;
+
+/// Newest events of the unit searched for a retried command's own events.
+const RETRY_LOOKBACK: usize = 64;
 
 /// Namespace of the incident ids derived from a field report's key.
 const FIELD_INCIDENT_NAMESPACE: Uuid = Uuid::from_u128(0x6d75_7374_6572_6669_656c_6469_6e63_0001);
@@ -249,6 +252,8 @@ impl UnitCommands {
         for _ in 0..MAX_COMMAND_ATTEMPTS {
             self.catch_up().await?;
             if self.recent_set.contains(&first_id) {
+                // A retry: the follow-ups run again in case the first run was cut short.
+                self.follow_up_retried(key).await;
                 return Ok(done(Outcome::Duplicate));
             }
             let events = self
@@ -265,12 +270,22 @@ impl UnitCommands {
                 &self.metadata(at),
             )
             .map_err(|e| CommandError::new(ErrorCode::InvalidMessage, e.to_string()))?;
+            let new_ids: Vec<Uuid> = new.iter().map(|e| e.id).collect();
+            let from = self.last_revision.map_or(0, |r| r + 1);
             match self
                 .store
                 .append(&self.stream, expected_state_after(self.last_revision), new)
                 .await
             {
-                Ok(_) => return Ok(done(Outcome::Applied)),
+                Ok(_) => {
+                    if events
+                        .iter()
+                        .any(|e| reaction::incident_progress(self.unit, e).is_some())
+                    {
+                        self.follow_up(from, &new_ids).await;
+                    }
+                    return Ok(done(Outcome::Applied));
+                }
                 Err(StoreError::WrongExpectedState { .. }) => continue,
                 Err(StoreError::IdClash { .. }) => {
                     return Err(CommandError::new(
@@ -288,6 +303,59 @@ impl UnitCommands {
             ErrorCode::Conflict,
             "the unit changed concurrently too often; retry with the same key",
         ))
+    }
+
+    /// Runs the follow-ups of the events just stored from revision `from` with these ids
+    /// (the incident's time points, [`muster_core::follow_up`]). A failure is logged: the
+    /// command itself went through, and a retry runs them again.
+    async fn follow_up(&self, from: StreamRevision, ids: &[Uuid]) {
+        let stored = match self
+            .store
+            .read_stream(
+                &self.stream,
+                Direction::Forwards,
+                ReadFrom::Revision(from),
+                ids.len(),
+            )
+            .await
+        {
+            Ok(page) => page
+                .into_iter()
+                .filter(|r| ids.contains(&r.id))
+                .collect::<Vec<_>>(),
+            Err(e) => {
+                tracing::warn!(unit = %self.unit, "follow-ups not run: {e}");
+                return;
+            }
+        };
+        let done = muster_core::follow_up::run(&*self.store, &stored).await;
+        for (stream, cause, e) in &done.failed {
+            tracing::info!(%stream, %cause, "follow-up not applied: {e}");
+        }
+    }
+
+    /// For a retried command: finds its events among the unit's newest and runs their
+    /// follow-ups again (stored once: their ids come from the causing event).
+    async fn follow_up_retried(&self, key: &IdempotencyKey) {
+        let ids = EventIds::FromKey(key);
+        let newest = match self
+            .store
+            .read_stream(&self.stream, Direction::Backwards, ReadFrom::End, RETRY_LOOKBACK)
+            .await
+        {
+            Ok(page) => page,
+            Err(_) => return,
+        };
+        let mut stored: Vec<_> = newest
+            .into_iter()
+            .filter(|r| (0..8).any(|i| r.id == ids.id(&self.stream, i)))
+            .collect();
+        stored.sort_by_key(|r| r.revision);
+        if let Some(first) = stored.first() {
+            let from = first.revision;
+            let ids: Vec<Uuid> = stored.iter().map(|r| r.id).collect();
+            self.follow_up(from, &ids).await;
+        }
     }
 
     async fn report_incident(

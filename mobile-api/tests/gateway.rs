@@ -501,3 +501,115 @@ async fn the_simulated_responder_works_a_task_from_assignment_to_available() {
         .count();
     assert_eq!(positions, report.positions_sent);
 }
+
+/// Reports an incident straight into the store (the operator side), for tasks to point at.
+async fn report_incident(store: &Arc<dyn EventStore>) -> muster_core::IncidentId {
+    use muster_core::decision::Aggregate;
+    use muster_core::event::{EventIds, encode_batch};
+    use muster_core::incident::{IncidentCommand, IncidentState, ReportSource};
+    use muster_core::value::{CallerDetails, IncidentType, Priority};
+    let id = muster_core::IncidentId::new_v7();
+    let events = IncidentState::default()
+        .decide(IncidentCommand::Report {
+            incident_id: id,
+            source: ReportSource::Hotline,
+            location: LatLon::from_lat_lon(60.1710, 24.9420).unwrap(),
+            incident_type: IncidentType::parse("medical").unwrap(),
+            priority: Priority::P2,
+            caller: CallerDetails::default(),
+            call_received_at: Utc::now(),
+            at: Utc::now(),
+        })
+        .unwrap();
+    let stream = id.stream_name();
+    let new = encode_batch(
+        &stream,
+        &events,
+        EventIds::Fresh,
+        &muster_store::EventMetadata::default(),
+    )
+    .unwrap();
+    store
+        .append(&stream, muster_store::ExpectedState::NoStream, new)
+        .await
+        .unwrap();
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crews_progress_through_the_gateway_records_the_incidents_time_points() {
+    use muster_core::incident::{IncidentEvent, TimePoint};
+    use muster_core::unit::UnitCommand;
+    use muster_mobile::responder::{self, ResponderConfig};
+    let store = memory_store();
+    let unit = register_unit(&store, "E2").await;
+    let incident = report_incident(&store).await;
+    let gw = start_gateway(&store).await;
+    let mut client = ClientConfig::new(format!("ws://{}", gw.addr), token_for(unit));
+    client.unit = Some(unit);
+    let config = ResponderConfig {
+        client,
+        route: vec![LatLon::from_lat_lon(60.1699, 24.9384).unwrap()],
+        speed_m_s: 100.0,
+        position_every: std::time::Duration::from_millis(5),
+        on_scene_for: std::time::Duration::from_millis(20),
+        tasks: Some(1),
+    };
+    let sim = tokio::spawn(responder::run(config, std::future::pending()));
+    let task = TaskId::new_v7();
+    unit_command(
+        &store,
+        unit,
+        UnitCommand::AssignTask {
+            task,
+            incident,
+            at: Utc::now(),
+        },
+    )
+    .await;
+    // The operator side runs the assignment's follow-up (the incident's dispatch time point).
+    let assigned = unit_events(&store, unit).await;
+    let follow = muster_core::follow_up::run(&*store, &assigned[assigned.len() - 2..]).await;
+    assert!(follow.failed.is_empty(), "{:?}", follow.failed);
+    let report = tokio::time::timeout(PATIENCE, sim)
+        .await
+        .expect("the responder finishes")
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.tasks_completed, 1, "{report:?}");
+    let recorded = store
+        .read_stream(
+            &incident.stream_name(),
+            muster_store::Direction::Forwards,
+            muster_store::ReadFrom::Start,
+            usize::MAX,
+        )
+        .await
+        .unwrap();
+    let points: Vec<TimePoint> = recorded
+        .iter()
+        .filter_map(|r| match muster_core::event::decode::<IncidentEvent>(r).unwrap() {
+            IncidentEvent::TimePointRecorded {
+                point,
+                unit: Some(u),
+                task: Some(t),
+                ..
+            } if u == unit && t == task => Some(point),
+            _ => None,
+        })
+        .collect();
+    // Dispatched follows the operator's assignment; the crew's own steps come through the
+    // gateway.
+    for point in [
+        TimePoint::Dispatched,
+        TimePoint::EnRoute,
+        TimePoint::OnScene,
+        TimePoint::Cleared,
+    ] {
+        assert_eq!(
+            points.iter().filter(|p| **p == point).count(),
+            1,
+            "{point:?} recorded once from the device's report: {points:?}"
+        );
+    }
+}

@@ -45,6 +45,7 @@ pub mod decision;
 pub mod dispatch;
 pub mod duplicates;
 pub mod event;
+pub mod follow_up;
 pub mod ids;
 pub mod incident;
 pub mod reaction;

@@ -15,12 +15,11 @@ use muster_core::event::{
     self, DecodeError, EncodeError, EventIds, EventSchema, already_appended, encode_batch,
     expected_state_after,
 };
-use muster_core::incident::{IncidentEvent, IncidentState};
-use muster_core::reaction;
+use muster_core::incident::IncidentState;
 use muster_core::sensor::SensorState;
-use muster_core::unit::{UnitEvent, UnitState};
+use muster_core::unit::UnitState;
 use muster_core::value::IdempotencyKey;
-use muster_core::{AggregateRef, DomainEvent, IncidentId, SensorId, UnitId};
+use muster_core::{IncidentId, SensorId, UnitId};
 use muster_store::{
     Direction, EventMetadata, EventStore, Position, ReadFrom, RecordedEvent, StoreError,
     StreamName, StreamRevision,
@@ -29,9 +28,6 @@ use uuid::Uuid;
 
 /// How many times a command is decided again after losing a race for its stream.
 pub const MAX_ATTEMPTS: usize = 16;
-/// How many rounds of follow-ups one command may cause (a follow-up's events may have
-/// follow-ups of their own: a close releases units, whose completions record time points).
-const MAX_FOLLOW_UP_ROUNDS: usize = 4;
 
 /// Why a command did not go through.
 #[derive(Debug, thiserror::Error)]
@@ -239,97 +235,16 @@ impl Commands {
         Ok(events.into_iter().filter(|e| ids.contains(&e.id)).collect())
     }
 
-    /// Runs the follow-ups of stored events, and of their follow-ups' events; answers the
-    /// position of the last event they stored or found stored. A refusal or failure is
-    /// logged, not shown: the command itself went through.
+    /// Runs the follow-ups of stored events, and of their follow-ups' events
+    /// ([`muster_core::follow_up`]); answers the position of the last event they stored or
+    /// found stored. A refusal or failure is logged, not shown: the command itself went
+    /// through.
     pub async fn follow_up(&self, recorded: &[RecordedEvent]) -> Option<Position> {
-        let mut round: Vec<Vec<RecordedEvent>> = vec![recorded.to_vec()];
-        let mut last: Option<Position> = None;
-        for _ in 0..MAX_FOLLOW_UP_ROUNDS {
-            let mut next = Vec::new();
-            for batch in round {
-                for (stream, cause, step) in follow_ups(&batch) {
-                    match self.react(&stream, cause, step).await {
-                        Ok(stored) if !stored.is_empty() => {
-                            last = last.max(stored.iter().map(|r| r.position).max());
-                            next.push(stored);
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::info!(%stream, %cause, "follow-up not applied: {e}"),
-                    }
-                }
-            }
-            if next.is_empty() {
-                break;
-            }
-            round = next;
+        let done = muster_core::follow_up::run(&*self.store, recorded).await;
+        for (stream, cause, e) in &done.failed {
+            tracing::info!(%stream, %cause, "follow-up not applied: {e}");
         }
-        last
-    }
-
-    /// Appends one follow-up, with ids from its cause; nothing if already there.
-    async fn react(
-        &self,
-        stream: &StreamName,
-        cause: Uuid,
-        step: FollowUp,
-    ) -> Result<Vec<RecordedEvent>, CommandError> {
-        let ids = EventIds::CausedBy(cause);
-        let metadata = EventMetadata {
-            actor: Some("muster".into()),
-            source: Some("reaction".into()),
-            causation_id: Some(cause),
-            ..EventMetadata::default()
-        };
-        for _ in 0..MAX_ATTEMPTS {
-            let recorded = read_stream(&*self.store, stream).await?;
-            let first = ids.id(stream, 0);
-            if let Some(start) = recorded.iter().position(|r| r.id == first) {
-                // Stored by an earlier run: answer with those events, so that their own
-                // follow-ups are checked too.
-                return Ok(recorded[start..]
-                    .iter()
-                    .zip(0u32..)
-                    .take_while(|(r, i)| r.id == ids.id(stream, *i))
-                    .map(|(r, _)| r.clone())
-                    .collect());
-            }
-            let revision = recorded.last().map(|r| r.revision);
-            let batch = match &step {
-                FollowUp::Incident(command) => {
-                    let events: Vec<IncidentEvent> = recorded
-                        .iter()
-                        .map(event::decode)
-                        .collect::<Result<_, _>>()?;
-                    let state = IncidentState::replay(&events);
-                    let new = state.decide(command.clone())?;
-                    encode_batch(stream, &new, ids, &metadata)?
-                }
-                FollowUp::Unit(command) => {
-                    let events: Vec<UnitEvent> = recorded
-                        .iter()
-                        .map(event::decode)
-                        .collect::<Result<_, _>>()?;
-                    let state = UnitState::replay(&events);
-                    let new = state.decide(command.clone())?;
-                    encode_batch(stream, &new, ids, &metadata)?
-                }
-            };
-            if batch.is_empty() {
-                return Ok(Vec::new());
-            }
-            let new_ids: Vec<Uuid> = batch.iter().map(|e| e.id).collect();
-            match self
-                .store
-                .append(stream, expected_state_after(revision), batch)
-                .await
-            {
-                Ok(_) => return Ok(self.read_ids(stream, revision, &new_ids).await?),
-                Err(e) if e.is_conflict() => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(CommandError::Contended(stream.clone()))
+        done.last
     }
 
     /// Loads the incident state.
@@ -350,50 +265,4 @@ impl Commands {
             .await?
             .0)
     }
-}
-
-/// A command that follows from a stored event.
-#[derive(Debug, Clone)]
-enum FollowUp {
-    Incident(muster_core::incident::IncidentCommand),
-    Unit(muster_core::unit::UnitCommand),
-}
-
-/// The follow-ups of one batch of stored events: target stream, causing event id, command.
-fn follow_ups(batch: &[RecordedEvent]) -> Vec<(StreamName, Uuid, FollowUp)> {
-    let mut out = Vec::new();
-    let mut incident_batch: Vec<IncidentEvent> = Vec::new();
-    for recorded in batch {
-        let Ok((aggregate, event)) = DomainEvent::from_recorded(recorded) else {
-            continue;
-        };
-        match (aggregate, event) {
-            (AggregateRef::Unit(unit), DomainEvent::Unit(e)) => {
-                if let Some((incident, command)) = reaction::incident_progress(unit, &e) {
-                    out.push((
-                        incident.stream_name(),
-                        recorded.id,
-                        FollowUp::Incident(command),
-                    ));
-                }
-            }
-            (AggregateRef::Sensor(sensor), DomainEvent::Sensor(e)) => {
-                if let Some((incident, command)) = reaction::sensor_follow_up(sensor, &e) {
-                    out.push((
-                        incident.stream_name(),
-                        recorded.id,
-                        FollowUp::Incident(command),
-                    ));
-                }
-            }
-            (AggregateRef::Incident(_), DomainEvent::Incident(e)) => incident_batch.push(e),
-            _ => {}
-        }
-    }
-    if let Some(last) = batch.last() {
-        for (unit, command) in reaction::units_released_by_close(&incident_batch) {
-            out.push((unit.stream_name(), last.id, FollowUp::Unit(command)));
-        }
-    }
-    out
 }
