@@ -67,27 +67,10 @@ pub enum DrillCommand {
         #[arg(long)]
         quiet: bool,
     },
-    /// Run a scenario and play it into a running server through its operator API as its
-    /// virtual time passes (at --speed), so operators watch it on the wall display.
-    Live {
-        /// The scenario file (TOML); use one on the server's city.
-        scenario: PathBuf,
-        /// The server (such as http://127.0.0.1:8080).
-        #[arg(long)]
-        server: String,
-        /// Operator token.
-        #[arg(long, env = "MUSTER_TOKEN")]
-        token: String,
-        /// Virtual seconds per wall second.
-        #[arg(long, default_value_t = 1.0)]
-        speed: f64,
-        /// Seed (default: the scenario's).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// No progress bar.
-        #[arg(long)]
-        quiet: bool,
-    },
+    /// Play a scenario into a running server as its time passes (at --speed): calls through
+    /// the operator API, the server's dispatcher consulted, a simulated crew device per unit
+    /// on the mobile gateway, so operators train on the real wall display.
+    Live(crate::live::LiveArgs),
     /// Replay a recorded log (JSON lines, canonical or `muster store dump` output) into the
     /// engine at a speed; with --what-if, re-run its calls under another policy; with
     /// --server, into a running server through its operator API.
@@ -294,49 +277,7 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        DrillCommand::Live {
-            scenario,
-            server,
-            token,
-            speed,
-            seed,
-            quiet,
-        } => {
-            if !(speed.is_finite() && speed > 0.0) {
-                bail!("--speed must be a number greater than 0");
-            }
-            let s = load(&scenario)?;
-            let options = RunOptions {
-                seed: seed.unwrap_or(s.seed),
-                policy: None,
-                calls: None,
-            };
-            let f = run_scenario(&s, &options, true, &s.name)?;
-            println!(
-                "{}: {} calls, {} events; playing into {server} at {speed}x ({:.1} wall minutes)",
-                s.name,
-                f.outcome.calls,
-                f.events.len(),
-                s.duration_hours * 60.0 / speed
-            );
-            let b = bar(f.events.len() as u64, quiet, "live");
-            let stats =
-                crate::server::into_server(&f.events, &server, &token, Some(speed), &mut |n| {
-                    b.set_position(n as u64)
-                })?;
-            b.finish_and_clear();
-            println!(
-                "played {} events with {} API calls in {:.1} s; {} refused",
-                f.events.len(),
-                stats.calls,
-                stats.wall_s,
-                stats.refused
-            );
-            for e in &stats.examples {
-                println!("  {e}");
-            }
-            Ok(())
-        }
+        DrillCommand::Live(args) => crate::live::run_cli(args),
         DrillCommand::Compare {
             a,
             b,

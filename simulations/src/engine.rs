@@ -1367,7 +1367,8 @@ impl Engine<'_> {
     }
 }
 
-fn prefix(kind: UnitKind) -> &'static str {
+/// The call-sign prefix of a kind (`E` for engines, `M` for ALS ambulances, …).
+pub(crate) fn prefix(kind: UnitKind) -> &'static str {
     match kind {
         UnitKind::Engine => "E",
         UnitKind::Ladder => "L",

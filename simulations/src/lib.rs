@@ -20,12 +20,16 @@
 //!   re-running its calls under another dispatch policy ("what if").
 //! - [`server`]: replaying a recorded log into a running `muster serve` through its operator
 //!   API, paced at a speed, so the wall display shows it.
+//! - [`live`]: live drills: a scenario played against a running server in scaled wall time,
+//!   calls through the operator API, the server's dispatcher consulted, and a simulated
+//!   device per unit on the mobile gateway.
 //! - [`cli`]: argument structs and run functions for `muster drill …` and `muster bench drill`.
 
 pub mod calls;
 pub mod cli;
 pub mod engine;
 pub mod html;
+pub mod live;
 pub mod log;
 pub mod replay;
 pub mod report;

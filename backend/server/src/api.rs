@@ -1091,6 +1091,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/units/{id}/status"),
     ("post", "/api/units/{id}/position"),
     ("post", "/api/units/{id}/tasks/{task}/{step}"),
+    ("post", "/api/units/{id}/device-token"),
     ("post", "/api/sensors"),
     ("post", "/api/sensors/{id}/readings"),
     ("get", "/api/areas"),

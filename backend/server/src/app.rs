@@ -272,11 +272,21 @@ impl Application {
         let readiness = web::Data::new(Readiness(ready.clone()));
         let feed_shutdown = web::Data::new(FeedShutdown(stop_rx));
         let wall = web::Data::new(crate::wall::WallState::new(city.clone(), dyn_store.clone()));
+        let enrolment = gateway.as_ref().map(|g| {
+            web::Data::new(crate::devices::Enrolment {
+                tokens: g.tokens.clone(),
+                gateway_port: g.port,
+            })
+        });
         let limit = config.max_body_bytes;
         let server = actix_web::HttpServer::new(move || {
             let app = match &dispatcher {
                 Some(d) => App::new().app_data(d.clone()),
                 None => App::new(),
+            };
+            let app = match &enrolment {
+                Some(e) => app.app_data(e.clone()),
+                None => app,
             };
             app.app_data(data.clone())
                 .app_data(tokens.clone())
@@ -291,6 +301,7 @@ impl Application {
                 .app_data(web::PayloadConfig::default().limit(limit))
                 .configure(api::routes)
                 .configure(crate::dispatcher::routes)
+                .configure(crate::devices::routes)
                 .route("/api/feed", web::get().to(feed::feed))
                 .route("/api/openapi.json", web::get().to(openapi))
                 .route("/healthz", web::get().to(healthz))
@@ -430,4 +441,67 @@ pub async fn register_demo_units(
         units.push((id, call_sign));
     }
     Ok(units)
+}
+
+/// The live drill `muster serve --demo` runs.
+#[derive(Debug, Clone)]
+pub struct DemoDrill {
+    /// The scenario's name.
+    pub scenario: String,
+    /// Units it plays.
+    pub units: u32,
+}
+
+/// Starts the live drill of the bundled Helsinki sample against this server, at `base` (its
+/// own address) with an operator's token, round after round until the server stops. It
+/// needs the bundled city and the mobile gateway.
+pub fn start_demo_drill(
+    app: &Application,
+    base: &str,
+    operator_token: &str,
+    speed: f64,
+) -> anyhow::Result<DemoDrill> {
+    let scenario = muster_sim::scenario::Scenario::load_file_or_sample(std::path::Path::new(
+        "helsinki",
+    ))
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let city = app.city().map(|c| c.meta.name.clone());
+    if city.as_deref() != Some(scenario.city.meta.name.as_str()) {
+        anyhow::bail!(
+            "the demo drill plays on the bundled Helsinki city, but the server's city is {}; start with --no-drill",
+            city.unwrap_or_else(|| "none (a grid)".into())
+        );
+    }
+    let Some(gateway) = app.gateway() else {
+        anyhow::bail!("the demo drill needs the mobile gateway; set a gateway_bind other than \"off\" or start with --no-drill");
+    };
+    let drill = DemoDrill {
+        scenario: scenario.name.clone(),
+        units: scenario.unit_count(),
+    };
+    let options = muster_sim::live::LiveOptions {
+        server: base.to_owned(),
+        token: operator_token.to_owned(),
+        gateway: Some(format!("ws://127.0.0.1:{}", gateway.port)),
+        speed,
+        seed: scenario.seed,
+        hours: None,
+        repeat: true,
+    };
+    let stop = app.stopper.stopping.subscribe();
+    tokio::spawn(async move {
+        let mut last = std::time::Instant::now();
+        let result = muster_sim::live::run(Arc::new(scenario), options, stop, &mut |s| {
+            if last.elapsed() >= std::time::Duration::from_secs(60) {
+                last = std::time::Instant::now();
+                tracing::info!("demo drill: {}", muster_sim::live::summary_line(s));
+            }
+        })
+        .await;
+        match result {
+            Ok(s) => tracing::info!("demo drill ended: {}", muster_sim::live::summary_line(&s)),
+            Err(e) => tracing::error!("the demo drill stopped: {e:#}"),
+        }
+    });
+    Ok(drill)
 }

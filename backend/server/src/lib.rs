@@ -28,6 +28,7 @@ pub mod auth;
 pub mod benches;
 pub mod commands;
 pub mod config;
+pub mod devices;
 pub mod dispatcher;
 pub mod error;
 pub mod feed;

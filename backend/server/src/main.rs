@@ -49,9 +49,18 @@ struct ServeArgs {
     /// Address to listen on, such as 127.0.0.1:8080 (port 0 picks a free port).
     #[arg(long)]
     bind: Option<String>,
-    /// Create demo users (printing their tokens) and demo units at the demo city's stations.
+    /// Demo mode: demo users (printing their tokens) and a live drill of the bundled
+    /// Helsinki sample keeping the city busy: its units registered, calls entered, the
+    /// dispatcher's recommendations sent, and a simulated crew device per unit.
     #[arg(long)]
     demo: bool,
+    /// With --demo: no drill; one demo unit at each station instead, with a device token
+    /// printed for each, to play units yourself (`muster responder`).
+    #[arg(long, requires = "demo")]
+    no_drill: bool,
+    /// With --demo: the drill's speed, virtual seconds per wall second.
+    #[arg(long, requires = "demo", default_value_t = 4.0)]
+    drill_speed: f64,
 }
 
 /// Arguments of `muster projections`.
@@ -147,20 +156,37 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .iter()
             .find(|u| u.role == muster_server::auth::Role::Operator)
         {
-            let units = muster_server::app::register_demo_units(&app, operator).await?;
-            println!("demo: {} units at the stations of the bundled city", units.len());
-            if let Some(gateway) = app.gateway() {
-                let gw = format!("ws://{}", bound_address(&config.gateway_bind, gateway.port));
+            let gw = app
+                .gateway()
+                .map(|g| format!("ws://{}", bound_address(&config.gateway_bind, g.port)));
+            if let Some(gw) = &gw {
                 println!("mobile gateway listening on {gw}");
-                let expires = chrono::Utc::now() + chrono::Duration::hours(12);
-                for (unit, call_sign) in &units {
-                    println!("demo device {call_sign:<5} unit {unit} token {}", gateway.tokens.issue(*unit, expires));
+            }
+            if args.no_drill {
+                let units = muster_server::app::register_demo_units(&app, operator).await?;
+                println!("demo: {} units at the stations of the bundled city", units.len());
+                if let (Some(gateway), Some(gw)) = (app.gateway(), &gw) {
+                    let expires = chrono::Utc::now() + chrono::Duration::hours(12);
+                    for (unit, call_sign) in &units {
+                        println!("demo device {call_sign:<5} unit {unit} token {}", gateway.tokens.issue(*unit, expires));
+                    }
+                    if let Some((unit, call_sign)) = units.first() {
+                        println!(
+                            "try a device: muster responder --url {gw} --unit {unit} --token <the {call_sign} token>"
+                        );
+                    }
                 }
-                if let Some((unit, call_sign)) = units.first() {
-                    println!(
-                        "try a device: muster responder --url {gw} --unit {unit} --token <the {call_sign} token>"
-                    );
-                }
+            } else {
+                let drill = muster_server::app::start_demo_drill(
+                    &app,
+                    &format!("http://{}", local_address(&config.bind, app.port())),
+                    &operator.token,
+                    args.drill_speed,
+                )?;
+                println!(
+                    "demo drill: {} at {}x, {} units with simulated crew devices (--no-drill to play units yourself)",
+                    drill.scenario, args.drill_speed, drill.units
+                );
             }
             for u in &demo_users {
                 println!("demo token {:<9} {}", u.role.as_str(), u.token);
@@ -176,6 +202,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         });
         app.run_until_stopped().await
     })
+}
+
+/// The address a process on this machine reaches the server at (a wildcard bind is reached on
+/// the loopback address).
+fn local_address(bind: &str, port: u16) -> String {
+    let host = bind.rsplit_once(':').map_or(bind, |(h, _)| h);
+    let host = match host {
+        "0.0.0.0" | "" => "127.0.0.1",
+        "[::]" => "[::1]",
+        other => other,
+    };
+    format!("{host}:{port}")
 }
 
 fn bound_address(bind: &str, port: u16) -> String {

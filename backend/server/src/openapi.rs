@@ -42,6 +42,13 @@ pub fn document() -> Value {
         o["parameters"] = view_params.clone();
         o
     };
+    let mut device_token = op(
+        "Issue the token a crew's device presents to the mobile gateway (audited in device-<unit id>; 503 when no gateway runs)",
+        "operator, admin",
+        None,
+        "201",
+    );
+    device_token["requestBody"] = json!({"required": false, "content": {"application/json": {"schema": {"type": "object", "properties": {"valid_hours": {"type": "integer", "minimum": 1, "maximum": 18, "default": 12}}}}}});
     json!({
         "openapi": "3.1.0",
         "info": {"title": "Muster operator API", "version": env!("CARGO_PKG_VERSION"),
@@ -64,6 +71,7 @@ pub fn document() -> Value {
             "/api/units/{id}/status": {"post": op("Change a unit's status", "operator, responder, admin", Some("ChangeStatus"), "200")},
             "/api/units/{id}/position": {"post": op("Report a position fix", "operator, responder, admin", Some("ReportPosition"), "200")},
             "/api/units/{id}/tasks/{task}/{step}": {"post": op("Acknowledge, decline or complete a task (step: acknowledge | decline | complete)", "operator, responder, admin", Some("TaskStep"), "200")},
+            "/api/units/{id}/device-token": {"post": device_token},
             "/api/sensors": {"post": op("Register a sensor with thresholds", "operator, admin", Some("RegisterSensor"), "201")},
             "/api/sensors/{id}/readings": {"post": op("Ingest a reading: a threshold crossing raises one alarm and one incident; the clearing is recorded", "operator, admin", Some("Reading"), "200")},
             "/api/areas": {"get": with_params(op("Per-area counts: open incidents by priority, units by status", "any", None, "200"))},
