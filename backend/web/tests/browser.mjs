@@ -45,7 +45,7 @@ function freePort() {
 
 let server = null;
 async function startServer(dataDir, port) {
-  const child = spawn(musterBin, ["serve", "--demo", "--data-dir", dataDir, "--bind", `127.0.0.1:${port}`], {
+  const child = spawn(musterBin, ["serve", "--demo", "--no-drill", "--data-dir", dataDir, "--bind", `127.0.0.1:${port}`], {
     env: { ...process.env, MUSTER_USERS: `wall-test:operator:${TOKEN}`, MUSTER_WEB_BUILD: "0", MUSTER_WEB_DIST: path.join(here, "../dist"), MUSTER_GATEWAY_BIND: "off" },
     stdio: ["ignore", "pipe", "pipe"],
   });
