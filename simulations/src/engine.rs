@@ -18,7 +18,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveTime, Utc};
 use muster_core::decision::Aggregate;
 use muster_core::dispatch::{
     IncidentSpec, NewUnit, PendingIncident, UnitIndex, assign_jointly, recommend,
@@ -255,7 +255,8 @@ struct Engine<'a> {
     round_scheduled: bool,
     retry_scheduled: bool,
     waiting: std::collections::BTreeSet<usize>,
-    freed: BTreeMap<UnitKind, usize>,
+    /// Units freed since the last retry round, by kind, in the order they were freed.
+    freed: BTreeMap<UnitKind, Vec<usize>>,
     closures: Vec<Vec<u32>>,
     events: u64,
     refusals: u64,
@@ -282,54 +283,67 @@ pub fn run_with_router(
     router: Arc<Router>,
     progress: Progress<'_>,
 ) -> Result<DrillOutcome, DrillError> {
-    let seed = options.seed;
-    let mut calls_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6361_6c6c);
-    let end_ms = (scenario.duration_hours * 3_600_000.0).round() as i64;
-    let calls = match &options.calls {
-        Some(c) => c.iter().filter(|c| c.at_ms <= end_ms).cloned().collect(),
-        None => crate::calls::generate(scenario, &mut calls_rng, end_ms),
-    };
-    let mut engine = Engine {
-        scenario,
-        policy: options.policy.unwrap_or(scenario.dispatch.policy),
-        store: Arc::new(MemoryStore::new()),
-        index: UnitIndex::new(router.clone(), muster_core::dispatch::DEFAULT_STALE_AFTER),
-        router,
-        plans: ResponsePlans::default_set(),
-        start: scenario.start,
-        now_ms: 0,
-        end_ms,
-        seq: 0,
-        queue: BinaryHeap::new(),
-        ids: ChaCha8Rng::seed_from_u64(seed ^ 0x0069_6473),
-        behaviour: ChaCha8Rng::seed_from_u64(seed ^ 0x0062_6568_6176),
-        units: Vec::new(),
-        incidents: Vec::new(),
-        incident_by_id: HashMap::new(),
-        calls,
-        replaying: options.calls.is_some(),
-        kinds_in_fleet: BTreeMap::new(),
-        round_pending: Vec::new(),
-        round_scheduled: false,
-        retry_scheduled: false,
-        waiting: Default::default(),
-        freed: Default::default(),
-        closures: Vec::new(),
-        events: 0,
-        refusals: 0,
-        routes: 0,
-        metadata: EventMetadata {
-            actor: Some("drill".into()),
-            source: Some("drill".into()),
-            ..EventMetadata::default()
-        },
-    };
+    let (mut engine, calls_rng) = Engine::new(scenario, options, router);
     let result = engine.run(progress, calls_rng);
     // Leave the router as it was found.
     if !engine.closures.is_empty() {
         engine.router.set_conditions(Default::default()).wait();
     }
     result
+}
+
+impl<'a> Engine<'a> {
+    /// An engine at the start of a drill, nothing registered or scheduled yet, and the random
+    /// stream of the call generator (the scripted events draw from it next).
+    fn new(
+        scenario: &'a Scenario,
+        options: &RunOptions,
+        router: Arc<Router>,
+    ) -> (Self, ChaCha8Rng) {
+        let seed = options.seed;
+        let mut calls_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6361_6c6c);
+        let end_ms = (scenario.duration_hours * 3_600_000.0).round() as i64;
+        let calls = match &options.calls {
+            Some(c) => c.iter().filter(|c| c.at_ms <= end_ms).cloned().collect(),
+            None => crate::calls::generate(scenario, &mut calls_rng, end_ms),
+        };
+        let engine = Engine {
+            scenario,
+            policy: options.policy.unwrap_or(scenario.dispatch.policy),
+            store: Arc::new(MemoryStore::new()),
+            index: UnitIndex::new(router.clone(), muster_core::dispatch::DEFAULT_STALE_AFTER),
+            router,
+            plans: ResponsePlans::default_set(),
+            start: scenario.start,
+            now_ms: 0,
+            end_ms,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            ids: ChaCha8Rng::seed_from_u64(seed ^ 0x0069_6473),
+            behaviour: ChaCha8Rng::seed_from_u64(seed ^ 0x0062_6568_6176),
+            units: Vec::new(),
+            incidents: Vec::new(),
+            incident_by_id: HashMap::new(),
+            calls,
+            replaying: options.calls.is_some(),
+            kinds_in_fleet: BTreeMap::new(),
+            round_pending: Vec::new(),
+            round_scheduled: false,
+            retry_scheduled: false,
+            waiting: Default::default(),
+            freed: Default::default(),
+            closures: Vec::new(),
+            events: 0,
+            refusals: 0,
+            routes: 0,
+            metadata: EventMetadata {
+                actor: Some("drill".into()),
+                source: Some("drill".into()),
+                ..EventMetadata::default()
+            },
+        };
+        (engine, calls_rng)
+    }
 }
 
 impl Engine<'_> {
@@ -518,18 +532,30 @@ impl Engine<'_> {
                 });
                 *self.kinds_in_fleet.entry(entry.kind).or_default() += 1;
                 if let Some((start_h, hours)) = entry.shift {
-                    let mut day = 0.0;
-                    while day * 24.0 < self.scenario.duration_hours {
-                        let on = ((day * 24.0 + start_h) * 3_600_000.0) as i64;
+                    // Shifts keep the clock: `start_hour` is an hour of the day (UTC, like
+                    // `start`), whatever hour the drill begins. Yesterday's shift may still
+                    // be on when it begins.
+                    let midnight = self.start.date_naive().and_time(NaiveTime::MIN).and_utc();
+                    let after_midnight_ms = (self.start - midnight).num_milliseconds();
+                    let mut on_now = false;
+                    let mut day = -1i64;
+                    loop {
+                        let on =
+                            day * 86_400_000 + (start_h * 3_600_000.0) as i64 - after_midnight_ms;
+                        if on >= self.end_ms.max(1) {
+                            break;
+                        }
                         let off = on + (hours * 3_600_000.0) as i64;
-                        self.schedule(on, Ev::ShiftStart(u));
-                        self.schedule(off, Ev::ShiftEnd(u));
-                        day += 1.0;
+                        if off > 0 {
+                            on_now |= on <= 0;
+                            if on >= 0 {
+                                self.schedule(on, Ev::ShiftStart(u));
+                            }
+                            self.schedule(off, Ev::ShiftEnd(u));
+                        }
+                        day += 1;
                     }
-                    // Off duty until the first shift starts (unless it starts now or the
-                    // previous day's shift runs past midnight).
-                    let prev_end = (start_h + hours - 24.0) * 3_600_000.0;
-                    if start_h > 0.0 && prev_end <= 0.0 {
+                    if !on_now {
                         self.units[u].off_duty = true;
                         self.unit_command(
                             u,
@@ -677,24 +703,37 @@ impl Engine<'_> {
             Ev::Retry => {
                 self.retry_scheduled = false;
                 // Only incidents that need a kind freed since the last round can gain, and
-                // each freed unit serves at most one of them: the most urgent, then oldest.
+                // each freed unit serves at most one of them: the most urgent, then oldest,
+                // that has not already lost it (declined, or stood down). A unit taken since,
+                // or gone off duty, serves none.
                 let mut freed = std::mem::take(&mut self.freed);
+                for units in freed.values_mut() {
+                    units.retain(|&u| self.can_take_task(u));
+                }
                 let mut candidates: Vec<usize> = self.waiting.iter().copied().collect();
                 candidates.sort_by_key(|&i| (self.incidents[i].call.priority, i));
                 let mut waiting = Vec::new();
                 for i in candidates {
+                    if freed.values().all(Vec::is_empty) {
+                        break;
+                    }
+                    let inc = &self.incidents[i];
                     let mut wanted = false;
-                    for (k, n) in &self.incidents[i].needs {
-                        if let Some(left) = freed.get_mut(k).filter(|l| *n > 0 && **l > 0) {
-                            *left -= 1;
+                    for (k, n) in &inc.needs {
+                        if *n == 0 {
+                            continue;
+                        }
+                        if let Some(units) = freed.get_mut(k)
+                            && let Some(at) = units
+                                .iter()
+                                .position(|&u| !inc.exclude.contains(&self.units[u].id))
+                        {
+                            units.remove(at);
                             wanted = true;
                         }
                     }
                     if wanted {
                         waiting.push(i);
-                    }
-                    if freed.values().all(|l| *l == 0) {
-                        break;
                     }
                 }
                 match self.policy {
@@ -809,7 +848,7 @@ impl Engine<'_> {
                             at: self.at(),
                         },
                     )?;
-                    self.kick_retry(self.units[unit].kind);
+                    self.kick_retry(unit);
                 }
             }
             Ev::ShiftEnd(unit) => {
@@ -864,13 +903,27 @@ impl Engine<'_> {
             .map(|t| t.task)
     }
 
-    /// A unit of this kind became free: incidents waiting for one get another round soon.
-    fn kick_retry(&mut self, kind: UnitKind) {
-        *self.freed.entry(kind).or_default() += 1;
+    /// A unit became free: incidents waiting for its kind get another round soon.
+    fn kick_retry(&mut self, u: usize) {
+        let units = self.freed.entry(self.units[u].kind).or_default();
+        if !units.contains(&u) {
+            units.push(u);
+        }
         if !self.retry_scheduled && !self.waiting.is_empty() {
             self.retry_scheduled = true;
             self.schedule(self.now_ms + 1_000, Ev::Retry);
         }
+    }
+
+    /// On duty and in a status that takes a task.
+    fn can_take_task(&self, u: usize) -> bool {
+        let unit = &self.units[u];
+        !unit.off_duty
+            && unit
+                .state
+                .unit
+                .as_ref()
+                .is_some_and(|x| x.status.can_take_task())
     }
 
     fn enter(&mut self, c: usize) -> Result<(), DrillError> {
@@ -1142,10 +1195,12 @@ impl Engine<'_> {
             }
             if redispatch && !inc.closed {
                 self.schedule(self.now_ms, Ev::Dispatch(i));
+                // It waits for a unit from now on, so the retry below looks past it.
+                self.update_waiting(i);
             }
         }
         self.go_off_if_due(u)?;
-        self.kick_retry(kind);
+        self.kick_retry(u);
         Ok(())
     }
 
@@ -1346,7 +1401,7 @@ impl Engine<'_> {
         let station = self.units[u].station;
         self.move_unit(u, station, Dest::Station);
         self.go_off_if_due(u)?;
-        self.kick_retry(self.units[u].kind);
+        self.kick_retry(u);
         Ok(())
     }
 
@@ -1394,4 +1449,143 @@ pub fn to_core(p: LatLon) -> muster_core::value::LatLon {
 /// The core's value type as a geodata position.
 pub fn from_core(p: muster_core::value::LatLon) -> LatLon {
     LatLon::new(p.lat_deg(), p.lon_deg()).expect("a core position is valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// One ambulance, no declines or silent devices unless a test makes them, and no delays
+    /// between a call, its entry and its dispatch.
+    const ONE_AMBULANCE: &str = r#"
+name = "one ambulance"
+start = "2026-03-02T12:00:00Z"
+duration_hours = 1
+
+[city]
+bundled = "helsinki"
+
+[dispatch]
+entry_s = [0, 0]
+dispatch_s = [0, 0]
+
+[responders]
+ack_s = [10, 10]
+turnout_ems_s = [60, 60]
+decline_probability = 0
+unreachable_probability = 0
+
+[calls]
+per_day = 0
+
+[[fleet]]
+stations = "st-ambulance-A1"
+kind = "bls_ambulance"
+count = 1
+"#;
+
+    fn medical_call(scenario: &Scenario, address: usize) -> Call {
+        Call {
+            at_ms: 0,
+            location: scenario.city.addresses[address].location,
+            incident_type: IncidentType::Medical,
+            priority: Priority::P3,
+            sensor: false,
+            entry_after_ms: Some(0),
+        }
+    }
+
+    /// Handles the queued events up to `until_ms`.
+    fn run_until(engine: &mut Engine<'_>, until_ms: i64) {
+        while let Some(Reverse((at, _, _))) = engine.queue.peek()
+            && *at <= until_ms
+        {
+            let Reverse((at, _, ev)) = engine.queue.pop().expect("peeked");
+            engine.now_ms = at;
+            engine.handle(ev).expect("the drill runs");
+        }
+        engine.now_ms = until_ms;
+    }
+
+    #[test]
+    fn a_unit_that_declines_one_incident_goes_to_the_next_waiting_one() {
+        let scenario = Scenario::parse(Path::new("one-ambulance.toml"), ONE_AMBULANCE)
+            .expect("the test scenario is valid");
+        let router = Arc::new(Router::new(scenario.city.clone()).expect("routable"));
+        let calls = vec![medical_call(&scenario, 0), medical_call(&scenario, 1)];
+        let options = RunOptions {
+            seed: 1,
+            policy: None,
+            calls: Some(calls),
+        };
+        let (mut engine, _) = Engine::new(&scenario, &options, router);
+        engine.register_fleet().unwrap();
+        engine.enter(0).unwrap();
+        engine.enter(1).unwrap();
+        run_until(&mut engine, 0);
+        // The only ambulance went to the first incident; the second waits for it.
+        assert_eq!(engine.incidents[0].assigned, vec![0]);
+        assert!(engine.incidents[1].waiting);
+
+        // The crew declines the first incident.
+        let epoch = engine.units[0].epoch;
+        engine.handle(Ev::Decline { unit: 0, epoch }).unwrap();
+        run_until(&mut engine, 5_000);
+
+        // The first incident will not get it again; the second, waiting, does.
+        assert_eq!(engine.incidents[1].assigned, vec![0]);
+        assert!(engine.incidents[0].waiting && engine.incidents[0].assigned.is_empty());
+        assert_eq!(engine.refusals, 0);
+    }
+
+    /// The unit's shift events as (hours from the drill's start, on duty).
+    fn shift_of(start: &str, shift: &str) -> (bool, Vec<(f64, bool)>) {
+        let text = ONE_AMBULANCE
+            .replace("2026-03-02T12:00:00Z", start)
+            .replace("duration_hours = 1", "duration_hours = 24")
+            .replace("count = 1\n", &format!("count = 1\nshift = {shift}\n"));
+        let scenario = Scenario::parse(Path::new("shift.toml"), &text).expect("valid");
+        let router = Arc::new(Router::new(scenario.city.clone()).expect("routable"));
+        let options = RunOptions {
+            seed: 1,
+            policy: None,
+            calls: Some(Vec::new()),
+        };
+        let (mut engine, _) = Engine::new(&scenario, &options, router);
+        engine.register_fleet().unwrap();
+        let mut events: Vec<(i64, u64, Ev)> = engine.queue.drain().map(|Reverse(e)| e).collect();
+        events.sort();
+        let changes = events
+            .into_iter()
+            .filter_map(|(at, _, ev)| match ev {
+                Ev::ShiftStart(_) => Some((at as f64 / 3_600_000.0, true)),
+                Ev::ShiftEnd(_) => Some((at as f64 / 3_600_000.0, false)),
+                _ => None,
+            })
+            .collect();
+        (!engine.units[0].off_duty, changes)
+    }
+
+    #[test]
+    fn shifts_keep_the_clock_whatever_hour_the_drill_begins() {
+        let noon_to_midnight = "{ start_hour = 12, hours = 12 }";
+        // A drill from noon: the noon-to-midnight crew is on from the start.
+        assert_eq!(
+            shift_of("2026-03-02T12:00:00Z", noon_to_midnight),
+            (true, vec![(0.0, true), (12.0, false)])
+        );
+        // A drill from midnight: on at noon, off at midnight.
+        assert_eq!(
+            shift_of("2026-03-02T00:00:00Z", noon_to_midnight),
+            (false, vec![(12.0, true), (24.0, false)])
+        );
+        // A night shift, 20:00 to 06:00, seen from a drill that begins at 02:00: last night's
+        // crew goes off at 06:00, tonight's comes on at 20:00 and off after the drill.
+        assert_eq!(
+            shift_of("2026-03-02T02:00:00Z", "{ start_hour = 20, hours = 10 }"),
+            (true, vec![(4.0, false), (18.0, true), (28.0, false)])
+        );
+    }
 }

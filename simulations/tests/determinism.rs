@@ -53,7 +53,7 @@ fn golden_hash_of_the_helsinki_sample() {
     assert_eq!(sha256_hex(&log), GOLDEN);
 }
 
-const GOLDEN: &str = "3df1e89a39cc99e0e9acd9fa9ea2714d788e78f69525d468b5ace10ec6f274c3";
+const GOLDEN: &str = "b9867beb1d5dd325b9235ed38e6c4f3ec55c626cf32f203f9447dd29575e9296";
 
 #[test]
 fn the_joint_policy_is_deterministic_too() {
