@@ -57,6 +57,10 @@ struct OpenIncident {
     declined: BTreeSet<UnitId>,
     /// Assigned units whose crews did not acknowledge in time: not counted as sent.
     overdue: BTreeSet<UnitId>,
+    /// Units that reached the scene: they count toward the run card after they clear, so a
+    /// unit that has done its part is not asked for again. (A unit stood down before
+    /// arriving, to go elsewhere, leaves a need behind.)
+    served: BTreeSet<UnitId>,
 }
 
 #[derive(Debug, Default)]
@@ -317,6 +321,14 @@ impl Dispatcher {
             }
             UnitEvent::UnitStatusChanged { to, .. } => {
                 index.set_status(unit, to);
+                if to == UnitStatus::OnScene {
+                    let mut board = self.0.board.write().expect("board lock");
+                    if let Some(incident) = board.commitments.get(&unit).copied()
+                        && let Some(i) = board.incidents.get_mut(&incident)
+                    {
+                        i.served.insert(unit);
+                    }
+                }
             }
             UnitEvent::UnitPositionReported { position, at, .. } => {
                 if let Some(p) = geo(position) {
@@ -394,6 +406,7 @@ impl Dispatcher {
                         units: BTreeSet::new(),
                         declined: BTreeSet::new(),
                         overdue: BTreeSet::new(),
+                        served: BTreeSet::new(),
                     };
                     let auto = self
                         .0
@@ -477,13 +490,13 @@ impl Dispatcher {
             .copied()
             .collect();
         // Units already sent count toward the plan, unless their crews did not acknowledge
-        // in time.
+        // in time; so do units that reached the scene and have cleared.
         let mut plan = plan;
         {
             let index = self.0.index.read().expect("index lock");
+            let counted: BTreeSet<UnitId> = open.units.union(&open.served).copied().collect();
             for need in &mut plan.units {
-                let sent = open
-                    .units
+                let sent = counted
                     .difference(&open.overdue)
                     .filter(|u| index.unit(**u).is_some_and(|x| x.kind == need.kind))
                     .count();

@@ -270,3 +270,85 @@ async fn coverage_and_bad_requests_say_what_is_wrong() {
     assert_eq!(status, 422, "{body}");
     app.stop().await;
 }
+
+/// The engines the recommendation for `incident` still asks for, read once the dispatcher
+/// has applied `position`.
+async fn engines_wanted(app: &App, incident: &str, position: u64) -> u64 {
+    let (status, rec) = app
+        .get(&format!(
+            "/api/incidents/{incident}/recommendation?min_position={position}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{rec}");
+    rec["recommendation"]["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["kind"] == "engine")
+        .map(|k| k["wanted"].as_u64().unwrap())
+        .sum()
+}
+
+/// Walks the unit's task through `steps` (statuses, then completing the task); answers the
+/// last command's log position.
+async fn progress(app: &App, unit: &str, task: &str, statuses: &[&str], tag: &str) -> u64 {
+    let (status, body) = app
+        .post(
+            &format!("/api/units/{unit}/tasks/{task}/acknowledge"),
+            &format!("ack-{tag}-0001"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for s in statuses {
+        let (status, body) = app
+            .post(
+                &format!("/api/units/{unit}/status"),
+                &format!("status-{tag}-{s}"),
+                json!({"status": s}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = app
+        .post(
+            &format!("/api/units/{unit}/tasks/{task}/complete"),
+            &format!("complete-{tag}-0001"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["position"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_that_cleared_the_scene_is_not_asked_for_again_but_one_stood_down_is() {
+    let app = spawn().await;
+    let engines = engines(&app).await;
+    for (tag, statuses, wanted_after) in [
+        ("served", &["en_route", "on_scene"][..], 0),
+        ("stood-down", &["en_route"][..], 1),
+    ] {
+        let (incident, position) =
+            report(&app, &format!("car-fire-{tag}"), engines[0].1, "vehicle_fire", "P3").await;
+        assert_eq!(engines_wanted(&app, &incident, position).await, 1);
+        let (status, sent) = app
+            .post(
+                &format!("/api/incidents/{incident}/dispatch"),
+                &format!("send-{tag}-0001"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 201, "{sent}");
+        let unit = sent["results"][0]["unit_id"].as_str().unwrap().to_owned();
+        let (_, detail) = app.get(&format!("/api/units/{unit}")).await;
+        let task = detail["task"].as_str().unwrap().to_owned();
+        let position = progress(&app, &unit, &task, statuses, tag).await;
+        assert_eq!(
+            engines_wanted(&app, &incident, position).await,
+            wanted_after,
+            "{tag}: after the engine's task ended"
+        );
+    }
+    app.stop().await;
+}
