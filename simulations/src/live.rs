@@ -55,9 +55,6 @@ const RECHECK_S: f64 = 30.0;
 /// a device 20 messages a second).
 const MIN_FIX_WALL_S: f64 = 0.5;
 
-/// How long (virtual hours) incidents still open when the calls end may run their course.
-const DRAIN_HOURS: f64 = 2.0;
-
 /// How a live drill runs.
 #[derive(Debug, Clone)]
 pub struct LiveOptions {
@@ -76,6 +73,9 @@ pub struct LiveOptions {
     pub hours: Option<f64>,
     /// Start over (with the next seed) when the calls run out, until stopped.
     pub repeat: bool,
+    /// How long (virtual hours) incidents still open when the calls end may run their
+    /// course before the drill stops.
+    pub drain_hours: f64,
 }
 
 /// What a live drill did so far.
@@ -356,7 +356,11 @@ impl Drive {
                     .iter()
                     .zip(cum)
                     .map(|(p, d)| {
-                        let t = if acc > 0.0 { d / acc * total_ms } else { total_ms };
+                        let t = if acc > 0.0 {
+                            d / acc * total_ms
+                        } else {
+                            total_ms
+                        };
                         (t.round() as i64, *p)
                     })
                     .collect()
@@ -523,7 +527,13 @@ impl Device {
         }
     }
 
-    fn on_task(&mut self, task: TaskId, incident: IncidentId, location: Option<LatLon>, t: Option<IncidentType>) {
+    fn on_task(
+        &mut self,
+        task: TaskId,
+        incident: IncidentId,
+        location: Option<LatLon>,
+        t: Option<IncidentType>,
+    ) {
         if self.job.is_some_and(|j| j.task == task) {
             return;
         }
@@ -560,6 +570,7 @@ impl Device {
     }
 
     fn on_wake(&mut self) {
+        tracing::debug!(unit = %self.unit.id, phase = ?self.phase_name(), job = ?self.job.map(|j| j.task), "live drill: device wakes");
         let phase = std::mem::replace(&mut self.phase, Phase::Idle);
         let out_of_reach = matches!(phase, Phase::OutOfReach);
         self.wake = None;
@@ -630,7 +641,10 @@ impl Device {
                     return self.go_home();
                 };
                 self.send_status(UnitStatus::OnScene);
-                let minutes = draw(&mut self.rng, self.scenario.calls.on_scene(job.incident_type));
+                let minutes = draw(
+                    &mut self.rng,
+                    self.scenario.calls.on_scene(job.incident_type),
+                );
                 let wake = self.after(minutes * 60.0);
                 self.set(Phase::OnScene, Some(wake));
             }
@@ -653,12 +667,14 @@ impl Device {
         let Some(job) = self.job else {
             return self.go_home();
         };
-        let transports = matches!(self.unit.kind, UnitKind::AlsAmbulance | UnitKind::BlsAmbulance)
-            && (matches!(job.incident_type.lead_service(), Service::Ems)
-                || matches!(
-                    job.incident_type,
-                    IncidentType::TrafficCollision | IncidentType::Assault
-                ));
+        let transports = matches!(
+            self.unit.kind,
+            UnitKind::AlsAmbulance | UnitKind::BlsAmbulance
+        ) && (matches!(job.incident_type.lead_service(), Service::Ems)
+            || matches!(
+                job.incident_type,
+                IncidentType::TrafficCollision | IncidentType::Assault
+            ));
         let hospital = self
             .scenario
             .city
@@ -693,7 +709,20 @@ impl Device {
         self.go_home();
     }
 
+    fn phase_name(&self) -> &'static str {
+        match self.phase {
+            Phase::Idle => "idle",
+            Phase::Answering { .. } => "answering",
+            Phase::OutOfReach => "out of reach",
+            Phase::TurningOut => "turning out",
+            Phase::Driving(_) => "driving",
+            Phase::OnScene => "on scene",
+            Phase::AtHospital => "at hospital",
+        }
+    }
+
     fn on_event(&mut self, event: ClientEvent) -> bool {
+        tracing::debug!(unit = %self.unit.id, phase = ?self.phase_name(), job = ?self.job.map(|j| j.task), "live drill: device event {event:?}");
         match event {
             ClientEvent::Connected { .. } => note(&self.stats, |s| s.connections += 1),
             ClientEvent::Task { task, .. } => self.on_task(
@@ -725,12 +754,16 @@ impl Device {
                 note(&self.stats, |s| {
                     s.device_refusals += 1;
                     if s.examples.len() < 8 {
-                        s.examples.push(format!("device of unit {unit}: {code:?}: {message}"));
+                        s.examples
+                            .push(format!("device of unit {unit}: {code:?}: {message}"));
                     }
                 });
             }
             ClientEvent::Fatal { reason } => {
-                refused(&self.stats, format!("device of unit {}: {reason}", self.unit.id));
+                refused(
+                    &self.stats,
+                    format!("device of unit {}: {reason}", self.unit.id),
+                );
                 return false;
             }
             ClientEvent::Disconnected { reason } => {
@@ -874,9 +907,13 @@ async fn work_call(
                 }),
             )
             .await?;
-        match sensor.and_then(|s| s.get("sensor_id").and_then(Value::as_str).map(str::to_owned)) {
-            Some(id) => {
-                api.post(
+        match sensor.and_then(|s| {
+            s.get("sensor_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        }) {
+            Some(id) => api
+                .post(
                     &format!("/api/sensors/{id}/readings"),
                     json!({"metric": "smoke_obscuration", "value": 25.0}),
                 )
@@ -884,8 +921,7 @@ async fn work_call(
                 .and_then(|r| {
                     let incident = r.pointer("/alarm/incident_id")?.as_str()?.parse().ok()?;
                     Some((incident, r.get("position")?.as_u64()?))
-                })
-            }
+                }),
             None => None,
         }
     } else {
@@ -932,13 +968,27 @@ async fn work_call(
         // Close once the last unit has cleared.
         let (done, closed) = {
             let b = board.lock().expect("board lock");
-            b.incidents
-                .get(&incident)
-                .map_or((false, false), |t| (t.cleared > 0 && t.working.is_empty(), t.closed))
+            b.incidents.get(&incident).map_or((false, false), |t| {
+                (t.cleared > 0 && t.working.is_empty(), t.closed)
+            })
         };
         if closed {
             break;
         }
+        // What the operator's screen shows: no unit of the incident still on a task (one
+        // sent a moment ago may not have reached its crew's device yet).
+        let done = done
+            && api
+                .get(&format!("/api/incidents/{incident}"))
+                .await?
+                .and_then(|i| {
+                    i.get("units")?.as_array().map(|units| {
+                        units
+                            .iter()
+                            .all(|u| u.get("active") != Some(&Value::Bool(true)))
+                    })
+                })
+                .unwrap_or(false);
         if done {
             let answer = api
                 .post(
@@ -973,7 +1023,8 @@ async fn work_call(
                                 let have = k
                                     .get("candidates")
                                     .and_then(Value::as_array)
-                                    .map_or(0, Vec::len) as u64;
+                                    .map_or(0, Vec::len)
+                                    as u64;
                                 wanted.min(have)
                             })
                             .sum::<u64>()
@@ -1041,7 +1092,8 @@ pub async fn run(
         stats: stats.clone(),
     };
     let router = Arc::new(
-        Router::new(scenario.city.clone()).map_err(|e| anyhow::anyhow!("the city cannot be routed on: {e}"))?,
+        Router::new(scenario.city.clone())
+            .map_err(|e| anyhow::anyhow!("the city cannot be routed on: {e}"))?,
     );
     let rules = api
         .get("/api/dispatch/rules")
@@ -1068,7 +1120,10 @@ pub async fn run(
             // Registered by an earlier run of the same scenario.
             Answer::Refused(409, _) => {}
             Answer::Refused(status, v) => {
-                bail!("the server refused to register unit {}: {status} {v}", unit.id)
+                bail!(
+                    "the server refused to register unit {}: {status} {v}",
+                    unit.id
+                )
             }
         }
         let enrolled = match api
@@ -1185,8 +1240,8 @@ pub async fn run(
             _ = stop_rx.wait_for(|s| *s) => break,
         }
     }
-    // The last incidents run their course, for at most DRAIN_HOURS of virtual time.
-    let drain_until = Instant::now() + clock.wall(DRAIN_HOURS * 3600.0);
+    // The last incidents run their course, for at most `drain_hours` of virtual time.
+    let drain_until = Instant::now() + clock.wall(options.drain_hours * 3600.0);
     loop {
         note(&stats, |s| s.virtual_hours = clock.virtual_s() / 3600.0);
         progress(&stats.lock().expect("stats lock").clone());
@@ -1241,6 +1296,9 @@ pub struct LiveArgs {
     /// Start over with the next seed when the calls run out, until Ctrl-C.
     #[arg(long)]
     pub repeat: bool,
+    /// Virtual hours the incidents still open when the calls end may run their course.
+    #[arg(long, default_value_t = 2.0)]
+    pub drain_hours: f64,
     /// No progress line.
     #[arg(long)]
     pub quiet: bool,
@@ -1274,6 +1332,9 @@ pub fn run_cli(args: LiveArgs) -> anyhow::Result<()> {
     {
         bail!("--hours must be a number greater than 0");
     }
+    if !(args.drain_hours.is_finite() && args.drain_hours >= 0.0) {
+        bail!("--drain-hours must be a number of hours, 0 or more");
+    }
     let scenario = Arc::new(
         Scenario::load_file_or_sample(&args.scenario).map_err(|e| anyhow::anyhow!("{e}"))?,
     );
@@ -1285,6 +1346,7 @@ pub fn run_cli(args: LiveArgs) -> anyhow::Result<()> {
         seed: args.seed.unwrap_or(scenario.seed),
         hours: args.hours,
         repeat: args.repeat,
+        drain_hours: args.drain_hours,
     };
     let hours = options.hours.unwrap_or(scenario.duration_hours);
     println!(

@@ -487,6 +487,7 @@ pub fn start_demo_drill(
         seed: scenario.seed,
         hours: None,
         repeat: true,
+        drain_hours: 2.0,
     };
     let stop = app.stopper.stopping.subscribe();
     tokio::spawn(async move {

@@ -138,6 +138,9 @@ async fn a_live_drill_works_the_city_through_the_operator_api_and_the_devices() 
         seed: 11,
         hours: Some(0.5),
         repeat: false,
+        // An incident whose first ambulance declines waits for the next free one, which
+        // can take an hour on this small fleet.
+        drain_hours: 8.0,
     };
     let (_stop, stopped) = tokio::sync::watch::channel(false);
     let stats = tokio::time::timeout(
