@@ -744,6 +744,7 @@ async fn change_status(
     body: web::Json<ChangeStatus>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id("unit", &path, UnitId::parse)?;
+    caller.acts_for(id)?;
     let to = body.status;
     let now = Utc::now();
     let executed = state
@@ -779,6 +780,7 @@ async fn report_position(
     body: web::Json<ReportPosition>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id("unit", &path, UnitId::parse)?;
+    caller.acts_for(id)?;
     let b = body.into_inner();
     let at = b.at.unwrap_or_else(Utc::now);
     let executed = state
@@ -813,6 +815,7 @@ async fn task_step(
 ) -> Result<HttpResponse, ApiError> {
     let (unit, task, step) = path.into_inner();
     let id = parse_id("unit", &unit, UnitId::parse)?;
+    caller.acts_for(id)?;
     let task = parse_id("task", &task, TaskId::parse)?;
     let now = Utc::now();
     let reason = body.and_then(|b| b.into_inner().reason);

@@ -401,6 +401,7 @@ pub async fn register_demo_units(
     let caller = crate::auth::Caller {
         name: operator.name.clone(),
         role: operator.role,
+        unit: operator.unit,
     };
     let mut units = Vec::new();
     for (i, station) in city.stations.iter().enumerate() {

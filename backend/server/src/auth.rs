@@ -64,6 +64,10 @@ pub struct UserConfig {
     pub role: Role,
     /// Their bearer token (at least 16 characters).
     pub token: String,
+    /// For a responder: the unit whose crew they are. A responder acts on that unit only
+    /// (status, position, task steps); without one, on none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<muster_core::UnitId>,
 }
 
 impl fmt::Debug for UserConfig {
@@ -86,9 +90,29 @@ pub struct Caller {
     pub name: String,
     /// Role.
     pub role: Role,
+    /// For a responder, the unit whose crew they are.
+    pub unit: Option<muster_core::UnitId>,
 }
 
 impl Caller {
+    /// Refuses with 403 when a responder acts on a unit other than their own. Dispatch-centre
+    /// roles act on every unit.
+    pub fn acts_for(&self, unit: muster_core::UnitId) -> Result<(), ApiError> {
+        if self.role != Role::Responder || self.unit == Some(unit) {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(match self.unit {
+            Some(own) => format!(
+                "responder {} acts for unit {own} only, not for unit {unit}",
+                self.name
+            ),
+            None => format!(
+                "responder {} has no unit in the users configuration (`unit`), so may not act for unit {unit}",
+                self.name
+            ),
+        }))
+    }
+
     /// Refuses with 403 unless the caller has one of these roles.
     pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
         if roles.contains(&self.role) {
@@ -133,6 +157,7 @@ impl Tokens {
                 Caller {
                     name: u.name.clone(),
                     role: u.role,
+                    unit: u.unit,
                 },
             );
             anyhow::ensure!(old.is_none(), "two users share a token (user {:?})", u.name);
@@ -173,6 +198,7 @@ pub fn demo_users() -> Vec<UserConfig> {
             name: format!("demo-{}", role.as_str()),
             role: *role,
             token: new_token(),
+            unit: None,
         })
         .collect()
 }
@@ -225,6 +251,7 @@ mod tests {
             name: name.into(),
             role: Role::Operator,
             token: token.into(),
+            unit: None,
         };
         assert!(Tokens::new(&[user("a", "short")]).is_err());
         let t = "0123456789abcdef0123";
@@ -239,6 +266,7 @@ mod tests {
         let planner = Caller {
             name: "p".into(),
             role: Role::Planner,
+            unit: None,
         };
         assert!(planner.require(READERS).is_ok());
         let e = planner.require(DISPATCH).unwrap_err();

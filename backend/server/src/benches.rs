@@ -119,11 +119,13 @@ pub async fn e2e_run(settings: E2eSettings) -> anyhow::Result<RunFigures> {
                 name: "bench-operator".into(),
                 role: Role::Operator,
                 token: operator.clone(),
+                unit: None,
             },
             UserConfig {
                 name: "bench-display".into(),
                 role: Role::Planner,
                 token: planner.clone(),
+                unit: None,
             },
         ],
         ..Config::default()

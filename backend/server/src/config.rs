@@ -26,7 +26,7 @@
 //! | `MUSTER_MAX_BODY_BYTES` | `max_body_bytes` |
 //! | `MUSTER_SHUTDOWN_TIMEOUT_S` | `shutdown_timeout_s` |
 //! | `MUSTER_CITY` | `city` |
-//! | `MUSTER_USERS` | more users, `name:role:token` separated by commas |
+//! | `MUSTER_USERS` | more users, `name:role:token` (a responder: `name:role:token:unit id`) separated by commas |
 //! | `MUSTER_GATEWAY_BIND` | `gateway_bind` |
 //! | `MUSTER_TOKEN_SECRET` | `token_secret` |
 
@@ -183,17 +183,26 @@ impl Config {
 
 fn parse_user(item: &str) -> anyhow::Result<UserConfig> {
     let mut parts = item.trim().splitn(3, ':');
-    let (Some(name), Some(role), Some(token)) = (parts.next(), parts.next(), parts.next()) else {
-        bail!("MUSTER_USERS entries are name:role:token");
+    let (Some(name), Some(role), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        bail!("MUSTER_USERS entries are name:role:token (a responder: name:role:token:unit id)");
     };
     let role = Role::ALL
         .into_iter()
         .find(|r| r.as_str() == role)
         .with_context(|| format!("unknown role {role:?} in MUSTER_USERS"))?;
+    // A unit id after the token's last colon binds a responder to their unit.
+    let (token, unit) = match rest
+        .rsplit_once(':')
+        .and_then(|(t, u)| muster_core::UnitId::parse(u).ok().map(|u| (t, Some(u))))
+    {
+        Some((t, u)) => (t, u),
+        None => (rest, None),
+    };
     Ok(UserConfig {
         name: name.into(),
         role,
         token: token.into(),
+        unit,
     })
 }
 
@@ -232,5 +241,20 @@ mod tests {
             c.apply_env([("MUSTER_USERS".into(), "x:king:0123456789abcdef".into())])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_responder_is_bound_to_a_unit_after_the_token() {
+        let unit = "01930000-0000-7000-8000-0000000000a1";
+        let mut c = Config::default();
+        c.apply_env([(
+            "MUSTER_USERS".into(),
+            format!("r:responder:0123456789abcdef:{unit},o:operator:with:colons:0123456789"),
+        )])
+        .unwrap();
+        assert_eq!(c.users[0].token, "0123456789abcdef");
+        assert_eq!(c.users[0].unit.map(|u| u.to_string()).as_deref(), Some(unit));
+        assert_eq!(c.users[1].token, "with:colons:0123456789");
+        assert_eq!(c.users[1].unit, None);
     }
 }

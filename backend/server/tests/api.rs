@@ -26,6 +26,9 @@ fn token(role: Role) -> String {
     format!("test-token-for-{}-0123456789", role.as_str())
 }
 
+/// The unit the test responder crews.
+const RESPONDER_UNIT: &str = "01930000-0000-7000-8000-0000000000a1";
+
 fn config(dir: &std::path::Path) -> Config {
     Config {
         data_dir: dir.to_path_buf(),
@@ -36,6 +39,8 @@ fn config(dir: &std::path::Path) -> Config {
                 name: format!("{}-user", r.as_str()),
                 role: *r,
                 token: token(*r),
+                unit: (*r == Role::Responder)
+                    .then(|| muster_core::UnitId::parse(RESPONDER_UNIT).unwrap()),
             })
             .collect(),
         ..Config::default()
@@ -233,9 +238,31 @@ async fn a_unit_goes_through_a_task_and_closing_the_incident_releases_it() {
         .post("/api/incidents", "call-1000", call(60.17, 24.94, "medical"))
         .await;
     let incident = inc["incident_id"].as_str().unwrap().to_owned();
-    let (status, u) = app.post("/api/units", "unit-a1-reg", unit("A1")).await;
+    let mut a1 = unit("A1");
+    a1["id"] = json!(RESPONDER_UNIT);
+    let (status, u) = app.post("/api/units", "unit-a1-reg", a1).await;
     assert_eq!(status, 201, "{u}");
     let unit_id = u["unit_id"].as_str().unwrap().to_owned();
+    assert_eq!(unit_id, RESPONDER_UNIT);
+    // A responder acts for their own unit only.
+    let (status, other) = app.post("/api/units", "unit-a2-reg", unit("A2")).await;
+    assert_eq!(status, 201, "{other}");
+    let (status, body) = app
+        .post_as(
+            Role::Responder,
+            &format!("/api/units/{}/status", other["unit_id"].as_str().unwrap()),
+            "st-not-mine",
+            json!({"status": "out_of_service"}),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(RESPONDER_UNIT),
+        "{body}"
+    );
 
     let (status, assigned) = app
         .post(

@@ -46,6 +46,7 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> App {
                 name: format!("{}-user", r.as_str()),
                 role: *r,
                 token: token(*r),
+                unit: None,
             })
             .collect(),
         ..Config::default()
