@@ -1,5 +1,5 @@
 //! The call generator: arrivals by hour of day (a Poisson process whose rate follows the
-//! hourly weights), places by district weight (at the city's addresses, so every call is
+//! hourly weights of the clock hours the drill runs through), places by district weight (at the city's addresses, so every call is
 //! on a street), and the incident type and priority mix.
 
 use muster_core::value::Priority;
@@ -22,8 +22,24 @@ fn pick(weights: &[f64], rng: &mut ChaCha8Rng) -> usize {
     weights.len() - 1
 }
 
-/// The calls of a drill, in order of time.
+/// Milliseconds after midnight (UTC) at the scenario's start.
+pub fn time_of_day_ms(scenario: &Scenario) -> i64 {
+    scenario.start.timestamp_millis().rem_euclid(86_400_000)
+}
+
+/// The calls of a drill, in order of time: `end_ms` milliseconds of calls from the
+/// scenario's start, the hourly weights following the clock.
 pub fn generate(scenario: &Scenario, rng: &mut ChaCha8Rng, end_ms: i64) -> Vec<Call> {
+    generate_from(scenario, rng, time_of_day_ms(scenario), end_ms)
+}
+
+/// As [`generate`], for a stretch that starts `day_ms` milliseconds after midnight.
+pub fn generate_from(
+    scenario: &Scenario,
+    rng: &mut ChaCha8Rng,
+    day_ms: i64,
+    end_ms: i64,
+) -> Vec<Call> {
     let c = &scenario.calls;
     let city = &scenario.city;
     let hourly_total: f64 = c.hourly.iter().sum();
@@ -55,18 +71,21 @@ pub fn generate(scenario: &Scenario, rng: &mut ChaCha8Rng, end_ms: i64) -> Vec<C
     if c.per_day <= 0.0 || areas.is_empty() {
         return calls;
     }
-    let mut hour_start = 0i64;
-    while hour_start < end_ms {
-        let hour = ((hour_start / 3_600_000) % 24) as usize;
+    // Hours of the day on the clock: the drill starts `day_ms` after midnight (UTC).
+    let mut segment_start = 0i64;
+    while segment_start < end_ms {
+        let clock = day_ms + segment_start;
+        let hour = (clock.div_euclid(3_600_000) % 24) as usize;
         let per_hour = c.per_day * c.hourly[hour] / hourly_total;
-        let hour_end = (hour_start + 3_600_000).min(end_ms);
+        let segment_end =
+            (segment_start + 3_600_000 - clock.rem_euclid(3_600_000)).min(end_ms);
         if per_hour > 0.0 {
             let mean_gap_ms = 3_600_000.0 / per_hour;
-            let mut t = hour_start as f64;
+            let mut t = segment_start as f64;
             loop {
                 let u: f64 = rng.random_range(f64::EPSILON..1.0);
                 t += -u.ln() * mean_gap_ms;
-                if t >= hour_end as f64 {
+                if t >= segment_end as f64 {
                     break;
                 }
                 let area = &areas[pick(&area_weights, rng)].0;
@@ -74,7 +93,7 @@ pub fn generate(scenario: &Scenario, rng: &mut ChaCha8Rng, end_ms: i64) -> Vec<C
                 let mix = &c.mix[pick(&mix_weights, rng)];
                 let priority = Priority::ALL[pick(&mix.priorities, rng)];
                 calls.push(Call {
-                    at_ms: (t.round() as i64).min(hour_end - 1),
+                    at_ms: (t.round() as i64).min(segment_end - 1),
                     location,
                     incident_type: mix.incident_type,
                     priority,
@@ -83,7 +102,7 @@ pub fn generate(scenario: &Scenario, rng: &mut ChaCha8Rng, end_ms: i64) -> Vec<C
                 });
             }
         }
-        hour_start += 3_600_000;
+        segment_start = segment_end;
     }
     calls
 }

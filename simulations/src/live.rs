@@ -801,10 +801,12 @@ impl Device {
 // ---------------------------------------------------------------------------------------------
 // The drill
 
-/// The calls of one round of the scenario (the generator's and the scripted ones), in order.
-pub fn calls_of(scenario: &Scenario, seed: u64, end_ms: i64) -> Vec<Call> {
+/// The calls of one round of the scenario (the generator's and the scripted ones), in order;
+/// the round starts `offset_ms` after the scenario's start.
+pub fn calls_of(scenario: &Scenario, seed: u64, offset_ms: i64, end_ms: i64) -> Vec<Call> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut calls = crate::calls::generate(scenario, &mut rng, end_ms);
+    let day_ms = crate::calls::time_of_day_ms(scenario) + offset_ms;
+    let mut calls = crate::calls::generate_from(scenario, &mut rng, day_ms, end_ms);
     for event in &scenario.events {
         match *event {
             Scripted::MajorIncident {
@@ -1203,7 +1205,7 @@ pub async fn run(
         let offset = round as i64 * round_ms;
         let seed = options.seed.wrapping_add(round);
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xca11);
-        for call in calls_of(&scenario, seed, round_ms) {
+        for call in calls_of(&scenario, seed, offset, round_ms) {
             let due = clock.at(offset + call.at_ms);
             loop {
                 tokio::select! {

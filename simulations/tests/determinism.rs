@@ -53,7 +53,7 @@ fn golden_hash_of_the_helsinki_sample() {
     assert_eq!(sha256_hex(&log), GOLDEN);
 }
 
-const GOLDEN: &str = "b9867beb1d5dd325b9235ed38e6c4f3ec55c626cf32f203f9447dd29575e9296";
+const GOLDEN: &str = "40737875c92eb760045459e1d46ccd9aa9f8052cf48c917fc7687e995d036731";
 
 #[test]
 fn the_joint_policy_is_deterministic_too() {
