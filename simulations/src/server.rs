@@ -31,6 +31,10 @@ pub struct ServerReplayStats {
     pub examples: Vec<String>,
     /// Wall time, seconds.
     pub wall_s: f64,
+    /// The server's log position after the last accepted call (with what the server
+    /// derived from it): its views have caught up with the replay once they reach it
+    /// (`?min_position=`).
+    pub last_position: Option<u64>,
 }
 
 struct Client {
@@ -69,24 +73,16 @@ impl Client {
             }
             return Ok(None);
         }
+        if let Some(p) = value.get("position").and_then(Value::as_u64) {
+            self.stats.last_position = self.stats.last_position.max(Some(p));
+        }
         Ok(Some(value))
-    }
-
-    async fn get(&mut self, path: &str) -> anyhow::Result<Value> {
-        self.stats.calls += 1;
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await?;
-        Ok(response.json().await.unwrap_or(Value::Null))
     }
 }
 
 /// Replays `events` into the server at `base` (such as `http://127.0.0.1:8080`) with an
 /// operator token. `speed` is virtual seconds per wall second (`None`: as fast as the
-/// server answers).
+/// server answers). Runs its own runtime; inside one, use [`into_server_async`].
 pub fn into_server(
     events: &[RecordedEvent],
     base: &str,
@@ -97,10 +93,11 @@ pub fn into_server(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(replay(events, base, token, speed, progress))
+    runtime.block_on(into_server_async(events, base, token, speed, progress))
 }
 
-async fn replay(
+/// [`into_server`] on the caller's runtime.
+pub async fn into_server_async(
     events: &[RecordedEvent],
     base: &str,
     token: &str,
@@ -161,18 +158,19 @@ async fn replay(
                         .await?;
                 }
                 UnitEvent::TaskAssigned { task, incident, .. } => {
-                    if client
+                    // The answer names the server's task (the unit board may lag behind).
+                    let assigned = client
                         .post(
                             &format!("/api/incidents/{incident}/tasks"),
                             json!({ "unit_id": id }),
                         )
-                        .await?
-                        .is_some()
+                        .await?;
+                    if let Some(t) = assigned
+                        .as_ref()
+                        .and_then(|a| a.get("task_id"))
+                        .and_then(Value::as_str)
                     {
-                        let unit = client.get(&format!("/api/units/{id}")).await?;
-                        if let Some(t) = unit.get("task").and_then(Value::as_str) {
-                            tasks.insert(task, t.to_owned());
-                        }
+                        tasks.insert(task, t.to_owned());
                     }
                 }
                 UnitEvent::TaskAcknowledged { task, .. }
