@@ -1,7 +1,11 @@
 //! `muster drill run | compare | replay` and `muster bench drill`: argument structs and run
 //! functions, so the binary only wires them in.
+//!
+//! What they print goes through [`Out`]: when the reader of standard output goes away
+//! (`muster drill run … | head -3`), the rest of the output is dropped and the command still
+//! finishes its work (reports, a replay) and exits 0.
 
-use std::io::BufReader;
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,7 +17,7 @@ use muster_geodata::Router;
 use muster_store::RecordedEvent;
 
 use crate::engine::{DrillOutcome, RunOptions, run_with_router};
-use crate::log::{canonical_bytes, read_lines, read_store, sha256_hex};
+use crate::log::{canonical_bytes, read_lines, read_recording, read_store, sha256_hex};
 use crate::report::{Report, build};
 use crate::scenario::{Policy, Scenario};
 
@@ -71,11 +75,14 @@ pub enum DrillCommand {
     /// the operator API, the server's dispatcher consulted, a simulated crew device per unit
     /// on the mobile gateway, so operators train on the real wall display.
     Live(crate::live::LiveArgs),
-    /// Replay a recorded log (JSON lines, canonical or `muster store dump` output) into the
-    /// engine at a speed; with --what-if, re-run its calls under another policy; with
-    /// --server, into a running server through its operator API.
+    /// Replay a recording (a JSON-lines log, canonical or `muster store dump` output, or an
+    /// event store) into the engine at a speed; with --what-if, re-run its calls under
+    /// another policy; with --server, into a running server through its operator API.
     Replay {
-        /// The log file.
+        /// The recording: a JSON-lines log (a drill's events.jsonl, `muster store dump`
+        /// output), or an event store: a `muster serve` data directory or its events.redb.
+        /// A store is only read; one a running server holds is refused (stop the server, or
+        /// replay a copy made with `muster store backup`).
         log: PathBuf,
         /// Virtual seconds per wall second; 0 for as fast as possible.
         #[arg(long, default_value_t = 0.0)]
@@ -118,6 +125,65 @@ pub struct BenchDrillArgs {
     /// Seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+}
+
+/// Standard output (or any writer) that treats a closed reader as the end of the output:
+/// once a write meets [`std::io::ErrorKind::BrokenPipe`], it and every later write succeed
+/// without writing anything. Other errors are returned.
+#[derive(Debug)]
+pub struct Out<W: Write = std::io::Stdout> {
+    inner: W,
+    closed: bool,
+}
+
+impl Out {
+    /// Standard output.
+    pub fn stdout() -> Self {
+        Self::new(std::io::stdout())
+    }
+}
+
+impl<W: Write> Out<W> {
+    /// Wraps a writer.
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            closed: false,
+        }
+    }
+
+    /// Whether the reader has gone.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    fn gone<T>(&mut self, result: std::io::Result<T>, none: T) -> std::io::Result<T> {
+        match result {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(none)
+            }
+            other => other,
+        }
+    }
+}
+
+impl<W: Write> Write for Out<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        let written = self.inner.write(buf);
+        self.gone(written, buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        let flushed = self.inner.flush();
+        self.gone(flushed, ())
+    }
 }
 
 fn parse_policy(p: &Option<String>) -> anyhow::Result<Option<Policy>> {
@@ -211,14 +277,16 @@ fn write_report(dir: &Path, name: &str, reports: &[&Report]) -> anyhow::Result<(
     Ok(())
 }
 
-fn summary(f: &Finished) {
+fn summary(out: &mut impl Write, f: &Finished) -> std::io::Result<()> {
     let o = &f.outcome;
-    println!(
+    writeln!(
+        out,
         "{}: {} calls, {} events, {} routes, {} refusals; policy {}",
         f.report.title, o.calls, o.events, o.routes, o.refusals, o.policy
-    );
+    )?;
     for t in &f.report.targets {
-        println!(
+        writeln!(
+            out,
             "  {:<44} p90 {:>6}  target {:>4.0} s  {}",
             t.measure,
             t.distribution
@@ -230,13 +298,14 @@ fn summary(f: &Finished) {
                 Some(false) => "MISSED",
                 None => "no samples",
             }
-        );
+        )?;
     }
-    println!("  log sha256 {}", f.sha256);
-    println!(
+    writeln!(out, "  log sha256 {}", f.sha256)?;
+    writeln!(
+        out,
         "  time: router {:.2} s, drill {:.2} s, log + report {:.2} s",
         f.timings.0, f.timings.1, f.timings.2
-    );
+    )
 }
 
 fn load(path: &Path) -> anyhow::Result<Scenario> {
@@ -245,6 +314,7 @@ fn load(path: &Path) -> anyhow::Result<Scenario> {
 
 /// Runs `muster drill …`.
 pub fn run(args: DrillArgs) -> anyhow::Result<()> {
+    let out = &mut Out::stdout();
     match args.command {
         DrillCommand::Run {
             scenario,
@@ -265,15 +335,16 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
                 options.policy.unwrap_or(s.dispatch.policy)
             );
             let f = run_scenario(&s, &options, quiet, &label)?;
-            summary(&f);
+            summary(out, &f)?;
             if let Some(dir) = report {
                 std::fs::create_dir_all(&dir)?;
                 std::fs::write(dir.join("events.jsonl"), &f.log)?;
                 write_report(&dir, "report", &[&f.report])?;
-                println!(
+                writeln!(
+                    out,
                     "  wrote {}/events.jsonl, report.json, report.html",
                     dir.display()
-                );
+                )?;
             }
             Ok(())
         }
@@ -310,10 +381,14 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
             );
             let fa = run_scenario(&sa, &oa, quiet, &la)?;
             let fb = run_scenario(&sb, &ob, quiet, &lb)?;
-            summary(&fa);
-            summary(&fb);
+            summary(out, &fa)?;
+            summary(out, &fb)?;
             write_report(&report, "compare", &[&fa.report, &fb.report])?;
-            println!("wrote {}/compare.json and compare.html", report.display());
+            writeln!(
+                out,
+                "wrote {}/compare.json and compare.html",
+                report.display()
+            )?;
             Ok(())
         }
         DrillCommand::Replay {
@@ -327,10 +402,8 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
             token,
             quiet,
         } => {
-            let file = std::fs::File::open(&log)
-                .with_context(|| format!("cannot open {}", log.display()))?;
-            let events = read_lines(BufReader::new(file))
-                .with_context(|| format!("{} is not an event log", log.display()))?;
+            let events = read_recording(&log)
+                .with_context(|| format!("cannot read the recording {}", log.display()))?;
             if let Some(server) = server {
                 let Some(token) = token else {
                     bail!("--server needs --token (or MUSTER_TOKEN): an operator's token")
@@ -344,15 +417,16 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
                     &mut |n| b.set_position(n as u64),
                 )?;
                 b.finish_and_clear();
-                println!(
+                writeln!(
+                    out,
                     "replayed {} events into {server} with {} API calls in {:.1} s; {} refused",
                     events.len(),
                     stats.calls,
                     stats.wall_s,
                     stats.refused
-                );
+                )?;
                 for e in &stats.examples {
-                    println!("  {e}");
+                    writeln!(out, "  {e}")?;
                 }
                 return Ok(());
             }
@@ -369,7 +443,8 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
                 &mut |n| b.set_position(n as u64),
             );
             b.finish_and_clear();
-            println!(
+            writeln!(
+                out,
                 "replayed {} events in {:.3} s ({:.0} events/s); {} undecodable; {} incidents open, {} units available at the end",
                 stats.events,
                 stats.wall_s,
@@ -377,7 +452,7 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
                 stats.undecodable,
                 stats.open_incidents,
                 stats.available_units
-            );
+            )?;
             if let Some(policy) = what_if {
                 let Some(s) = s else {
                     bail!("--what-if needs --scenario for the city and fleet")
@@ -390,11 +465,12 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
                 let mut s = s;
                 s.start = start;
                 let calls = crate::replay::calls_of(&events, start);
-                println!(
+                writeln!(
+                    out,
                     "what if: {} recorded calls under policy {}",
                     calls.len(),
                     policy.unwrap_or(s.dispatch.policy)
-                );
+                )?;
                 let recorded = {
                     let mut r = build("recorded", &events, router);
                     r.log_sha256 = Some(sha256_hex(&canonical_bytes(&events)));
@@ -406,10 +482,10 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
                     calls: Some(calls),
                 };
                 let f = run_scenario(&s, &options, quiet, "what if")?;
-                summary(&f);
+                summary(out, &f)?;
                 let dir = report.unwrap_or_else(|| PathBuf::from("drill-what-if"));
                 write_report(&dir, "what-if", &[&recorded, &f.report])?;
-                println!("wrote {}/what-if.json and what-if.html", dir.display());
+                writeln!(out, "wrote {}/what-if.json and what-if.html", dir.display())?;
             }
             Ok(())
         }
@@ -424,19 +500,21 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Runs `muster bench drill`: the drill's wall time (router preparation apart), and replay
 /// into the engine against a plain parse of the same log.
 pub fn bench(args: BenchDrillArgs) -> anyhow::Result<()> {
+    let out = &mut Out::stdout();
     let path = args
         .scenario
         .unwrap_or_else(|| PathBuf::from("generated-30km"));
     let t = Instant::now();
     let s = load(&path)?;
-    println!(
+    writeln!(
+        out,
         "scenario {} loaded (city included) in {:.2} s",
         path.display(),
         t.elapsed().as_secs_f64()
-    );
+    )?;
     let t = Instant::now();
     let router = Arc::new(Router::new(s.city.clone())?);
-    println!("router prepared in {:.2} s", t.elapsed().as_secs_f64());
+    writeln!(out, "router prepared in {:.2} s", t.elapsed().as_secs_f64())?;
     let runs = args.runs.max(1);
     let mut drill_s = Vec::new();
     let mut last = None;
@@ -453,21 +531,26 @@ pub fn bench(args: BenchDrillArgs) -> anyhow::Result<()> {
             &mut |_, _| {},
         )?;
         let secs = t.elapsed().as_secs_f64();
-        println!(
+        writeln!(
+            out,
             "  drill run {}: {:.2} s, {} calls, {} events, {} routes",
             i + 1,
             secs,
             outcome.calls,
             outcome.events,
             outcome.routes
-        );
+        )?;
         drill_s.push(secs);
         last = Some(outcome);
+        if out.is_closed() {
+            return Ok(());
+        }
     }
     let outcome = last.expect("at least one run");
     let events = read_store(outcome.store.as_ref())?;
     let log = canonical_bytes(&events);
-    println!(
+    writeln!(
+        out,
         "drill: median {:.2} s for {:.0} virtual hours, {} calls, {} units, {} events (target <= 10 s); log sha256 {}",
         median(drill_s),
         s.duration_hours,
@@ -475,7 +558,7 @@ pub fn bench(args: BenchDrillArgs) -> anyhow::Result<()> {
         s.unit_count(),
         outcome.events,
         sha256_hex(&log)
-    );
+    )?;
     let (mut parse_s, mut fold_s, mut replay_s) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
         let t = Instant::now();
@@ -494,21 +577,80 @@ pub fn bench(args: BenchDrillArgs) -> anyhow::Result<()> {
     }
     let n = events.len() as f64;
     let (p, f, r) = (median(parse_s), median(fold_s), median(replay_s));
-    println!(
+    writeln!(
+        out,
         "replay of the log's {} events (JSON lines in memory), medians of {runs} runs; target >= 200,000 events/s:",
         events.len()
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  baseline, plain parse of the lines:                     {p:.3} s  {:>9.0} events/s",
         n / p
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  parse + decode (core schema) + fold into aggregates:    {f:.3} s  {:>9.0} events/s",
         n / f
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  the same + dispatcher unit index (snap every position): {r:.3} s  {:>9.0} events/s",
         n / r
-    );
+    )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{ErrorKind, Write};
+
+    use super::Out;
+
+    /// A reader that takes `lines` lines, then goes away.
+    struct Head {
+        lines: usize,
+        taken: Vec<u8>,
+        fail: ErrorKind,
+    }
+
+    impl Write for Head {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.taken.iter().filter(|b| **b == b'\n').count() >= self.lines {
+                return Err(self.fail.into());
+            }
+            self.taken.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn output_ends_quietly_when_the_reader_goes_away() {
+        let mut out = Out::new(Head {
+            lines: 2,
+            taken: Vec::new(),
+            fail: ErrorKind::BrokenPipe,
+        });
+        for n in 0..5 {
+            writeln!(out, "line {n}").unwrap();
+        }
+        out.flush().unwrap();
+        assert!(out.is_closed());
+        assert_eq!(out.inner.taken, b"line 0\nline 1\n");
+    }
+
+    #[test]
+    fn other_write_errors_are_errors() {
+        let mut out = Out::new(Head {
+            lines: 0,
+            taken: Vec::new(),
+            fail: ErrorKind::StorageFull,
+        });
+        let e = writeln!(out, "line").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::StorageFull);
+        assert!(!out.is_closed());
+    }
 }

@@ -8,12 +8,18 @@
 //! bytes, in lower-case hex.
 //!
 //! The same shape, with `recorded_at` added, is what `muster store dump` prints;
-//! [`read_lines`] reads either.
+//! [`read_lines`] reads either. [`read_recording`] also reads an embedded event store (a
+//! `muster serve` data directory, or its `events.redb` file).
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use muster_store::{EventMetadata, EventStore, Position, RecordedEvent, StreamName};
+use muster_store::embedded::{STORE_FILE, VerifyOnOpen};
+use muster_store::{
+    EmbeddedOptions, EmbeddedStore, EventMetadata, EventStore, Position, RecordedEvent, StoreError,
+    StreamName,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -55,7 +61,7 @@ fn one() -> u32 {
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     /// Reading failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// A line is not an event.
     #[error("line {line}: {reason}")]
@@ -68,20 +74,101 @@ pub enum LogError {
     /// The store failed.
     #[error("store: {0}")]
     Store(String),
+    /// A directory without an event store.
+    #[error(
+        "{} holds no event store (no {STORE_FILE}); give a muster serve data directory, its {STORE_FILE} or a JSON-lines log",
+        .0.display()
+    )]
+    NoStore(PathBuf),
+    /// A store file under another name: the embedded store is always `events.redb`.
+    #[error(
+        "{} is an event store file; the store must be named {STORE_FILE}: move or copy it into a directory as {STORE_FILE} and give that directory",
+        .0.display()
+    )]
+    StoreFileName(PathBuf),
+    /// The store is held by a running server.
+    #[error(
+        "the event store in {dir} is in use (is a muster server running on it?); stop the server, or take a copy with `muster store backup --data-dir {dir} <empty dir>` and replay the copy",
+        dir = .0.display()
+    )]
+    Locked(PathBuf),
+}
+
+/// Every event of a store, in `$all` order. It blocks on the store's reads, so a store that
+/// reads on a runtime (the embedded one) needs [`read_store_async`] or [`read_store_dir`].
+pub fn read_store(store: &dyn EventStore) -> Result<Vec<RecordedEvent>, LogError> {
+    futures::executor::block_on(read_store_async(store))
 }
 
 /// Every event of a store, in `$all` order.
-pub fn read_store(store: &dyn EventStore) -> Result<Vec<RecordedEvent>, LogError> {
+pub async fn read_store_async(store: &dyn EventStore) -> Result<Vec<RecordedEvent>, LogError> {
     let mut out = Vec::new();
     let mut from = Position::START;
     loop {
-        let page = futures::executor::block_on(store.read_all(from, 4096))
+        let page = store
+            .read_all(from, 4096)
+            .await
             .map_err(|e| LogError::Store(e.to_string()))?;
         let Some(last) = page.last() else { break };
         from = last.position.next();
         out.extend(page);
     }
     Ok(out)
+}
+
+/// Every event of the embedded store in directory `dir` (a `muster serve` data directory),
+/// in `$all` order. The store is only read, never created: a directory without one is an
+/// error, and so is a store a running server holds (it opens stores exclusively). Runs its
+/// own runtime, so call it outside one (or on a blocking thread).
+pub fn read_store_dir(dir: &Path) -> Result<Vec<RecordedEvent>, LogError> {
+    if !dir.join(STORE_FILE).is_file() {
+        return Err(LogError::NoStore(dir.to_owned()));
+    }
+    let options = EmbeddedOptions {
+        verify_on_open: VerifyOnOpen::Tail,
+        ..Default::default()
+    };
+    let store = match EmbeddedStore::open(dir, options) {
+        Ok(store) => store,
+        Err(StoreError::Storage(m)) if m.contains("already open") => {
+            return Err(LogError::Locked(dir.to_owned()));
+        }
+        Err(e) => return Err(LogError::Store(e.to_string())),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let events = runtime.block_on(read_store_async(&store));
+    store.close();
+    events
+}
+
+/// The first bytes of a redb database file (the embedded store's format).
+const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+
+/// Reads a recording: a JSON-lines log (canonical, or `muster store dump` output), an
+/// embedded event store's directory (a `muster serve` data directory), or the store's
+/// `events.redb` file. See [`read_store_dir`] for how a store is read.
+pub fn read_recording(path: &Path) -> Result<Vec<RecordedEvent>, LogError> {
+    if path.is_dir() {
+        return read_store_dir(path);
+    }
+    let open = || {
+        std::fs::File::open(path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+    };
+    if path.file_name().is_some_and(|n| n == STORE_FILE) {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        return read_store_dir(dir);
+    }
+    let mut head = [0u8; REDB_MAGIC.len()];
+    if open()?.read_exact(&mut head).is_ok() && head == REDB_MAGIC {
+        return Err(LogError::StoreFileName(path.to_owned()));
+    }
+    read_lines(BufReader::new(open()?))
 }
 
 /// Writes the canonical log of these events.
