@@ -22,6 +22,7 @@
 //! every unit stays on duty (shifts are not played).
 
 use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -1351,7 +1352,9 @@ pub fn run_cli(args: LiveArgs) -> anyhow::Result<()> {
         drain_hours: args.drain_hours,
     };
     let hours = options.hours.unwrap_or(scenario.duration_hours);
-    println!(
+    let mut out = crate::cli::Out::stdout();
+    writeln!(
+        out,
         "{}: {} units, {hours} h of calls played into {} at {}x ({:.1} wall minutes{}); Ctrl-C stops",
         scenario.name,
         scenario.unit_count(),
@@ -1359,7 +1362,7 @@ pub fn run_cli(args: LiveArgs) -> anyhow::Result<()> {
         args.speed,
         hours * 60.0 / args.speed,
         if args.repeat { " a round" } else { "" },
-    );
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -1385,9 +1388,9 @@ pub fn run_cli(args: LiveArgs) -> anyhow::Result<()> {
         bar.finish_and_clear();
         stats
     })?;
-    println!("{}", summary_line(&stats));
+    writeln!(out, "{}", summary_line(&stats))?;
     for e in &stats.examples {
-        println!("  {e}");
+        writeln!(out, "  {e}")?;
     }
     Ok(())
 }
