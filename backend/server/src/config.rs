@@ -257,4 +257,15 @@ mod tests {
         assert_eq!(c.users[1].token, "with:colons:0123456789");
         assert_eq!(c.users[1].unit, None);
     }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let c = Config::from_toml(include_str!("../../../ops/muster.example.toml")).unwrap();
+        c.check().unwrap();
+        assert!(
+            c.users
+                .iter()
+                .any(|u| u.role == Role::Responder && u.unit.is_some())
+        );
+    }
 }
