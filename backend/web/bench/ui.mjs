@@ -55,6 +55,7 @@ const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 const pct = (xs, p) => {
+  if (xs.length === 0) return NaN;
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 };
@@ -95,7 +96,9 @@ function sample(page, seconds) {
 }
 
 /** Reports every unit's position once a second (in tenths) until stopped; answers the rate. */
-async function drive(ids, post, stop) {
+// `run` keeps each run's idempotency keys apart: a repeated key is answered from the log and
+// moves nothing.
+async function drive(ids, post, stop, run) {
   const t0 = Date.now();
   let sent = 0, tick = 0;
   const slice = Math.ceil(ids.length / 10);
@@ -105,7 +108,7 @@ async function drive(ids, post, stop) {
     await pool(64, batch, async (id) => {
       await post(`/api/units/${id}/position`, {
         location: { lat: 60.1645 + Math.random() * 0.0142, lon: 24.9355 + Math.random() * 0.0176 },
-      }, `bench-pos-${id}-${tick}`);
+      }, `bench-pos-${run}-${id}-${tick}`);
       sent++;
     });
     tick++;
@@ -211,7 +214,7 @@ async function main() {
           await page.waitForTimeout(2000); // warm-up before measuring
           idle = await sample(page, SECONDS);
           const stop = { now: false };
-          const driving = drive(unitIds, post, stop);
+          const driving = drive(unitIds, post, stop, run);
           await page.waitForTimeout(2000); // the stream of positions settles
           busy = await sample(page, SECONDS);
           stop.now = true;
