@@ -49,6 +49,24 @@ pub fn document() -> Value {
         "201",
     );
     device_token["requestBody"] = json!({"required": false, "content": {"application/json": {"schema": {"type": "object", "properties": {"valid_hours": {"type": "integer", "minimum": 1, "maximum": 18, "default": 12}}}}}});
+    let mut wall_geocode = op(
+        "Street and house number to positions in the configured city (the console's address lookup)",
+        "any",
+        None,
+        "200",
+    );
+    wall_geocode["parameters"] =
+        json!([{"name": "q", "in": "query", "required": true, "schema": {"type": "string"}}]);
+    let mut wall_at = op(
+        "The city at a past moment, in the feed's snapshot shape (the log folded up to it; 422 past 5,000,000 events)",
+        "any",
+        None,
+        "200",
+    );
+    wall_at["parameters"] = json!([
+        {"name": "time", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+        {"name": "position", "in": "query", "schema": {"type": "integer"}}
+    ]);
     json!({
         "openapi": "3.1.0",
         "info": {"title": "Muster operator API", "version": env!("CARGO_PKG_VERSION"),
@@ -82,6 +100,11 @@ pub fn document() -> Value {
             "/api/coverage": {"get": {"summary": "Areas without an available unit of the kinds asked within target_s seconds, with move-up suggestions", "description": "Roles: any.", "parameters": [{"name": "kinds", "in": "query", "schema": {"type": "string"}, "description": "unit kinds, comma-separated (default engine)"}, {"name": "target_s", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 86400}}], "responses": {"200": {"description": "Coverage report"}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}},
             "/api/dispatch/rules": {"get": op("The dispatch rules in force: automatic dispatch, preemption, acknowledgement timeout", "any", None, "200")},
             "/api/feed": {"get": {"summary": "Wall-display websocket: snapshot, then deltas with log positions; ?after=P resumes", "description": "Token in Authorization or ?access_token=.", "parameters": [{"name": "after", "in": "query", "schema": {"type": "integer"}}], "responses": {"101": {"description": "Switching protocols"}, "401": {"$ref": "#/components/responses/Error"}}}},
+            "/api/wall/city": {"get": op("The configured city for the wall display's base map: name, bounds, districts, stations, hospitals, map lines", "any", None, "200")},
+            "/api/wall/geocode": {"get": wall_geocode},
+            "/api/wall/timeline": {"get": op("The first and last events' times and positions, for the replay bar", "any", None, "200")},
+            "/api/wall/at": {"get": wall_at},
+            "/api/wall/response-times": {"get": op("Today's NFPA time points folded: call to first on scene and to first dispatch, nearest-rank percentiles", "any", None, "200")},
             "/api/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.1"}}}},
             "/healthz": {"get": {"summary": "Alive", "security": [], "responses": {"200": {"description": "alive"}}}},
             "/readyz": {"get": {"summary": "Ready: views caught up with the log as it was at start, not shutting down", "security": [], "responses": {"200": {"description": "ready"}, "503": {"$ref": "#/components/responses/Error"}}}},
