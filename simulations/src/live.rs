@@ -16,10 +16,12 @@
 //!   road route reporting positions, reports on scene, transports to hospital, completes the
 //!   task and drives back to its station.
 //!
+//! - **Road closures** of the scenario are entered (`POST /api/roads/closures`) and lifted
+//!   at their times, so the server's dispatcher routes around them.
+//!
 //! Durations come from the scenario and are divided by the speed; the server stamps events
 //! with the wall clock, so at speeds above 1 its response times are compressed by the speed.
-//! Road closures of the scenario are not played (the server has no road-condition API), and
-//! every unit stays on duty (shifts are not played).
+//! Every unit stays on duty (shifts are not played).
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
@@ -108,6 +110,8 @@ pub struct LiveStats {
     pub positions: usize,
     /// Incidents the operator closed.
     pub closed: usize,
+    /// Road closures entered.
+    pub road_closures: usize,
     /// Device commands the gateway refused.
     pub device_refusals: usize,
     /// API calls the server refused (4xx).
@@ -1064,6 +1068,42 @@ async fn work_call(
     Ok(())
 }
 
+/// A scripted road closure, entered and lifted through the operator API as an operator would.
+async fn close_roads(
+    api: Api,
+    from: Instant,
+    until: Instant,
+    location: LatLon,
+    radius_m: f64,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        () = tokio::time::sleep_until(from) => {}
+        _ = stop.wait_for(|s| *s) => return Ok(()),
+    }
+    let Some(closed) = api
+        .post(
+            "/api/roads/closures",
+            json!({"location": to_core(location), "radius_m": radius_m, "note": "drill: road closure"}),
+        )
+        .await?
+    else {
+        return Ok(());
+    };
+    note(&api.stats, |s| s.road_closures += 1);
+    let Some(id) = closed.get("closure_id").and_then(Value::as_str) else {
+        return Ok(());
+    };
+    // Lifted at its time, or when the drill stops: a drill leaves no street closed.
+    tokio::select! {
+        () = tokio::time::sleep_until(until) => {}
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    api.post(&format!("/api/roads/closures/{id}/reopen"), json!({}))
+        .await?;
+    Ok(())
+}
+
 fn gateway_url(server: &str, port: u64) -> String {
     let host = server
         .trim_start_matches("http://")
@@ -1206,6 +1246,25 @@ pub async fn run(
         let offset = round as i64 * round_ms;
         let seed = options.seed.wrapping_add(round);
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xca11);
+        for event in &scenario.events {
+            if let Scripted::RoadClosure {
+                at_min,
+                until_min,
+                location,
+                radius_m,
+            } = *event
+                && at_min * 60_000.0 < round_ms as f64
+            {
+                workers.spawn(close_roads(
+                    api.clone(),
+                    clock.at(offset + (at_min * 60_000.0) as i64),
+                    clock.at(offset + (until_min * 60_000.0) as i64),
+                    location,
+                    radius_m,
+                    halted.clone(),
+                ));
+            }
+        }
         for call in calls_of(&scenario, seed, offset, round_ms) {
             let due = clock.at(offset + call.at_ms);
             loop {
@@ -1310,11 +1369,12 @@ pub struct LiveArgs {
 /// One line of figures.
 pub fn summary_line(s: &LiveStats) -> String {
     format!(
-        "{:.1} h: {} calls, {} open, {} closed; {} units sent, {} tasks acknowledged, {} declined, {} unanswered, {} completed; {} positions; {} refused",
+        "{:.1} h: {} calls, {} open, {} closed, {} road closures; {} units sent, {} tasks acknowledged, {} declined, {} unanswered, {} completed; {} positions; {} refused",
         s.virtual_hours,
         s.calls,
         s.open_incidents,
         s.closed,
+        s.road_closures,
         s.units_sent,
         s.acknowledged,
         s.declined,

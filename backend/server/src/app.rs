@@ -302,6 +302,7 @@ impl Application {
                 .configure(api::routes)
                 .configure(crate::dispatcher::routes)
                 .configure(crate::devices::routes)
+                .configure(crate::roads::routes)
                 .route("/api/feed", web::get().to(feed::feed))
                 .route("/api/openapi.json", web::get().to(openapi))
                 .route("/healthz", web::get().to(healthz))

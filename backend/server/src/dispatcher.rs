@@ -70,7 +70,31 @@ struct Board {
     call_signs: HashMap<UnitId, String>,
 }
 
+/// A road closure in force, as the dispatcher applies it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ClosureInForce {
+    /// The closure.
+    pub closure_id: Uuid,
+    /// Its centre.
+    pub location: muster_core::value::LatLon,
+    /// Its radius, metres.
+    pub radius_m: f64,
+    /// Roads closed.
+    pub roads: usize,
+    /// Why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// Who closed it.
+    pub by: String,
+    /// Since when.
+    pub since: chrono::DateTime<Utc>,
+    #[serde(skip)]
+    road_ids: Vec<muster_geodata::model::RoadIdx>,
+}
+
 struct Inner {
+    router: Arc<Router>,
+    closures: RwLock<std::collections::BTreeMap<Uuid, ClosureInForce>>,
     index: RwLock<UnitIndex>,
     board: RwLock<Board>,
     rules: DispatchRules,
@@ -131,6 +155,8 @@ impl Dispatcher {
             .collect();
         let router = Arc::new(Router::new(Arc::new(city.clone()))?);
         Ok(Some(Self(Arc::new(Inner {
+            router: router.clone(),
+            closures: RwLock::default(),
             index: RwLock::new(UnitIndex::new(
                 router,
                 muster_core::dispatch::DEFAULT_STALE_AFTER,
@@ -219,6 +245,64 @@ impl Dispatcher {
         }
     }
 
+    /// How many roads a closure of `radius_m` around `location` would close.
+    pub fn roads_near(&self, location: muster_core::value::LatLon, radius_m: f64) -> usize {
+        geo(location).map_or(0, |p| self.0.router.roads_near(p, radius_m).len())
+    }
+
+    /// The road closures in force, oldest first.
+    pub fn closures(&self) -> Vec<ClosureInForce> {
+        let mut all: Vec<ClosureInForce> = self
+            .0
+            .closures
+            .read()
+            .expect("closures lock")
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by_key(|c| c.since);
+        all
+    }
+
+    /// A closure or reopening: the router gets the union of the roads closed now.
+    fn apply_road(&self, recorded: &RecordedEvent) {
+        let mut closures = self.0.closures.write().expect("closures lock");
+        if recorded.event_type == crate::roads::ROAD_CLOSED {
+            let Ok(c) = recorded.decode::<crate::roads::RoadClosed>() else {
+                tracing::warn!(position = %recorded.position, "an unreadable road closure was skipped");
+                return;
+            };
+            let road_ids = geo(c.location)
+                .map(|p| self.0.router.roads_near(p, c.radius_m))
+                .unwrap_or_default();
+            closures.insert(
+                c.closure,
+                ClosureInForce {
+                    closure_id: c.closure,
+                    location: c.location,
+                    radius_m: c.radius_m,
+                    roads: road_ids.len(),
+                    note: c.note,
+                    by: c.by,
+                    since: c.at,
+                    road_ids,
+                },
+            );
+        } else {
+            let Ok(r) = recorded.decode::<crate::roads::RoadReopened>() else {
+                return;
+            };
+            closures.remove(&r.closure);
+        }
+        let conditions: muster_geodata::routing::RoadConditions = closures
+            .values()
+            .flat_map(|c| c.road_ids.iter())
+            .map(|r| (*r, muster_geodata::routing::RoadCondition::Closed))
+            .collect();
+        // Prepared in the background; recommendations use the new graph once it is ready.
+        let _ = self.0.router.set_conditions(conditions);
+    }
+
     fn spawn_auto(&self, incident: IncidentId) {
         let me = self.clone();
         tokio::spawn(async move {
@@ -230,6 +314,12 @@ impl Dispatcher {
 
     fn apply(&self, recorded: &RecordedEvent, live: bool) {
         if recorded.stream.is_system() {
+            return;
+        }
+        if recorded.event_type == crate::roads::ROAD_CLOSED
+            || recorded.event_type == crate::roads::ROAD_REOPENED
+        {
+            self.apply_road(recorded);
             return;
         }
         if recorded.event_type == muster_mobile::alerts::TASK_ACK_OVERDUE {

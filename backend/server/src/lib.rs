@@ -18,8 +18,13 @@
 //!   checkpointed file and the rebuild.
 //! - [`areas`]: city districts or grid cells for per-area counts.
 //! - [`openapi`]: the OpenAPI document.
+//! - [`devices`]: enrolling a crew's device with the mobile gateway (audited tokens).
+//! - [`roads`]: road closures, which the dispatcher's routing leaves out.
 //! - [`wall`]: the wall display's web app, base map, address lookup and time travel.
 //! - [`benches`]: `muster bench e2e` and `muster bench projections`.
+
+// The OpenAPI document is one large `json!` literal.
+#![recursion_limit = "256"]
 
 pub mod api;
 pub mod app;
@@ -33,6 +38,7 @@ pub mod dispatcher;
 pub mod error;
 pub mod feed;
 pub mod openapi;
+pub mod roads;
 pub mod views;
 pub mod wall;
 

@@ -90,6 +90,11 @@ pub fn document() -> Value {
             "/api/units/{id}/position": {"post": op("Report a position fix", "operator, responder, admin", Some("ReportPosition"), "200")},
             "/api/units/{id}/tasks/{task}/{step}": {"post": op("Acknowledge, decline or complete a task (step: acknowledge | decline | complete)", "operator, responder, admin", Some("TaskStep"), "200")},
             "/api/units/{id}/device-token": {"post": device_token},
+            "/api/roads/closures": {
+                "post": op("Close the roads within radius_m (5 to 2,000) of a point; the dispatcher routes around them (stream road-closure-<id>)", "operator, admin", Some("CloseRoads"), "201"),
+                "get": op("The road closures in force", "any", None, "200"),
+            },
+            "/api/roads/closures/{id}/reopen": {"post": op("Reopen a closure's roads", "operator, admin", None, "200")},
             "/api/sensors": {"post": op("Register a sensor with thresholds", "operator, admin", Some("RegisterSensor"), "201")},
             "/api/sensors/{id}/readings": {"post": op("Ingest a reading: a threshold crossing raises one alarm and one incident; the clearing is recorded", "operator, admin", Some("Reading"), "200")},
             "/api/areas": {"get": with_params(op("Per-area counts: open incidents by priority, units by status", "any", None, "200"))},
@@ -136,6 +141,7 @@ pub fn document() -> Value {
                 "RegisterSensor": {"type": "object", "required": ["kind", "location", "thresholds"], "properties": {
                     "id": {"type": "string", "format": "uuid"}, "kind": {"type": "string"}, "location": {"$ref": "#/components/schemas/LatLon"},
                     "thresholds": {"type": "array", "items": {"type": "object", "required": ["metric", "crossing", "raise_at", "clear_at", "incident_type", "priority"]}}}},
+                "CloseRoads": {"type": "object", "required": ["location", "radius_m"], "properties": {"location": {"$ref": "#/components/schemas/LatLon"}, "radius_m": {"type": "number", "minimum": 5, "maximum": 2000}, "note": {"type": "string", "maxLength": 500}}},
                 "Reading": {"type": "object", "required": ["metric", "value"], "properties": {"metric": {"type": "string"}, "value": {"type": "number"}, "at": {"type": "string", "format": "date-time"}}},
             }
         }

@@ -352,3 +352,130 @@ async fn a_unit_that_cleared_the_scene_is_not_asked_for_again_but_one_stood_down
     }
     app.stop().await;
 }
+
+/// The nearest engine's ETA to `incident` once the dispatcher has applied `position`.
+async fn first_engine(app: &App, incident: &str, position: u64) -> (String, f64) {
+    let (status, rec) = app
+        .get(&format!(
+            "/api/incidents/{incident}/recommendation?min_position={position}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{rec}");
+    let first = rec["recommendation"]["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "engine")
+        .map(|k| k["candidates"][0].clone())
+        .unwrap_or_else(|| panic!("no engine candidate: {rec}"));
+    (
+        first["unit"].as_str().unwrap().to_owned(),
+        first["eta_s"].as_f64().unwrap(),
+    )
+}
+
+/// Polls the recommendation until `pick` accepts it (the router prepares a changed graph in
+/// the background), with the test deadline.
+async fn first_engine_until(
+    app: &App,
+    incident: &str,
+    position: u64,
+    what: &str,
+    pick: impl Fn(&(String, f64)) -> bool,
+) -> (String, f64) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let first = first_engine(app, incident, position).await;
+        if pick(&first) {
+            return first;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: still {first:?} at the deadline"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_road_closure_is_routed_around_until_it_is_reopened() {
+    let app = spawn().await;
+    let engines = engines(&app).await;
+    let (a, b) = (engines[0].1, engines[1].1);
+    let at =
+        muster_geodata::LatLon::new(a.lat() * 0.7 + b.lat() * 0.3, a.lon() * 0.7 + b.lon() * 0.3)
+            .unwrap();
+    let (incident, position) = report(&app, "closure-call-01", at, "vehicle_fire", "P3").await;
+    let (nearest, open_eta) = first_engine(&app, &incident, position).await;
+    let station = engines.iter().find(|e| e.0 == nearest).unwrap().1;
+
+    // Close the streets around the nearest engine's station.
+    let (status, closed) = app
+        .post(
+            "/api/roads/closures",
+            "closure-0000001",
+            json!({"location": {"lat": station.lat(), "lon": station.lon()}, "radius_m": 120, "note": "burst water main"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{closed}");
+    assert!(closed["roads"].as_u64().unwrap() > 0, "{closed}");
+    let closure = closed["closure_id"].as_str().unwrap().to_owned();
+    let position = closed["position"].as_u64().unwrap();
+    let (status, again) = app
+        .post(
+            "/api/roads/closures",
+            "closure-0000001",
+            json!({"location": {"lat": station.lat(), "lon": station.lon()}, "radius_m": 120}),
+        )
+        .await;
+    assert_eq!(status, 201, "{again}");
+    assert_eq!(again["closure_id"], closed["closure_id"], "a repeat closes nothing new");
+    let (_, list) = app.get("/api/roads/closures").await;
+    assert_eq!(list["closures"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list["closures"][0]["note"], "burst water main");
+
+    let around = first_engine_until(&app, &incident, position, "closed", |(u, eta)| {
+        u != &nearest || *eta > open_eta + 1.0
+    })
+    .await;
+    assert!(
+        around.0 != nearest || around.1 > open_eta,
+        "the closure changed nothing: {around:?} vs {open_eta}"
+    );
+
+    let (status, reopened) = app
+        .post(
+            &format!("/api/roads/closures/{closure}/reopen"),
+            "reopen-0000001",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{reopened}");
+    let position = reopened["position"].as_u64().unwrap();
+    let back = first_engine_until(&app, &incident, position, "reopened", |(u, eta)| {
+        u == &nearest && (*eta - open_eta).abs() < 0.5
+    })
+    .await;
+    assert_eq!(back.0, nearest);
+    let (_, list) = app.get("/api/roads/closures").await;
+    assert!(list["closures"].as_array().unwrap().is_empty(), "{list}");
+
+    // Bad input names what is wrong.
+    for (body, words) in [
+        (json!({"location": {"lat": station.lat(), "lon": station.lon()}, "radius_m": 0}), "radius_m"),
+        (json!({"location": {"lat": 10.0, "lon": 10.0}, "radius_m": 100}), "no road"),
+    ] {
+        let (status, e) = app.post("/api/roads/closures", "closure-bad-0001", body).await;
+        assert_eq!(status, 422, "{e}");
+        assert!(e["error"]["message"].as_str().unwrap().contains(words), "{e}");
+    }
+    let (status, e) = app
+        .post(
+            &format!("/api/roads/closures/{}/reopen", uuid::Uuid::now_v7()),
+            "reopen-unknown-1",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 404, "{e}");
+    app.stop().await;
+}

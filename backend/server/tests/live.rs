@@ -129,6 +129,14 @@ async fn a_live_drill_works_the_city_through_the_operator_api_and_the_devices() 
     // time; declines keep the replacement path in play.
     scenario.responders.unreachable_probability = 0.0;
     scenario.responders.decline_probability = 0.1;
+    // A street closed a few minutes in, and reopened before the calls end.
+    let station = scenario.fleet[0].location;
+    scenario.events.push(muster_sim::scenario::Scripted::RoadClosure {
+        at_min: 5.0,
+        until_min: 20.0,
+        location: station,
+        radius_m: 80.0,
+    });
     let units = scenario.unit_count() as usize;
     let options = muster_sim::live::LiveOptions {
         server: app.base.clone(),
@@ -157,6 +165,12 @@ async fn a_live_drill_works_the_city_through_the_operator_api_and_the_devices() 
     assert_eq!(stats.api_refusals, 0, "{:?}", stats.examples);
     assert!(stats.device_refusals <= 2, "{stats:?}");
     assert_eq!(stats.disconnects, 0, "{stats:?}");
+    assert_eq!(stats.road_closures, 1, "{stats:?}");
+    let (_, closures) = app.get("/api/roads/closures").await;
+    assert!(
+        closures["closures"].as_array().unwrap().is_empty(),
+        "the drill's road closure was not lifted: {closures}"
+    );
     // The one refusal a device meets on a busy day: it reports itself available at its
     // station a moment after the server gave it a new task it has not yet received.
     assert!(
