@@ -3,7 +3,7 @@ import { ApiError, call, setToken, token } from "./api";
 import { openIncidents, renderFigures, renderQueue, renderUnits, svgShape, type ResponseTimes } from "./boards";
 import { LiveState, type Connection } from "./feed";
 import { WallMap, type CityDoc } from "./map";
-import { DISPOSITIONS, INCIDENT_TYPES, PRIORITY_COLOUR, STATUS_STYLE, UNIT_STATUSES, type Incident, type Unit } from "./types";
+import { DISPOSITIONS, INCIDENT_TYPES, PRIORITY_COLOUR, STATUS_STYLE, UNIT_STATUSES, type Incident, type RoadClosure, type Unit } from "./types";
 import { clock, esc, hhmmss, label } from "./util";
 
 /** Data older than this (while not connected) is shown as stale. */
@@ -107,6 +107,24 @@ async function loadResponseTimes() {
   }
 }
 window.setInterval(loadResponseTimes, 15000);
+
+/** Road closures in force, refreshed every 5 s while live (none are shown in the past). */
+async function loadClosures() {
+  if (history) {
+    wallMap.setClosures([]);
+    document.body.dataset.closures = "0";
+    return;
+  }
+  if (live.connection !== "live") return;
+  try {
+    const answer = await call<{ closures: RoadClosure[] }>("GET", "/api/roads/closures");
+    wallMap.setClosures(answer.closures);
+    document.body.dataset.closures = String(answer.closures.length);
+  } catch {
+    // A server without a city has no closures; the map keeps what it showed.
+  }
+}
+window.setInterval(loadClosures, 5000);
 let responseTimer: number | undefined;
 /** An incident changed: its time points may have too; ask again soon (once for a burst). */
 function responseTimesSoon() {
@@ -195,6 +213,7 @@ live.listen({
       $("login").hidden = true;
       void loadCity();
       void loadResponseTimes();
+      void loadClosures();
     }
     updateStatus();
   },
@@ -530,6 +549,7 @@ async function showMoment(at: number) {
     const res = await call<{ incidents: Incident[]; units: Unit[]; position: number | null }>("GET", `/api/wall/at?time=${encodeURIComponent(new Date(at).toISOString())}`);
     history = { at, incidents: new Map(res.incidents.map((i) => [i.id, i])), units: new Map(res.units.map((u) => [u.id, u])) };
     wallMap.reset(history.incidents.values(), history.units.values());
+    void loadClosures();
     document.body.classList.add("history");
     $("history-banner").hidden = false;
     $("history-banner").textContent = `HISTORY — the city at ${new Date(at).toLocaleString("en-GB", { hour12: false })} (log @${res.position ?? 0}) ${playing ? "▶ playing" : "paused"}`;
@@ -546,6 +566,7 @@ async function showMoment(at: number) {
 
 function goLive() {
   history = null;
+  void loadClosures();
   playing = false;
   $("tt-play").textContent = "▶ Play";
   document.body.classList.remove("history");

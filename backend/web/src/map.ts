@@ -5,7 +5,7 @@
  */
 import L from "leaflet";
 import "leaflet/dist/leaflet.css";
-import type { Incident, Unit, UnitStatus } from "./types";
+import type { Incident, RoadClosure, Unit, UnitStatus } from "./types";
 import { PRIORITY_COLOUR, STATUS_STYLE } from "./types";
 
 /** How long a unit takes to glide to a new position. */
@@ -64,6 +64,8 @@ export class WallMap {
   frameTimes: number[] = [];
   onPick: ((what: "incident" | "unit", id: string) => void) | null = null;
   onMapClick: ((lat: number, lon: number) => void) | null = null;
+  /** Road closures in force, drawn under the units. */
+  private closures = L.layerGroup();
 
   constructor(el: HTMLElement) {
     this.map = L.map(el, {
@@ -75,6 +77,7 @@ export class WallMap {
       zoom: 12,
     });
     this.map.attributionControl.setPrefix(false);
+    this.closures.addTo(this.map);
     this.canvas = document.createElement("canvas");
     this.canvas.className = "live-layer";
     el.appendChild(this.canvas);
@@ -142,6 +145,24 @@ export class WallMap {
     this.cityBounds = L.latLngBounds([s, w], [n, e]);
     if (this.autoFit) this.map.fitBounds(this.cityBounds, { padding: [10, 10], animate: false });
     this.dirty = true;
+  }
+
+  /** Replaces the road closures shown: a dashed red circle each, its note as a tooltip. */
+  setClosures(closures: RoadClosure[]) {
+    this.closures.clearLayers();
+    for (const c of closures) {
+      L.circle([c.location.lat, c.location.lon], {
+        radius: c.radius_m,
+        color: "#ff4d4d",
+        weight: 2,
+        dashArray: "5 4",
+        fillColor: "#ff4d4d",
+        fillOpacity: 0.12,
+        interactive: false,
+      })
+        .bindTooltip(`Road closed${c.note ? `: ${c.note}` : ""} (${c.roads} roads)`, { permanent: false })
+        .addTo(this.closures);
+    }
   }
 
   select(id: string | null) {

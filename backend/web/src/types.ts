@@ -5,6 +5,16 @@ export type UnitStatus =
 
 export interface LatLon { lat: number; lon: number }
 export interface AreaRef { id: string; name: string }
+/** A road closure in force (`GET /api/roads/closures`). */
+export interface RoadClosure {
+  closure_id: string;
+  location: LatLon;
+  radius_m: number;
+  roads: number;
+  note?: string;
+  by: string;
+  since: string;
+}
 
 export interface Incident {
   id: string;

@@ -132,6 +132,13 @@ async function main() {
       await page.screenshot({ path: path.join(artifacts, "01-live.png") });
     });
 
+    await step("a road closure is drawn on the map until it is reopened", async () => {
+      const closed = await api(port, "POST", "/api/roads/closures", { location: { lat: 60.1699, lon: 24.9384 }, radius_m: 100, note: "wall test" });
+      await page.waitForSelector('body[data-closures="1"]');
+      await api(port, "POST", `/api/roads/closures/${closed.closure_id}/reopen`, {});
+      await page.waitForSelector('body[data-closures="0"]');
+    });
+
     await step("a location outside the world shows the API's error next to the location", async () => {
       await page.click("#toggle-console");
       await page.fill("#f-lat", "123");
