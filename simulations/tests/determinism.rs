@@ -53,7 +53,7 @@ fn golden_hash_of_the_helsinki_sample() {
     assert_eq!(sha256_hex(&log), GOLDEN);
 }
 
-const GOLDEN: &str = "40737875c92eb760045459e1d46ccd9aa9f8052cf48c917fc7687e995d036731";
+const GOLDEN: &str = "ef8568af4d4dacc4033588ea471f7cef8ddfbe6043d5c8cd7fcfa66ab25e6c43";
 
 #[test]
 fn the_joint_policy_is_deterministic_too() {
