@@ -3,7 +3,47 @@
 //! is at any moment of it. The drill engine (virtual time) and live drills (wall time)
 //! move their units with it.
 
-use muster_geodata::{LatLon, Router};
+use muster_core::value::{IncidentType, Service, UnitKind};
+use muster_geodata::{City, LatLon, Router};
+
+/// Where a moving unit is going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dest {
+    /// Its incident.
+    Incident,
+    /// A hospital, with a patient.
+    Hospital,
+    /// Its station.
+    Station,
+}
+
+/// The agency code drills give a kind's units.
+pub fn agency(kind: UnitKind) -> &'static str {
+    match kind.service() {
+        Service::Fire => "city-fire",
+        Service::Ems => "city-ems",
+        Service::Police => "city-police",
+    }
+}
+
+/// Whether a unit of `kind` may take a patient from an incident of type `t` to hospital:
+/// ambulances, from EMS-led incidents, collisions and assaults.
+pub fn may_transport(kind: UnitKind, t: IncidentType) -> bool {
+    matches!(kind, UnitKind::AlsAmbulance | UnitKind::BlsAmbulance)
+        && (matches!(t.lead_service(), Service::Ems)
+            || matches!(t, IncidentType::TrafficCollision | IncidentType::Assault))
+}
+
+/// The hospital nearest `here` in a straight line, if the city has one.
+pub fn nearest_hospital(city: &City, here: LatLon) -> Option<LatLon> {
+    city.hospitals
+        .iter()
+        .min_by(|a, b| {
+            here.haversine_m(a.location)
+                .total_cmp(&here.haversine_m(b.location))
+        })
+        .map(|h| h.location)
+}
 
 /// Speed of a unit off the road network (or cut off by a closure): 30 km/h, straight.
 const OFF_ROAD_M_S: f64 = 30.0 / 3.6;

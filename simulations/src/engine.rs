@@ -43,6 +43,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use uuid::Uuid;
 
+use crate::drive::{Dest, Path, agency, may_transport, nearest_hospital};
 use crate::scenario::{Policy, Range, Scenario, Scripted};
 
 /// Everything that can go wrong while a drill runs (the scenario was checked before).
@@ -138,65 +139,11 @@ enum Ev {
     StaleRefresh,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dest {
-    Incident,
-    Hospital,
-    Station,
-}
-
 #[derive(Debug)]
 struct Movement {
     start_ms: i64,
-    /// (milliseconds from start, point), ascending.
-    points: Vec<(i64, LatLon)>,
+    path: Path,
     dest: Dest,
-}
-
-impl Movement {
-    fn total_ms(&self) -> i64 {
-        self.points.last().map_or(0, |p| p.0)
-    }
-
-    fn at(&self, now_ms: i64) -> (LatLon, f64) {
-        let t = now_ms - self.start_ms;
-        let i = self.points.partition_point(|p| p.0 <= t);
-        if i == 0 {
-            return (self.points[0].1, 0.0);
-        }
-        if i >= self.points.len() {
-            let n = self.points.len();
-            let heading = if n >= 2 {
-                heading(self.points[n - 2].1, self.points[n - 1].1)
-            } else {
-                0.0
-            };
-            return (self.points[n - 1].1, heading);
-        }
-        let (t0, a) = self.points[i - 1];
-        let (t1, b) = self.points[i];
-        let f = if t1 > t0 {
-            (t - t0) as f64 / (t1 - t0) as f64
-        } else {
-            1.0
-        };
-        let p = LatLon::new(
-            a.lat() + (b.lat() - a.lat()) * f,
-            a.lon() + (b.lon() - a.lon()) * f,
-        )
-        .unwrap_or(a);
-        (p, heading(a, b))
-    }
-}
-
-fn heading(a: LatLon, b: LatLon) -> f64 {
-    let dy = b.lat() - a.lat();
-    let dx = (b.lon() - a.lon()) * a.lat().to_radians().cos();
-    let h = dx.atan2(dy).to_degrees();
-    let h = if h < 0.0 { h + 360.0 } else { h };
-    // Round to a tenth of a degree so the log does not depend on the last bits of trig.
-    let h = (h * 10.0).round() / 10.0;
-    if h >= 360.0 { 0.0 } else { h }
 }
 
 #[derive(Debug)]
@@ -212,7 +159,6 @@ struct SimUnit {
     movement: Option<Movement>,
     incident: Option<usize>,
     off_duty: bool,
-    transports: bool,
 }
 
 #[derive(Debug)]
@@ -480,11 +426,6 @@ impl Engine<'_> {
     }
 
     fn register_fleet(&mut self) -> Result<(), DrillError> {
-        let agency = |kind: UnitKind| match kind.service() {
-            Service::Fire => "city-fire",
-            Service::Ems => "city-ems",
-            Service::Police => "city-police",
-        };
         let mut numbers: BTreeMap<UnitKind, u32> = BTreeMap::new();
         for entry in &self.scenario.fleet {
             for _ in 0..entry.count {
@@ -516,10 +457,6 @@ impl Engine<'_> {
                     movement: None,
                     incident: None,
                     off_duty: false,
-                    transports: matches!(
-                        entry.kind,
-                        UnitKind::AlsAmbulance | UnitKind::BlsAmbulance
-                    ),
                 });
                 self.unit_command(u, command)?;
                 self.index.upsert(NewUnit {
@@ -808,8 +745,8 @@ impl Engine<'_> {
                 let Some(m) = &self.units[unit].movement else {
                     return Ok(());
                 };
-                let (pos, heading) = m.at(self.now_ms);
-                let arrive_at = m.start_ms + m.total_ms();
+                let (pos, heading, _) = m.path.at(self.now_ms - m.start_ms);
+                let arrive_at = m.start_ms + m.path.total_ms();
                 self.report_position(unit, pos, Some(heading))?;
                 let next =
                     self.now_ms + (self.scenario.responders.position_interval_s * 1000.0) as i64;
@@ -1126,7 +1063,7 @@ impl Engine<'_> {
         let incident = self.incidents[i].id;
         // A returning unit is stopped where it is.
         if let Some(m) = self.units[u].movement.take() {
-            self.units[u].pos = m.at(self.now_ms).0;
+            self.units[u].pos = m.path.at(self.now_ms - m.start_ms).0;
         }
         if !self.unit_command(
             u,
@@ -1207,44 +1144,13 @@ impl Engine<'_> {
     fn move_unit(&mut self, u: usize, target: LatLon, dest: Dest) {
         let from = self.units[u].pos;
         self.routes += 1;
-        let points = match self.router.route(from, target) {
-            Ok(route) if route.points.len() >= 2 => {
-                let total_ms = route.travel_time.as_millis() as i64;
-                let mut cum = Vec::with_capacity(route.points.len());
-                let mut acc = 0.0;
-                cum.push(0.0);
-                for w in route.points.windows(2) {
-                    acc += w[0].haversine_m(w[1]);
-                    cum.push(acc);
-                }
-                route
-                    .points
-                    .iter()
-                    .zip(cum)
-                    .map(|(p, d)| {
-                        (
-                            if acc > 0.0 {
-                                (d / acc * total_ms as f64).round() as i64
-                            } else {
-                                total_ms
-                            },
-                            *p,
-                        )
-                    })
-                    .collect()
-            }
-            // Off the road network (or cut off by a closure): straight line at 30 km/h.
-            _ => {
-                let ms = (from.haversine_m(target) / (30.0 / 3.6) * 1000.0).round() as i64;
-                vec![(0, from), (ms.max(1_000), target)]
-            }
-        };
+        let path = Path::along(&self.router, from, target);
         let m = Movement {
             start_ms: self.now_ms,
-            points,
+            path,
             dest,
         };
-        let arrive = self.now_ms + m.total_ms().max(1_000);
+        let arrive = self.now_ms + m.path.total_ms().max(1_000);
         let unit = &mut self.units[u];
         unit.epoch += 1;
         let epoch = unit.epoch;
@@ -1284,7 +1190,7 @@ impl Engine<'_> {
         let Some(m) = self.units[u].movement.take() else {
             return Ok(());
         };
-        let end = m.points.last().map(|p| p.1).unwrap_or(self.units[u].pos);
+        let end = m.path.end().unwrap_or(self.units[u].pos);
         self.report_position(u, end, None)?;
         let epoch = self.units[u].epoch;
         match m.dest {
@@ -1337,9 +1243,7 @@ impl Engine<'_> {
             return Ok(());
         };
         let t = self.incidents[i].call.incident_type;
-        let transports = self.units[u].transports
-            && matches!(t.lead_service(), Service::Ems)
-                | matches!(t, IncidentType::TrafficCollision | IncidentType::Assault);
+        let transports = may_transport(self.units[u].kind, t);
         if transports
             && self
                 .behaviour
@@ -1354,17 +1258,8 @@ impl Engine<'_> {
                 },
             )?;
             let here = self.units[u].pos;
-            let hospital = self
-                .scenario
-                .city
-                .hospitals
-                .iter()
-                .min_by(|a, b| {
-                    here.haversine_m(a.location)
-                        .total_cmp(&here.haversine_m(b.location))
-                })
-                .map(|h| h.location)
-                .expect("checked non-empty");
+            let hospital =
+                nearest_hospital(&self.scenario.city, here).expect("checked non-empty");
             self.move_unit(u, hospital, Dest::Hospital);
             return Ok(());
         }

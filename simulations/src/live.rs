@@ -43,6 +43,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::drive::{Dest, Path, agency, may_transport, nearest_hospital};
 use crate::engine::{Call, to_core};
 use crate::scenario::{Range, Scenario, Scripted};
 
@@ -291,11 +292,6 @@ struct UnitSpec {
 }
 
 fn fleet(scenario: &Scenario) -> Vec<(UnitSpec, Value)> {
-    let agency = |kind: UnitKind| match kind.service() {
-        Service::Fire => "city-fire",
-        Service::Ems => "city-ems",
-        Service::Police => "city-police",
-    };
     let mut numbers: HashMap<UnitKind, u32> = HashMap::new();
     let mut units = Vec::new();
     for entry in &scenario.fleet {
@@ -329,99 +325,22 @@ fn fleet(scenario: &Scenario) -> Vec<(UnitSpec, Value)> {
     units
 }
 
-/// Where a moving unit is going.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dest {
-    Incident,
-    Hospital,
-    Station,
-}
-
-/// A drive along a road route: (virtual ms from its start, point), ascending.
+/// A drive under way: its path (in virtual milliseconds) and when it started.
 #[derive(Debug)]
 struct Drive {
     started: Instant,
-    points: Vec<(i64, LatLon)>,
+    path: Path,
     dest: Dest,
 }
 
 impl Drive {
     fn new(router: &Router, from: LatLon, to: LatLon, dest: Dest) -> Self {
-        let points = match router.route(from, to) {
-            Ok(route) if route.points.len() >= 2 => {
-                let total_ms = route.travel_time.as_millis() as f64;
-                let mut acc = 0.0;
-                let mut cum = vec![0.0];
-                for w in route.points.windows(2) {
-                    acc += w[0].haversine_m(w[1]);
-                    cum.push(acc);
-                }
-                route
-                    .points
-                    .iter()
-                    .zip(cum)
-                    .map(|(p, d)| {
-                        let t = if acc > 0.0 {
-                            d / acc * total_ms
-                        } else {
-                            total_ms
-                        };
-                        (t.round() as i64, *p)
-                    })
-                    .collect()
-            }
-            // Off the road network: a straight line at 30 km/h.
-            _ => {
-                let ms = (from.haversine_m(to) / (30.0 / 3.6) * 1000.0).round() as i64;
-                vec![(0, from), (ms.max(1_000), to)]
-            }
-        };
         Self {
             started: Instant::now(),
-            points,
+            path: Path::along(router, from, to),
             dest,
         }
     }
-
-    fn total_ms(&self) -> i64 {
-        self.points.last().map_or(0, |p| p.0)
-    }
-
-    /// Where the unit is `ms` virtual milliseconds into the drive, with its heading and speed.
-    fn at(&self, ms: i64) -> (LatLon, Option<f64>, Option<f64>) {
-        let i = self.points.partition_point(|p| p.0 <= ms);
-        if i == 0 {
-            return (self.points[0].1, None, None);
-        }
-        if i >= self.points.len() {
-            return (self.points[self.points.len() - 1].1, None, Some(0.0));
-        }
-        let (t0, a) = self.points[i - 1];
-        let (t1, b) = self.points[i];
-        let f = if t1 > t0 {
-            (ms - t0) as f64 / (t1 - t0) as f64
-        } else {
-            1.0
-        };
-        let p = LatLon::new(
-            a.lat() + (b.lat() - a.lat()) * f,
-            a.lon() + (b.lon() - a.lon()) * f,
-        )
-        .unwrap_or(a);
-        let speed = if t1 > t0 {
-            a.haversine_m(b) / ((t1 - t0) as f64 / 1000.0)
-        } else {
-            0.0
-        };
-        (p, Some(heading(a, b)), Some(speed))
-    }
-}
-
-fn heading(a: LatLon, b: LatLon) -> f64 {
-    let dy = b.lat() - a.lat();
-    let dx = (b.lon() - a.lon()) * a.lat().to_radians().cos();
-    let h = dx.atan2(dy).to_degrees();
-    if h < 0.0 { h + 360.0 } else { h }
 }
 
 /// What a crew is doing.
@@ -488,7 +407,7 @@ impl Device {
     fn drive_to(&mut self, to: LatLon, dest: Dest) {
         let drive = Drive::new(&self.router, self.pos, to, dest);
         let interval = self.fix_interval_s();
-        let first = (interval * 1000.0).min(drive.total_ms() as f64) / 1000.0;
+        let first = (interval * 1000.0).min(drive.path.total_ms() as f64) / 1000.0;
         let wake = self.after(first.max(0.001));
         self.set(Phase::Driving(drive), Some(wake));
     }
@@ -516,7 +435,7 @@ impl Device {
     fn stop_driving(&mut self) {
         if let Phase::Driving(d) = &self.phase {
             let ms = (d.started.elapsed().as_secs_f64() * self.clock.speed * 1000.0) as i64;
-            self.pos = d.at(ms).0;
+            self.pos = d.path.at(ms).0;
         }
     }
 
@@ -620,10 +539,10 @@ impl Device {
             }
             Phase::Driving(drive) => {
                 let ms = (drive.started.elapsed().as_secs_f64() * self.clock.speed * 1000.0) as i64;
-                let total = drive.total_ms();
-                let (p, heading, speed) = drive.at(ms.min(total));
+                let total = drive.path.total_ms();
+                let (p, heading, speed) = drive.path.at(ms.min(total));
                 self.pos = p;
-                self.client.position(to_core(p), heading, speed);
+                self.client.position(to_core(p), Some(heading), Some(speed));
                 note(&self.stats, |s| s.positions += 1);
                 if ms < total {
                     let interval_ms = (self.fix_interval_s() * 1000.0) as i64;
@@ -672,25 +591,8 @@ impl Device {
         let Some(job) = self.job else {
             return self.go_home();
         };
-        let transports = matches!(
-            self.unit.kind,
-            UnitKind::AlsAmbulance | UnitKind::BlsAmbulance
-        ) && (matches!(job.incident_type.lead_service(), Service::Ems)
-            || matches!(
-                job.incident_type,
-                IncidentType::TrafficCollision | IncidentType::Assault
-            ));
-        let hospital = self
-            .scenario
-            .city
-            .hospitals
-            .iter()
-            .min_by(|a, b| {
-                self.pos
-                    .haversine_m(a.location)
-                    .total_cmp(&self.pos.haversine_m(b.location))
-            })
-            .map(|h| h.location);
+        let transports = may_transport(self.unit.kind, job.incident_type);
+        let hospital = nearest_hospital(&self.scenario.city, self.pos);
         if let Some(hospital) = hospital
             && transports
             && self
