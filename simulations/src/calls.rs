@@ -2,13 +2,13 @@
 //! hourly weights of the clock hours the drill runs through), places by district weight (at the city's addresses, so every call is
 //! on a street), and the incident type and priority mix.
 
-use muster_core::value::Priority;
+use muster_core::value::{IncidentType, Priority};
 use muster_geodata::{City, LatLon};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::engine::Call;
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, Scripted};
 
 fn pick(weights: &[f64], rng: &mut ChaCha8Rng) -> usize {
     let total: f64 = weights.iter().sum();
@@ -133,4 +133,69 @@ pub fn address_in(city: &City, district: Option<&str>, rng: &mut ChaCha8Rng) -> 
         return city.meta.bounds.centre();
     }
     all[rng.random_range(0..all.len())]
+}
+
+/// The calls a scripted event brings: a major incident and the related calls in the next
+/// half hour nearby, or the alarms of a sensor storm; none for a road closure.
+pub fn scripted(scenario: &Scenario, event: &Scripted, rng: &mut ChaCha8Rng) -> Vec<Call> {
+    let mut calls = Vec::new();
+    match *event {
+        Scripted::MajorIncident {
+            at_min,
+            location,
+            incident_type,
+            priority,
+            extra_calls,
+        } => {
+            let at_ms = (at_min * 60_000.0) as i64;
+            calls.push(Call {
+                at_ms,
+                location,
+                incident_type,
+                priority,
+                sensor: false,
+                entry_after_ms: None,
+            });
+            for _ in 0..extra_calls {
+                let later = at_ms + rng.random_range(60_000..1_800_000);
+                let near = point_near(&scenario.city, location, 600.0, rng);
+                let t = if rng.random_bool(0.7) {
+                    IncidentType::Medical
+                } else {
+                    incident_type
+                };
+                calls.push(Call {
+                    at_ms: later,
+                    location: near,
+                    incident_type: t,
+                    priority: Priority::P2,
+                    sensor: false,
+                    entry_after_ms: None,
+                });
+            }
+        }
+        Scripted::SensorStorm {
+            at_min,
+            duration_min,
+            count,
+            ref district,
+            incident_type,
+        } => {
+            let at_ms = (at_min * 60_000.0) as i64;
+            for _ in 0..count {
+                let when = at_ms + rng.random_range(0..(duration_min * 60_000.0) as i64 + 1);
+                let location = address_in(&scenario.city, district.as_deref(), rng);
+                calls.push(Call {
+                    at_ms: when,
+                    location,
+                    incident_type,
+                    priority: Priority::P2,
+                    sensor: true,
+                    entry_after_ms: Some(0),
+                });
+            }
+        }
+        Scripted::RoadClosure { .. } => {}
+    }
+    calls
 }

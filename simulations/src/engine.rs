@@ -514,39 +514,9 @@ impl Engine<'_> {
                 continue;
             }
             match *event {
-                Scripted::MajorIncident {
-                    at_min,
-                    location,
-                    incident_type,
-                    priority,
-                    extra_calls,
-                } => {
-                    let at_ms = (at_min * 60_000.0) as i64;
-                    self.add_call(Call {
-                        at_ms,
-                        location,
-                        incident_type,
-                        priority,
-                        sensor: false,
-                        entry_after_ms: None,
-                    });
-                    for _ in 0..extra_calls {
-                        let later = at_ms + rng.random_range(60_000..1_800_000);
-                        let near =
-                            crate::calls::point_near(&self.scenario.city, location, 600.0, rng);
-                        let t = if rng.random_bool(0.7) {
-                            IncidentType::Medical
-                        } else {
-                            incident_type
-                        };
-                        self.add_call(Call {
-                            at_ms: later,
-                            location: near,
-                            incident_type: t,
-                            priority: Priority::P2,
-                            sensor: false,
-                            entry_after_ms: None,
-                        });
+                Scripted::MajorIncident { .. } | Scripted::SensorStorm { .. } => {
+                    for call in crate::calls::scripted(self.scenario, event, rng) {
+                        self.add_call(call);
                     }
                 }
                 Scripted::RoadClosure {
@@ -562,29 +532,6 @@ impl Engine<'_> {
                         (until_min * 60_000.0) as i64,
                         Ev::Closure { index, on: false },
                     );
-                }
-                Scripted::SensorStorm {
-                    at_min,
-                    duration_min,
-                    count,
-                    ref district,
-                    incident_type,
-                } => {
-                    let at_ms = (at_min * 60_000.0) as i64;
-                    for _ in 0..count {
-                        let when =
-                            at_ms + rng.random_range(0..(duration_min * 60_000.0) as i64 + 1);
-                        let location =
-                            crate::calls::address_in(&self.scenario.city, district.as_deref(), rng);
-                        self.add_call(Call {
-                            at_ms: when,
-                            location,
-                            incident_type,
-                            priority: Priority::P2,
-                            sensor: true,
-                            entry_after_ms: Some(0),
-                        });
-                    }
                 }
             }
         }

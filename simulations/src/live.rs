@@ -32,7 +32,7 @@ use anyhow::{Context, bail};
 use chrono::Utc;
 use muster_core::ids::{IncidentId, TaskId, UnitId};
 use muster_core::unit::UnitStatus;
-use muster_core::value::{IncidentType, Priority, Service, UnitKind};
+use muster_core::value::{IncidentType, Service, UnitKind};
 use muster_geodata::{LatLon, Router};
 use muster_mobile::client::{Client, ClientConfig, ClientEvent};
 use muster_mobile::protocol::TaskState;
@@ -715,64 +715,7 @@ pub fn calls_of(scenario: &Scenario, seed: u64, offset_ms: i64, end_ms: i64) -> 
     let day_ms = crate::calls::time_of_day_ms(scenario) + offset_ms;
     let mut calls = crate::calls::generate_from(scenario, &mut rng, day_ms, end_ms);
     for event in &scenario.events {
-        match *event {
-            Scripted::MajorIncident {
-                at_min,
-                location,
-                incident_type,
-                priority,
-                extra_calls,
-            } => {
-                let at_ms = (at_min * 60_000.0) as i64;
-                calls.push(Call {
-                    at_ms,
-                    location,
-                    incident_type,
-                    priority,
-                    sensor: false,
-                    entry_after_ms: None,
-                });
-                for _ in 0..extra_calls {
-                    let later = at_ms + rng.random_range(60_000..1_800_000);
-                    let near = crate::calls::point_near(&scenario.city, location, 600.0, &mut rng);
-                    calls.push(Call {
-                        at_ms: later,
-                        location: near,
-                        incident_type: if rng.random_bool(0.7) {
-                            IncidentType::Medical
-                        } else {
-                            incident_type
-                        },
-                        priority: Priority::P2,
-                        sensor: false,
-                        entry_after_ms: None,
-                    });
-                }
-            }
-            Scripted::SensorStorm {
-                at_min,
-                duration_min,
-                count,
-                ref district,
-                incident_type,
-            } => {
-                let at_ms = (at_min * 60_000.0) as i64;
-                for _ in 0..count {
-                    let when = at_ms + rng.random_range(0..(duration_min * 60_000.0) as i64 + 1);
-                    let location =
-                        crate::calls::address_in(&scenario.city, district.as_deref(), &mut rng);
-                    calls.push(Call {
-                        at_ms: when,
-                        location,
-                        incident_type,
-                        priority: Priority::P2,
-                        sensor: true,
-                        entry_after_ms: Some(0),
-                    });
-                }
-            }
-            Scripted::RoadClosure { .. } => {}
-        }
+        calls.extend(crate::calls::scripted(scenario, event, &mut rng));
     }
     calls.retain(|c| c.at_ms < end_ms);
     calls.sort_by_key(|c| c.at_ms);
