@@ -8,6 +8,7 @@
 //! - [`scenario`]: scenario files (TOML): city, fleet and shifts, call generator, scripted
 //!   events, dispatch policy; checked before anything runs, errors name file, line and key.
 //! - [`calls`]: the call generator (arrivals by hour and area, type and priority mix).
+//! - [`drive`]: a drive along a road route in time, for the engine and live drills.
 //! - [`engine`]: the discrete-event engine: virtual clock, event queue, simulated responders,
 //!   the core's decisions and dispatcher, appends to the store.
 //! - [`log`]: the canonical log (JSON lines without the store's wall-clock `recorded_at`),
@@ -27,6 +28,7 @@
 
 pub mod calls;
 pub mod cli;
+pub mod drive;
 pub mod engine;
 pub mod html;
 pub mod live;

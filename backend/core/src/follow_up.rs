@@ -124,7 +124,7 @@ fn steps(batch: &[RecordedEvent]) -> Vec<(StreamName, Uuid, Step)> {
 }
 
 /// Every event of a stream, oldest first; none when it does not exist.
-async fn read_stream(
+pub async fn read_stream(
     store: &dyn EventStore,
     stream: &StreamName,
 ) -> Result<Vec<RecordedEvent>, StoreError> {

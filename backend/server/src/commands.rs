@@ -90,20 +90,7 @@ impl std::fmt::Debug for Commands {
     }
 }
 
-/// Every event of a stream, oldest first; none when it does not exist.
-pub async fn read_stream(
-    store: &dyn EventStore,
-    stream: &StreamName,
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    match store
-        .read_stream(stream, Direction::Forwards, ReadFrom::Start, usize::MAX)
-        .await
-    {
-        Ok(events) => Ok(events),
-        Err(StoreError::StreamNotFound(_)) => Ok(Vec::new()),
-        Err(e) => Err(e),
-    }
-}
+pub use muster_core::follow_up::read_stream;
 
 /// Loads an aggregate: its state, its stored events, the revision of the last one.
 pub async fn load<A>(

@@ -4,12 +4,11 @@
 
 mod common;
 
-use common::{DEADLINE, spawn_with};
+use common::{DEADLINE, spawn_with, spawn_with_gateway};
 use muster_mobile::client::{Client, ClientConfig, ClientEvent};
 use muster_server::config::TokenSecret;
 use serde_json::json;
 
-const SECRET: &str = "a-test-secret-of-more-than-thirty-two-bytes";
 
 async fn next_matching(
     client: &mut Client,
@@ -33,11 +32,7 @@ async fn next_matching(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_receives_the_task_an_operator_assigns() {
-    let app = spawn_with(|c| {
-        c.token_secret = Some(TokenSecret::new(SECRET));
-        c.gateway_bind = "127.0.0.1:0".into();
-    })
-    .await;
+    let app = spawn_with_gateway().await;
     let gateway = app
         .gateway
         .clone()

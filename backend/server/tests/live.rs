@@ -7,13 +7,11 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{DEADLINE, spawn, spawn_with, token};
+use common::{DEADLINE, spawn, spawn_with_gateway, token};
 use muster_mobile::client::{Client, ClientConfig, ClientEvent};
 use muster_server::auth::Role;
-use muster_server::config::TokenSecret;
 use serde_json::{Value, json};
 
-const SECRET: &str = "a-test-secret-of-more-than-thirty-two-bytes";
 
 async fn post_as(app: &common::App, role: Role, path: &str, body: Value) -> (u16, Value) {
     let r = reqwest::Client::new()
@@ -28,11 +26,7 @@ async fn post_as(app: &common::App, role: Role, path: &str, body: Value) -> (u16
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_enrol_a_units_device_and_the_gateway_accepts_its_token() {
-    let app = spawn_with(|c| {
-        c.token_secret = Some(TokenSecret::new(SECRET));
-        c.gateway_bind = "127.0.0.1:0".into();
-    })
-    .await;
+    let app = spawn_with_gateway().await;
     let (status, unit) = app
         .post(
             "/api/units",
@@ -118,11 +112,7 @@ async fn without_a_gateway_no_device_token_is_issued() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_drill_works_the_city_through_the_operator_api_and_the_devices() {
-    let app = spawn_with(|c| {
-        c.token_secret = Some(TokenSecret::new(SECRET));
-        c.gateway_bind = "127.0.0.1:0".into();
-    })
-    .await;
+    let app = spawn_with_gateway().await;
     let mut scenario =
         muster_sim::scenario::Scenario::load_file_or_sample(Path::new("helsinki")).unwrap();
     // A device out of reach stays silent for the server's acknowledgement timeout, in wall

@@ -34,6 +34,18 @@ pub async fn spawn() -> App {
     spawn_with(|_| {}).await
 }
 
+/// The token secret of servers that run the mobile gateway.
+pub const GATEWAY_SECRET: &str = "a-test-secret-of-more-than-thirty-two-bytes";
+
+/// A server that also runs the mobile gateway, on a free port.
+pub async fn spawn_with_gateway() -> App {
+    spawn_with(|c| {
+        c.token_secret = Some(muster_server::config::TokenSecret::new(GATEWAY_SECRET));
+        c.gateway_bind = "127.0.0.1:0".into();
+    })
+    .await
+}
+
 /// A server on port 0 with a fresh data directory, its config changed by `adjust`.
 pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> App {
     let dir = tempfile::tempdir().unwrap();
