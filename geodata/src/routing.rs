@@ -28,6 +28,9 @@ use crate::point::{LatLon, PlanarM, Projection};
 
 /// A point farther than this from every open road is outside coverage.
 pub const MAX_SNAP_DISTANCE_M: f64 = 500.0;
+/// A point whose roads within [`MAX_SNAP_DISTANCE_M`] are all closed meets the network at
+/// the nearest open road up to this far: units are routed to the edge of the closure.
+pub const MAX_CLOSURE_REACH_M: f64 = 5_000.0;
 /// Most sources accepted by one many-to-one query.
 pub const MAX_SOURCES: usize = 10_000;
 /// Weight given to closed arcs inside the hierarchy, so that closing roads never changes
@@ -381,12 +384,18 @@ impl Router {
         let xy = inner.projection.project(p);
         let q = xy.as_array();
         let max_d2 = MAX_SNAP_DISTANCE_M * MAX_SNAP_DISTANCE_M;
+        let reach_d2 = MAX_CLOSURE_REACH_M * MAX_CLOSURE_REACH_M;
+        // Whether a road within reach was passed over because it is closed.
+        let mut in_closure = false;
         for (seg, d2) in inner.segments.nearest_neighbor_iter_with_distance_2(&q) {
-            if d2 > max_d2 {
+            if d2 > max_d2 && (!in_closure || d2 > reach_d2) {
                 break;
             }
             let road = seg.data.road as usize;
             if prepared.along_ms[road] == NO_ARC && prepared.against_ms[road] == NO_ARC {
+                if d2 <= max_d2 && prepared.conditions.contains_key(&seg.data.road) {
+                    in_closure = true;
+                }
                 continue;
             }
             let [ax, ay] = seg.geom().from;

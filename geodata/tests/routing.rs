@@ -375,3 +375,36 @@ fn routes_follow_connected_roads_from_start_to_end() {
         }
     }
 }
+
+#[test]
+fn a_point_inside_a_closure_is_reached_at_its_edge_and_one_off_the_map_is_not() {
+    let router = Router::new(small_city()).unwrap();
+    let city = router.city().clone();
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let inside = random_point(&city, &mut rng);
+    let from = random_point(&city, &mut rng);
+    let closed: RoadConditions = router
+        .roads_near(inside, 800.0)
+        .into_iter()
+        .map(|r| (r, RoadCondition::Closed))
+        .collect();
+    assert!(!closed.is_empty());
+    router.set_conditions(closed.clone()).wait();
+    let snap = router.snap(inside).expect("reached at the closure's edge");
+    assert!(
+        !closed.contains_key(&snap.road),
+        "snapped to a closed road {}",
+        snap.road
+    );
+    assert!(snap.distance_m > 500.0, "{}", snap.distance_m);
+    if from.haversine_m(inside) > 1_500.0 {
+        assert!(router.travel_time(from, inside).is_ok());
+    }
+    // Off the map there is no road at all, closed or open, within reach.
+    let b = city.meta.bounds;
+    let off = LatLon::new(b.north_east.lat() + 0.1, b.north_east.lon() + 0.1).unwrap();
+    assert!(matches!(
+        router.snap(off),
+        Err(RouteError::OutsideCoverage { .. })
+    ));
+}
