@@ -340,7 +340,12 @@ impl UnitCommands {
         let ids = EventIds::FromKey(key);
         let newest = match self
             .store
-            .read_stream(&self.stream, Direction::Backwards, ReadFrom::End, RETRY_LOOKBACK)
+            .read_stream(
+                &self.stream,
+                Direction::Backwards,
+                ReadFrom::End,
+                RETRY_LOOKBACK,
+            )
             .await
         {
             Ok(page) => page,

@@ -588,15 +588,17 @@ async fn a_crews_progress_through_the_gateway_records_the_incidents_time_points(
         .unwrap();
     let points: Vec<TimePoint> = recorded
         .iter()
-        .filter_map(|r| match muster_core::event::decode::<IncidentEvent>(r).unwrap() {
-            IncidentEvent::TimePointRecorded {
-                point,
-                unit: Some(u),
-                task: Some(t),
-                ..
-            } if u == unit && t == task => Some(point),
-            _ => None,
-        })
+        .filter_map(
+            |r| match muster_core::event::decode::<IncidentEvent>(r).unwrap() {
+                IncidentEvent::TimePointRecorded {
+                    point,
+                    unit: Some(u),
+                    task: Some(t),
+                    ..
+                } if u == unit && t == task => Some(point),
+                _ => None,
+            },
+        )
         .collect();
     // Dispatched follows the operator's assignment; the crew's own steps come through the
     // gateway.

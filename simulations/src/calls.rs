@@ -77,8 +77,7 @@ pub fn generate_from(
         let clock = day_ms + segment_start;
         let hour = (clock.div_euclid(3_600_000) % 24) as usize;
         let per_hour = c.per_day * c.hourly[hour] / hourly_total;
-        let segment_end =
-            (segment_start + 3_600_000 - clock.rem_euclid(3_600_000)).min(end_ms);
+        let segment_end = (segment_start + 3_600_000 - clock.rem_euclid(3_600_000)).min(end_ms);
         if per_hour > 0.0 {
             let mean_gap_ms = 3_600_000.0 / per_hour;
             let mut t = segment_start as f64;

@@ -1205,8 +1205,7 @@ impl Engine<'_> {
                 },
             )?;
             let here = self.units[u].pos;
-            let hospital =
-                nearest_hospital(&self.scenario.city, here).expect("checked non-empty");
+            let hospital = nearest_hospital(&self.scenario.city, here).expect("checked non-empty");
             self.move_unit(u, hospital, Dest::Hospital);
             return Ok(());
         }

@@ -691,9 +691,8 @@ impl Scenario {
     /// one and no file of that name exists; otherwise the file at `arg`.
     pub fn load_file_or_sample(arg: &Path) -> Result<Scenario, ScenarioError> {
         if !arg.exists()
-            && let Some((_, path, text)) = SAMPLES
-                .iter()
-                .find(|(name, _, _)| arg.as_os_str() == *name)
+            && let Some((_, path, text)) =
+                SAMPLES.iter().find(|(name, _, _)| arg.as_os_str() == *name)
         {
             return Self::parse(Path::new(path), text);
         }

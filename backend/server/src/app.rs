@@ -463,10 +463,9 @@ pub fn start_demo_drill(
     operator_token: &str,
     speed: f64,
 ) -> anyhow::Result<DemoDrill> {
-    let scenario = muster_sim::scenario::Scenario::load_file_or_sample(std::path::Path::new(
-        "helsinki",
-    ))
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let scenario =
+        muster_sim::scenario::Scenario::load_file_or_sample(std::path::Path::new("helsinki"))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     let city = app.city().map(|c| c.meta.name.clone());
     if city.as_deref() != Some(scenario.city.meta.name.as_str()) {
         anyhow::bail!(
@@ -475,7 +474,9 @@ pub fn start_demo_drill(
         );
     }
     let Some(gateway) = app.gateway() else {
-        anyhow::bail!("the demo drill needs the mobile gateway; set a gateway_bind other than \"off\" or start with --no-drill");
+        anyhow::bail!(
+            "the demo drill needs the mobile gateway; set a gateway_bind other than \"off\" or start with --no-drill"
+        );
     };
     let drill = DemoDrill {
         scenario: scenario.name.clone(),

@@ -24,7 +24,6 @@ pub const GRID_LAT_DEG: f64 = 0.01;
 /// Grid cell width, degrees of longitude.
 pub const GRID_LON_DEG: f64 = 0.02;
 
-
 /// An area: id and name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct AreaRef {

@@ -253,7 +253,10 @@ mod tests {
         )])
         .unwrap();
         assert_eq!(c.users[0].token, "0123456789abcdef");
-        assert_eq!(c.users[0].unit.map(|u| u.to_string()).as_deref(), Some(unit));
+        assert_eq!(
+            c.users[0].unit.map(|u| u.to_string()).as_deref(),
+            Some(unit)
+        );
         assert_eq!(c.users[1].token, "with:colons:0123456789");
         assert_eq!(c.users[1].unit, None);
     }

@@ -198,7 +198,11 @@ async fn reopen(
         Err(e) => return Err(ApiError::internal(e)),
     };
     match events.len() {
-        0 => return Err(ApiError::not_found(format!("there is no road closure {closure}"))),
+        0 => {
+            return Err(ApiError::not_found(format!(
+                "there is no road closure {closure}"
+            )));
+        }
         1 => {}
         _ => {
             // Reopened already: a repeat is answered as done.
@@ -236,7 +240,8 @@ async fn reopen(
         }
         Err(e) => return Err(ApiError::internal(e)),
     };
-    Ok(HttpResponse::Ok().json(json!({"closure_id": closure, "position": done.0, "replayed": false})))
+    Ok(HttpResponse::Ok()
+        .json(json!({"closure_id": closure, "position": done.0, "replayed": false})))
 }
 
 async fn list(
@@ -253,4 +258,3 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/roads/closures", web::get().to(list))
         .route("/api/roads/closures/{id}/reopen", web::post().to(reopen));
 }
-

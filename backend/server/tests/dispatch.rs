@@ -329,8 +329,14 @@ async fn a_unit_that_cleared_the_scene_is_not_asked_for_again_but_one_stood_down
         ("served", &["en_route", "on_scene"][..], 0),
         ("stood-down", &["en_route"][..], 1),
     ] {
-        let (incident, position) =
-            report(&app, &format!("car-fire-{tag}"), engines[0].1, "vehicle_fire", "P3").await;
+        let (incident, position) = report(
+            &app,
+            &format!("car-fire-{tag}"),
+            engines[0].1,
+            "vehicle_fire",
+            "P3",
+        )
+        .await;
         assert_eq!(engines_wanted(&app, &incident, position).await, 1);
         let (status, sent) = app
             .post(
@@ -429,7 +435,10 @@ async fn a_road_closure_is_routed_around_until_it_is_reopened() {
         )
         .await;
     assert_eq!(status, 201, "{again}");
-    assert_eq!(again["closure_id"], closed["closure_id"], "a repeat closes nothing new");
+    assert_eq!(
+        again["closure_id"], closed["closure_id"],
+        "a repeat closes nothing new"
+    );
     let (_, list) = app.get("/api/roads/closures").await;
     assert_eq!(list["closures"].as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list["closures"][0]["note"], "burst water main");
@@ -462,12 +471,23 @@ async fn a_road_closure_is_routed_around_until_it_is_reopened() {
 
     // Bad input names what is wrong.
     for (body, words) in [
-        (json!({"location": {"lat": station.lat(), "lon": station.lon()}, "radius_m": 0}), "radius_m"),
-        (json!({"location": {"lat": 10.0, "lon": 10.0}, "radius_m": 100}), "no road"),
+        (
+            json!({"location": {"lat": station.lat(), "lon": station.lon()}, "radius_m": 0}),
+            "radius_m",
+        ),
+        (
+            json!({"location": {"lat": 10.0, "lon": 10.0}, "radius_m": 100}),
+            "no road",
+        ),
     ] {
-        let (status, e) = app.post("/api/roads/closures", "closure-bad-0001", body).await;
+        let (status, e) = app
+            .post("/api/roads/closures", "closure-bad-0001", body)
+            .await;
         assert_eq!(status, 422, "{e}");
-        assert!(e["error"]["message"].as_str().unwrap().contains(words), "{e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(words),
+            "{e}"
+        );
     }
     let (status, e) = app
         .post(

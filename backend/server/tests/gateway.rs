@@ -9,7 +9,6 @@ use muster_mobile::client::{Client, ClientConfig, ClientEvent};
 use muster_server::config::TokenSecret;
 use serde_json::json;
 
-
 async fn next_matching(
     client: &mut Client,
     what: &str,

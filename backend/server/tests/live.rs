@@ -12,7 +12,6 @@ use muster_mobile::client::{Client, ClientConfig, ClientEvent};
 use muster_server::auth::Role;
 use serde_json::{Value, json};
 
-
 async fn post_as(app: &common::App, role: Role, path: &str, body: Value) -> (u16, Value) {
     let r = reqwest::Client::new()
         .post(format!("{}{path}", app.base))
@@ -121,12 +120,14 @@ async fn a_live_drill_works_the_city_through_the_operator_api_and_the_devices() 
     scenario.responders.decline_probability = 0.1;
     // A street closed a few minutes in, and reopened before the calls end.
     let station = scenario.fleet[0].location;
-    scenario.events.push(muster_sim::scenario::Scripted::RoadClosure {
-        at_min: 5.0,
-        until_min: 20.0,
-        location: station,
-        radius_m: 80.0,
-    });
+    scenario
+        .events
+        .push(muster_sim::scenario::Scripted::RoadClosure {
+            at_min: 5.0,
+            until_min: 20.0,
+            location: station,
+            radius_m: 80.0,
+        });
     let units = scenario.unit_count() as usize;
     let options = muster_sim::live::LiveOptions {
         server: app.base.clone(),
@@ -207,9 +208,11 @@ async fn a_live_drill_works_the_city_through_the_operator_api_and_the_devices() 
             .await;
         let sent = full["units"].as_array().unwrap();
         assert!(
-            sent.iter().any(|u| ["dispatched_at", "en_route_at", "on_scene_at", "cleared_at"]
-                .iter()
-                .all(|point| u[point].is_string())),
+            sent.iter().any(
+                |u| ["dispatched_at", "en_route_at", "on_scene_at", "cleared_at"]
+                    .iter()
+                    .all(|point| u[point].is_string())
+            ),
             "no unit with every time point from its device's reports: {full}"
         );
         assert!(
@@ -220,10 +223,7 @@ async fn a_live_drill_works_the_city_through_the_operator_api_and_the_devices() 
     let (_, fleet) = app.get("/api/units").await;
     let fleet = fleet["units"].as_array().unwrap();
     assert_eq!(fleet.len(), units);
-    let busy: Vec<&Value> = fleet
-        .iter()
-        .filter(|u| u["task"].is_string())
-        .collect();
+    let busy: Vec<&Value> = fleet.iter().filter(|u| u["task"].is_string()).collect();
     assert!(busy.is_empty(), "units still holding tasks: {busy:?}");
     app.stop().await;
 }
