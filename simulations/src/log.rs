@@ -130,9 +130,7 @@ pub fn read_store_dir(dir: &Path) -> Result<Vec<RecordedEvent>, LogError> {
     };
     let store = match EmbeddedStore::open(dir, options) {
         Ok(store) => store,
-        Err(StoreError::Storage(m)) if m.contains("already open") => {
-            return Err(LogError::Locked(dir.to_owned()));
-        }
+        Err(StoreError::InUse(_)) => return Err(LogError::Locked(dir.to_owned())),
         Err(e) => return Err(LogError::Store(e.to_string())),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()

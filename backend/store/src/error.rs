@@ -135,6 +135,10 @@ pub enum StoreError {
         position: Option<Position>,
     },
 
+    /// The store's file is held by another process (a server running on it).
+    #[error("{} is already open in another process (is a muster server running on it?)", .0.display())]
+    InUse(PathBuf),
+
     /// The storage underneath failed (I/O, disk full, database engine).
     #[error("storage failure: {0}")]
     Storage(String),

@@ -284,10 +284,9 @@ fn open_database(
                 position: None,
             })
         }
-        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(StoreError::Storage(format!(
-            "{} is already open in another process (is a muster server running on it?)",
-            path.display()
-        ))),
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
+            Err(StoreError::InUse(path.to_owned()))
+        }
         Ok(Err(e)) => Err(StoreError::Storage(format!(
             "cannot open {}: {e}",
             path.display()
@@ -1152,9 +1151,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let _first = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
         let second = EmbeddedStore::open(dir.path(), EmbeddedOptions::default());
-        assert!(
-            matches!(second, Err(StoreError::Storage(ref m)) if m.contains("already open")),
-            "{second:?}"
-        );
+        assert!(matches!(second, Err(StoreError::InUse(_))), "{second:?}");
     }
 }
