@@ -11,7 +11,9 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Duration, Utc};
 use muster_core::UnitId;
 use muster_mobile::token::HmacTokens;
-use muster_store::{EventMetadata, ExpectedState, NewEvent, StreamName};
+use muster_store::{
+    Direction, EventMetadata, ExpectedState, NewEvent, ReadFrom, StoreError, StreamName,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -89,13 +91,17 @@ async fn issue(
             "valid_hours must be from 1 to {MAX_VALID_HOURS}, not {hours}"
         )));
     }
-    let registered = state
+    // The unit's first event says it is registered; its (long) stream is not read.
+    let registered = match state
         .commands
-        .unit(unit)
+        .store()
+        .read_stream(&unit.stream_name(), Direction::Forwards, ReadFrom::Start, 1)
         .await
-        .map_err(ApiError::internal)?
-        .unit
-        .is_some();
+    {
+        Ok(first) => !first.is_empty(),
+        Err(StoreError::StreamNotFound(_)) => false,
+        Err(e) => return Err(ApiError::internal(e)),
+    };
     if !registered {
         return Err(ApiError::not_found(format!("there is no unit {unit}")));
     }
