@@ -35,6 +35,10 @@ const PAGE: usize = 1024;
 /// Newest events of the unit searched for a retried command's own events.
 const RETRY_LOOKBACK: usize = 64;
 
+/// Most events one device command appends (a completion is two: the task ends, the status
+/// changes); bounds the ids a retry looks for.
+const MAX_EVENTS_PER_COMMAND: u32 = 8;
+
 /// Namespace of the incident ids derived from a field report's key.
 const FIELD_INCIDENT_NAMESPACE: Uuid = Uuid::from_u128(0x6d75_7374_6572_6669_656c_6469_6e63_0001);
 
@@ -353,7 +357,7 @@ impl UnitCommands {
         };
         let mut stored: Vec<_> = newest
             .into_iter()
-            .filter(|r| (0..8).any(|i| r.id == ids.id(&self.stream, i)))
+            .filter(|r| (0..MAX_EVENTS_PER_COMMAND).any(|i| r.id == ids.id(&self.stream, i)))
             .collect();
         stored.sort_by_key(|r| r.revision);
         if let Some(first) = stored.first() {

@@ -494,13 +494,7 @@ impl Engine<'_> {
                     }
                     if !on_now {
                         self.units[u].off_duty = true;
-                        self.unit_command(
-                            u,
-                            UnitCommand::ChangeStatus {
-                                to: UnitStatus::OutOfService,
-                                at: self.at(),
-                            },
-                        )?;
+                        self.set_status(u, UnitStatus::OutOfService)?;
                     }
                 }
             }
@@ -674,13 +668,7 @@ impl Engine<'_> {
                 }
             }
             Ev::Turnout { unit, epoch } if self.units[unit].epoch == epoch => {
-                self.unit_command(
-                    unit,
-                    UnitCommand::ChangeStatus {
-                        to: UnitStatus::EnRoute,
-                        at: self.at(),
-                    },
-                )?;
+                self.set_status(unit, UnitStatus::EnRoute)?;
                 let target = self.units[unit]
                     .incident
                     .map(|i| self.incidents[i].call.location);
@@ -725,13 +713,7 @@ impl Engine<'_> {
                     .as_ref()
                     .is_some_and(|x| x.status == UnitStatus::OutOfService)
                 {
-                    self.unit_command(
-                        unit,
-                        UnitCommand::ChangeStatus {
-                            to: UnitStatus::Available,
-                            at: self.at(),
-                        },
-                    )?;
+                    self.set_status(unit, UnitStatus::Available)?;
                     self.kick_retry(unit);
                 }
             }
@@ -739,13 +721,7 @@ impl Engine<'_> {
                 self.units[unit].off_duty = true;
                 let status = self.units[unit].state.unit.as_ref().map(|x| x.status);
                 if matches!(status, Some(UnitStatus::Available | UnitStatus::Returning)) {
-                    self.unit_command(
-                        unit,
-                        UnitCommand::ChangeStatus {
-                            to: UnitStatus::OutOfService,
-                            at: self.at(),
-                        },
-                    )?;
+                    self.set_status(unit, UnitStatus::OutOfService)?;
                 }
             }
             Ev::Closure { index, on } => {
@@ -1142,13 +1118,7 @@ impl Engine<'_> {
         let epoch = self.units[u].epoch;
         match m.dest {
             Dest::Incident => {
-                self.unit_command(
-                    u,
-                    UnitCommand::ChangeStatus {
-                        to: UnitStatus::OnScene,
-                        at: self.at(),
-                    },
-                )?;
+                self.set_status(u, UnitStatus::OnScene)?;
                 if let Some(i) = self.units[u].incident {
                     self.incidents[i].any_on_scene = true;
                     let t = self.incidents[i].call.incident_type;
@@ -1158,26 +1128,14 @@ impl Engine<'_> {
                 }
             }
             Dest::Hospital => {
-                self.unit_command(
-                    u,
-                    UnitCommand::ChangeStatus {
-                        to: UnitStatus::AtHospital,
-                        at: self.at(),
-                    },
-                )?;
+                self.set_status(u, UnitStatus::AtHospital)?;
                 let ms = (self.draw(self.scenario.calls.at_hospital_min) * 60_000.0) as i64;
                 self.schedule(self.now_ms + ms, Ev::HospitalDone { unit: u, epoch });
             }
             Dest::Station => {
                 let status = self.units[u].state.unit.as_ref().map(|x| x.status);
                 if status == Some(UnitStatus::Returning) {
-                    self.unit_command(
-                        u,
-                        UnitCommand::ChangeStatus {
-                            to: UnitStatus::Available,
-                            at: self.at(),
-                        },
-                    )?;
+                    self.set_status(u, UnitStatus::Available)?;
                 }
                 self.go_off_if_due(u)?;
             }
@@ -1197,13 +1155,7 @@ impl Engine<'_> {
                 .random_bool(self.scenario.calls.transport_probability)
             && !self.scenario.city.hospitals.is_empty()
         {
-            self.unit_command(
-                u,
-                UnitCommand::ChangeStatus {
-                    to: UnitStatus::Transporting,
-                    at: self.at(),
-                },
-            )?;
+            self.set_status(u, UnitStatus::Transporting)?;
             let here = self.units[u].pos;
             let hospital = nearest_hospital(&self.scenario.city, here).expect("checked non-empty");
             self.move_unit(u, hospital, Dest::Hospital);
@@ -1246,18 +1198,17 @@ impl Engine<'_> {
         Ok(())
     }
 
+    /// The unit's status changes now (a crew's report or a shift).
+    fn set_status(&mut self, u: usize, to: UnitStatus) -> Result<bool, DrillError> {
+        self.unit_command(u, UnitCommand::ChangeStatus { to, at: self.at() })
+    }
+
     fn go_off_if_due(&mut self, u: usize) -> Result<(), DrillError> {
         let status = self.units[u].state.unit.as_ref().map(|x| x.status);
         if self.units[u].off_duty
             && matches!(status, Some(UnitStatus::Available | UnitStatus::Returning))
         {
-            self.unit_command(
-                u,
-                UnitCommand::ChangeStatus {
-                    to: UnitStatus::OutOfService,
-                    at: self.at(),
-                },
-            )?;
+            self.set_status(u, UnitStatus::OutOfService)?;
         }
         Ok(())
     }

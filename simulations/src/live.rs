@@ -119,10 +119,15 @@ pub struct LiveStats {
     pub api_refusals: usize,
     /// A few refusals, for the operator to read.
     pub examples: Vec<String>,
-    /// Incidents open now (entered and not yet closed).
-    pub open_incidents: usize,
     /// Virtual hours played.
     pub virtual_hours: f64,
+}
+
+impl LiveStats {
+    /// Incidents open now: entered and not yet closed.
+    pub fn open_incidents(&self) -> usize {
+        self.calls - self.closed
+    }
 }
 
 type Shared = Arc<Mutex<LiveStats>>;
@@ -798,10 +803,7 @@ async fn work_call(
         return Ok(());
     };
     let incident: IncidentId = incident;
-    note(&api.stats, |s| {
-        s.calls += 1;
-        s.open_incidents += 1;
-    });
+    note(&api.stats, |s| s.calls += 1);
     let changed = {
         let mut b = board.lock().expect("board lock");
         b.incidents.entry(incident).or_default().changed.clone()
@@ -850,10 +852,7 @@ async fn work_call(
                 .await?;
             if answer.is_some() {
                 board_update(&board, incident, |t| t.closed = true);
-                note(&api.stats, |s| {
-                    s.closed += 1;
-                    s.open_incidents = s.open_incidents.saturating_sub(1);
-                });
+                note(&api.stats, |s| s.closed += 1);
                 break;
             }
         } else {
@@ -1217,7 +1216,7 @@ pub fn summary_line(s: &LiveStats) -> String {
         "{:.1} h: {} calls, {} open, {} closed, {} road closures; {} units sent, {} tasks acknowledged, {} declined, {} unanswered, {} completed; {} positions; {} refused",
         s.virtual_hours,
         s.calls,
-        s.open_incidents,
+        s.open_incidents(),
         s.closed,
         s.road_closures,
         s.units_sent,

@@ -800,9 +800,12 @@ pub struct RecommendationAnswer {
     pub call_signs: HashMap<UnitId, String>,
 }
 
-fn dispatcher(d: &Option<web::Data<Dispatcher>>) -> Result<&Dispatcher, ApiError> {
+/// The dispatcher, or 503 when the server has none (no city to route on).
+pub(crate) fn dispatcher(d: &Option<web::Data<Dispatcher>>) -> Result<&Dispatcher, ApiError> {
     d.as_ref().map(|d| d.get_ref()).ok_or_else(|| {
-        ApiError::unavailable("dispatching needs a city (the server runs with city = \"grid\")")
+        ApiError::unavailable(
+            "dispatching and road closures need a city (the server runs with city = \"grid\")",
+        )
     })
 }
 

@@ -17,7 +17,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::api::{Allowed, AppState, Dispatch, Key, Read};
-use crate::dispatcher::Dispatcher;
+use crate::dispatcher::{Dispatcher, dispatcher};
 use crate::error::ApiError;
 
 /// Event type of a closure.
@@ -90,12 +90,6 @@ fn metadata(by: &str, at: DateTime<Utc>) -> EventMetadata {
         causation_id: None,
         occurred_at: Some(at),
     }
-}
-
-fn dispatcher(d: &Option<web::Data<Dispatcher>>) -> Result<&Dispatcher, ApiError> {
-    d.as_ref().map(|d| d.get_ref()).ok_or_else(|| {
-        ApiError::unavailable("this server has no city to route on, so roads cannot be closed")
-    })
 }
 
 async fn close(
