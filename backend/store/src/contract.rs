@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::{
     AppendResult, CurrentState, Direction, EventStore, EventStoreExt, ExpectedState, InvalidInput,
     MAX_BATCH_EVENTS, MAX_EVENT_BYTES, MAX_STREAM_NAME_BYTES, MemoryStore, NewEvent, Position,
-    ReadFrom, RecordedEvent, StoreError, StreamMetadata, StreamName, SubscribeFrom,
+    ReadFrom, RecordedEvent, StoreError, StreamAppend, StreamMetadata, StreamName, SubscribeFrom,
 };
 
 /// A fresh store and whatever keeps it alive (a temporary directory, a database).
@@ -80,7 +80,10 @@ macro_rules! contract_tests {
             subscribe_all_seam_under_concurrent_writes,
             subscribe_stream_catch_up_then_live,
             slow_subscriber_neither_blocks_nor_is_dropped,
-            race_of_64_writers_one_winner_per_revision
+            race_of_64_writers_one_winner_per_revision,
+            multi_stream_appends_are_atomic,
+            multi_stream_appends_are_idempotent,
+            multi_stream_race_one_winner
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -816,6 +819,173 @@ pub async fn race_of_64_writers_one_winner_per_revision(f: Fixture) {
         assert_eq!(winners, 1, "round {round}: {winners} winners");
     }
     assert_eq!(f.store.stream_revision(&s).await.unwrap(), Some(ROUNDS));
+}
+
+fn part(name: &str, expected: ExpectedState, n: u32) -> StreamAppend {
+    StreamAppend::new(stream(name), expected, events(n))
+}
+
+/// An append to several streams writes every part with consecutive positions, or, when one
+/// part's expected state does not hold, none of them.
+pub async fn multi_stream_appends_are_atomic(f: Fixture) {
+    let st = &f.store;
+    let results = st
+        .append_many(vec![
+            part("incident-m1", ExpectedState::NoStream, 2),
+            part("unit-m1", ExpectedState::NoStream, 1),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        results,
+        vec![
+            AppendResult {
+                next_expected_revision: 1,
+                position: Position(1)
+            },
+            AppendResult {
+                next_expected_revision: 0,
+                position: Position(2)
+            },
+        ]
+    );
+    let refused = st
+        .append_many(vec![
+            part("incident-m1", ExpectedState::Revision(1), 1),
+            part("unit-m1", ExpectedState::Revision(7), 1),
+        ])
+        .await
+        .unwrap_err();
+    match refused {
+        StoreError::WrongExpectedState { stream, actual, .. } => {
+            assert_eq!(stream.as_str(), "unit-m1");
+            assert_eq!(actual, CurrentState::Revision(0));
+        }
+        other => panic!("expected a conflict on unit-m1, got {other:?}"),
+    }
+    assert_eq!(
+        st.head(),
+        Position(3),
+        "a refused part refuses the whole append"
+    );
+    assert_eq!(
+        st.stream_revision(&stream("incident-m1")).await.unwrap(),
+        Some(1),
+        "the part whose expected state held was not written either"
+    );
+    let bad_cases: Vec<(&str, Vec<StreamAppend>)> = vec![
+        ("no parts", vec![]),
+        (
+            "a stream twice",
+            vec![
+                part("unit-m2", ExpectedState::Any, 1),
+                part("unit-m2", ExpectedState::Any, 1),
+            ],
+        ),
+        (
+            "a stream with its metadata stream",
+            vec![part("unit-m3", ExpectedState::Any, 1), {
+                let meta = NewEvent::json(
+                    Uuid::new_v4(),
+                    crate::METADATA_EVENT_TYPE,
+                    1,
+                    &StreamMetadata::default(),
+                )
+                .unwrap();
+                StreamAppend::new(stream("$$unit-m3"), ExpectedState::Any, vec![meta])
+            }],
+        ),
+        (
+            "an empty part",
+            vec![
+                part("unit-m4", ExpectedState::Any, 1),
+                part("unit-m5", ExpectedState::Any, 0),
+            ],
+        ),
+        ("one event id in two parts", {
+            let shared = events(1);
+            vec![
+                StreamAppend::new(stream("unit-m6"), ExpectedState::Any, shared.clone()),
+                StreamAppend::new(stream("unit-m7"), ExpectedState::Any, shared),
+            ]
+        }),
+    ];
+    for (why, parts) in bad_cases {
+        match st.append_many(parts).await {
+            Err(StoreError::Invalid(_)) => {}
+            other => panic!("{why}: expected an invalid-input refusal, got {other:?}"),
+        }
+    }
+    assert_eq!(st.head(), Position(3), "refused appends wrote nothing");
+}
+
+/// Re-sending a stored multi-stream append answers as the first time; re-sending one part
+/// with a new part beside it is a clash.
+pub async fn multi_stream_appends_are_idempotent(f: Fixture) {
+    let st = &f.store;
+    let parts = vec![
+        part("incident-i1", ExpectedState::NoStream, 1),
+        part("unit-i1", ExpectedState::NoStream, 2),
+    ];
+    let first = st.append_many(parts.clone()).await.unwrap();
+    let again = st.append_many(parts.clone()).await.unwrap();
+    assert_eq!(first, again);
+    assert_eq!(st.head(), Position(3));
+    let mixed = vec![
+        parts[0].clone(),
+        part("unit-i2", ExpectedState::NoStream, 1),
+    ];
+    match st.append_many(mixed).await {
+        Err(StoreError::IdClash { .. }) => {}
+        other => panic!("expected an id clash, got {other:?}"),
+    }
+    assert_eq!(st.head(), Position(3), "the clash wrote nothing");
+}
+
+/// Many writers book one unit onto different incidents at once, each guarding both
+/// streams: exactly one wins, and no incident of a loser was written.
+pub async fn multi_stream_race_one_winner(f: Fixture) {
+    const TASKS: usize = 64;
+    let unit = stream("unit-contested");
+    f.store
+        .append(&unit, ExpectedState::NoStream, events(1))
+        .await
+        .unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(TASKS));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let store = f.store.clone();
+            let barrier = barrier.clone();
+            let unit = unit.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .append_many(vec![
+                        StreamAppend::new(unit, ExpectedState::Revision(0), events(1)),
+                        part(&format!("incident-r{i}"), ExpectedState::NoStream, 1),
+                    ])
+                    .await
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap() {
+            Ok(_) => winners.push(i),
+            Err(e) if e.is_conflict() => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    for i in 0..TASKS {
+        let written = f
+            .store
+            .stream_revision(&stream(&format!("incident-r{i}")))
+            .await
+            .unwrap();
+        assert_eq!(written.is_some(), winners.contains(&i), "incident-r{i}");
+    }
+    assert_eq!(f.store.head(), Position(3));
 }
 
 #[derive(Clone, Debug)]

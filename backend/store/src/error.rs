@@ -71,6 +71,14 @@ pub enum InvalidInput {
         /// The repeated id.
         id: Uuid,
     },
+    /// A multi-stream append that names a stream twice, or a stream and its metadata stream.
+    #[error("a multi-stream append names {stream} {reason}")]
+    StreamTwice {
+        /// The stream.
+        stream: StreamName,
+        /// How: twice, or together with its metadata stream.
+        reason: &'static str,
+    },
     /// Metadata that is not the shape stream metadata has.
     #[error("stream metadata for {stream} is not valid: {reason}")]
     Metadata {

@@ -11,11 +11,15 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::error::{Result, StoreError};
-use crate::rules::{StreamInfo, check_replay, first_readable, too_old, validate_batch};
+use crate::rules::{
+    StreamInfo, check_replay, combine_replays, first_readable, too_old, validate_batch,
+    validate_parts,
+};
 use crate::store::EventStore;
 use crate::types::{
     AppendResult, Direction, ExpectedState, MAX_READ_COUNT, METADATA_EVENT_TYPE, NewEvent,
-    Position, ReadFrom, RecordedEvent, StoreStats, StreamMetadata, StreamName, StreamRevision,
+    Position, ReadFrom, RecordedEvent, StoreStats, StreamAppend, StreamMetadata, StreamName,
+    StreamRevision,
 };
 
 #[derive(Default)]
@@ -73,20 +77,16 @@ impl State {
         }
     }
 
-    fn append(
-        &mut self,
-        stream: &StreamName,
-        expected: ExpectedState,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendResult> {
-        validate_batch(stream, &events)?;
+    /// The first answer when every event of the append is stored already.
+    fn replay(&self, stream: &StreamName, events: &[NewEvent]) -> Result<Option<AppendResult>> {
         let stored: Vec<Option<RecordedEvent>> = events
             .iter()
             .map(|e| self.ids.get(&e.id).map(|p| self.all[p.0 as usize].clone()))
             .collect();
-        if let Some(result) = check_replay(stream, &events, &stored)? {
-            return Ok(result);
-        }
+        check_replay(stream, events, &stored)
+    }
+
+    fn check_expected(&self, stream: &StreamName, expected: ExpectedState) -> Result<()> {
         let info = self.info(stream);
         if !expected.is_met_by(info.state()) {
             return Err(StoreError::WrongExpectedState {
@@ -95,6 +95,43 @@ impl State {
                 actual: info.state(),
             });
         }
+        Ok(())
+    }
+
+    fn append(
+        &mut self,
+        stream: &StreamName,
+        expected: ExpectedState,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult> {
+        validate_batch(stream, &events)?;
+        if let Some(result) = self.replay(stream, &events)? {
+            return Ok(result);
+        }
+        self.check_expected(stream, expected)?;
+        Ok(self.write(stream, events))
+    }
+
+    fn append_many(&mut self, parts: Vec<StreamAppend>) -> Result<Vec<AppendResult>> {
+        validate_parts(&parts)?;
+        let replays = parts
+            .iter()
+            .map(|p| self.replay(&p.stream, &p.events))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(results) = combine_replays(&parts, replays)? {
+            return Ok(results);
+        }
+        for part in &parts {
+            self.check_expected(&part.stream, part.expected)?;
+        }
+        Ok(parts
+            .into_iter()
+            .map(|p| self.write(&p.stream, p.events))
+            .collect())
+    }
+
+    /// Writes a checked append.
+    fn write(&mut self, stream: &StreamName, events: Vec<NewEvent>) -> AppendResult {
         let now = Utc::now();
         let entry = self.streams.entry(stream.clone()).or_default();
         let mut last = Position::START;
@@ -123,10 +160,19 @@ impl State {
             self.streams.entry(described).or_default().0.truncate_before =
                 meta.truncate_before.unwrap_or(0);
         }
-        Ok(AppendResult {
+        AppendResult {
             next_expected_revision,
             position: last,
-        })
+        }
+    }
+
+    fn publish_head(&self, head: &watch::Sender<Position>) {
+        let now = Position(self.all.len() as u64);
+        head.send_if_modified(|h| {
+            let changed = *h != now;
+            *h = now;
+            changed
+        });
     }
 }
 
@@ -138,13 +184,16 @@ impl EventStore for MemoryStore {
         expected: ExpectedState,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult> {
-        let result = self.state.lock().unwrap().append(stream, expected, events);
-        let head = Position(self.state.lock().unwrap().all.len() as u64);
-        self.head.send_if_modified(|h| {
-            let changed = *h != head;
-            *h = head;
-            changed
-        });
+        let mut state = self.state.lock().unwrap();
+        let result = state.append(stream, expected, events);
+        state.publish_head(&self.head);
+        result
+    }
+
+    async fn append_many(&self, parts: Vec<StreamAppend>) -> Result<Vec<AppendResult>> {
+        let mut state = self.state.lock().unwrap();
+        let result = state.append_many(parts);
+        state.publish_head(&self.head);
         result
     }
 

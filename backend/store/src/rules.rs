@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{InvalidInput, Result, StoreError};
 use crate::types::{
-    CurrentState, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, METADATA_EVENT_TYPE, NewEvent, RecordedEvent,
-    StreamMetadata, StreamName, StreamRevision,
+    AppendResult, CurrentState, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, METADATA_EVENT_TYPE, NewEvent,
+    RecordedEvent, StreamAppend, StreamMetadata, StreamName, StreamRevision,
 };
 
 /// Checks an append's events before anything is written.
@@ -48,6 +48,82 @@ pub(crate) fn validate_batch(stream: &StreamName, events: &[NewEvent]) -> Result
         });
     }
     Ok(())
+}
+
+/// Checks a multi-stream append before anything is written: each part as an append of its
+/// own, no stream twice (nor a stream with its metadata stream), no event id twice, and the
+/// whole within the limits of one append.
+pub(crate) fn validate_parts(parts: &[StreamAppend]) -> Result<(), InvalidInput> {
+    if parts.is_empty() {
+        return Err(InvalidInput::EmptyBatch);
+    }
+    let mut streams = HashSet::with_capacity(parts.len());
+    let mut ids = HashSet::new();
+    let mut events = 0usize;
+    let mut bytes = 0usize;
+    for part in parts {
+        validate_batch(&part.stream, &part.events)?;
+        if !streams.insert(part.stream.as_str()) {
+            return Err(InvalidInput::StreamTwice {
+                stream: part.stream.clone(),
+                reason: "twice",
+            });
+        }
+        for event in &part.events {
+            if !ids.insert(event.id) {
+                return Err(InvalidInput::DuplicateIdInBatch { id: event.id });
+            }
+            bytes += event.approximate_size();
+        }
+        events += part.events.len();
+    }
+    for part in parts {
+        if let Some(described) = part.stream.described_stream()
+            && streams.contains(described.as_str())
+        {
+            return Err(InvalidInput::StreamTwice {
+                stream: described,
+                reason: "together with its metadata stream",
+            });
+        }
+    }
+    if events > MAX_BATCH_EVENTS || bytes > MAX_BATCH_BYTES {
+        return Err(InvalidInput::BatchTooLarge {
+            events,
+            bytes,
+            max_events: MAX_BATCH_EVENTS,
+            max_bytes: MAX_BATCH_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// The answer to a multi-stream append from each part's replay check: all parts stored
+/// already (a retry: the first answers), none (a new append), or a mix, which is a clash.
+pub(crate) fn combine_replays(
+    parts: &[StreamAppend],
+    replays: Vec<Option<AppendResult>>,
+) -> Result<Option<Vec<AppendResult>>> {
+    let stored = replays.iter().filter(|r| r.is_some()).count();
+    if stored == 0 {
+        return Ok(None);
+    }
+    if stored < replays.len() {
+        let (part, _) = parts
+            .iter()
+            .zip(&replays)
+            .find(|(_, r)| r.is_none())
+            .expect("a part not stored");
+        return Err(StoreError::IdClash {
+            id: part.events[0].id,
+            detail: format!(
+                "{stored} of the append's {} streams are stored already, {} is not",
+                parts.len(),
+                part.stream
+            ),
+        });
+    }
+    Ok(Some(replays.into_iter().flatten().collect()))
 }
 
 /// What the store keeps per stream to check expected states.
@@ -122,7 +198,7 @@ pub(crate) fn check_replay(
     stream: &StreamName,
     events: &[NewEvent],
     stored: &[Option<RecordedEvent>],
-) -> Result<Option<crate::types::AppendResult>> {
+) -> Result<Option<AppendResult>> {
     let found = stored.iter().filter(|s| s.is_some()).count();
     if found == 0 {
         return Ok(None);
@@ -151,7 +227,7 @@ pub(crate) fn check_replay(
         }
     }
     let last = stored.last().and_then(|s| s.as_ref()).expect("all found");
-    Ok(Some(crate::types::AppendResult {
+    Ok(Some(AppendResult {
         next_expected_revision: last.revision,
         position: last.position,
     }))

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::subscription::{AllSubscription, StreamSubscription, SubscribeFrom};
 use crate::types::{
     AppendResult, Direction, ExpectedState, METADATA_EVENT_TYPE, NewEvent, Position, ReadFrom,
-    RecordedEvent, StoreStats, StreamMetadata, StreamName, StreamRevision,
+    RecordedEvent, StoreStats, StreamAppend, StreamMetadata, StreamName, StreamRevision,
 };
 
 /// An append-only event store with KurrentDB semantics.
@@ -26,6 +26,17 @@ pub trait EventStore: Send + Sync + 'static {
         expected: ExpectedState,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult>;
+
+    /// Appends to several streams in one atomic step: every part's expected state is checked,
+    /// and either every part is written, with consecutive positions in the order given, or
+    /// none is. A decision that touches several aggregates (an assignment: the incident and
+    /// the unit) is appended this way, so each stream's expected revision guards it.
+    ///
+    /// Idempotent like [`EventStore::append`]: when every part is stored already the first
+    /// answers are given; when only some are, the append is an
+    /// [`crate::StoreError::IdClash`]. A stream may appear once, and never together with its
+    /// metadata stream. Answers one result per part, in order.
+    async fn append_many(&self, parts: Vec<StreamAppend>) -> Result<Vec<AppendResult>>;
 
     /// Reads up to `limit` events of a stream, honouring its metadata (truncation, max count,
     /// max age). A stream that does not exist or was soft-deleted is

@@ -399,6 +399,29 @@ impl fmt::Debug for RecordedEvent {
     }
 }
 
+/// One stream's part of an append to several streams
+/// ([`crate::EventStore::append_many`]): the stream, what its writer expects of it, its events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamAppend {
+    /// The stream.
+    pub stream: StreamName,
+    /// What the writer expects of it before the append.
+    pub expected: ExpectedState,
+    /// Its events, in order.
+    pub events: Vec<NewEvent>,
+}
+
+impl StreamAppend {
+    /// A part.
+    pub fn new(stream: StreamName, expected: ExpectedState, events: Vec<NewEvent>) -> Self {
+        Self {
+            stream,
+            expected,
+            events,
+        }
+    }
+}
+
 /// What an append reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppendResult {

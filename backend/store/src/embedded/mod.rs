@@ -28,11 +28,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::error::{Result, StoreError};
-use crate::rules::{StreamInfo, check_replay, first_readable, too_old, validate_batch};
+use crate::rules::{
+    StreamInfo, check_replay, combine_replays, first_readable, too_old, validate_batch,
+    validate_parts,
+};
 use crate::store::EventStore;
 use crate::types::{
-    AppendResult, Direction, ExpectedState, MAX_READ_COUNT, METADATA_EVENT_TYPE, NewEvent,
-    Position, ReadFrom, RecordedEvent, StoreStats, StreamMetadata, StreamName, StreamRevision,
+    AppendResult, CurrentState, Direction, ExpectedState, MAX_READ_COUNT, METADATA_EVENT_TYPE,
+    NewEvent, Position, ReadFrom, RecordedEvent, StoreStats, StreamAppend, StreamMetadata,
+    StreamName, StreamRevision,
 };
 
 pub use verify::VerifyReport;
@@ -95,24 +99,25 @@ impl Default for EmbeddedOptions {
     }
 }
 
+/// Where the writer answers a request: one result per stream part.
+type Reply = oneshot::Sender<Result<Vec<AppendResult>>>;
+
 enum Request {
     Append {
-        stream: StreamName,
-        expected: ExpectedState,
-        events: Vec<NewEvent>,
-        reply: oneshot::Sender<Result<AppendResult>>,
+        parts: Vec<StreamAppend>,
+        reply: Reply,
     },
     Delete {
         stream: StreamName,
         expected: ExpectedState,
-        reply: oneshot::Sender<Result<AppendResult>>,
+        reply: Reply,
     },
 }
 
 impl Request {
     fn event_count(&self) -> usize {
         match self {
-            Request::Append { events, .. } => events.len(),
+            Request::Append { parts, .. } => parts.iter().map(|p| p.events.len()).sum(),
             Request::Delete { .. } => 1,
         }
     }
@@ -214,10 +219,7 @@ impl EmbeddedStore {
         self.shared.head.send_modify(|_| {});
     }
 
-    async fn submit(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<AppendResult>>) -> Request,
-    ) -> Result<AppendResult> {
+    async fn submit(&self, make: impl FnOnce(Reply) -> Request) -> Result<Vec<AppendResult>> {
         if self.shared.closed.load(Ordering::SeqCst) {
             return Err(StoreError::Closed);
         }
@@ -433,7 +435,7 @@ struct Writer {
 }
 
 /// An answer for one request of a group, once the group is committed.
-type Answer = (oneshot::Sender<Result<AppendResult>>, Result<AppendResult>);
+type Answer = (Reply, Result<Vec<AppendResult>>);
 
 impl Writer {
     fn new(shared: Arc<Shared>, quick_repair: bool) -> Self {
@@ -536,17 +538,15 @@ impl Writer {
                     buf: &mut self.buf,
                 };
                 let (reply, result) = match req {
-                    Request::Append {
-                        stream,
-                        expected,
-                        events,
-                        reply,
-                    } => (reply, tables.append(&mut cx, &stream, expected, events)),
+                    Request::Append { parts, reply } => (reply, tables.append_many(&mut cx, parts)),
                     Request::Delete {
                         stream,
                         expected,
                         reply,
-                    } => (reply, tables.delete(&mut cx, &stream, expected)),
+                    } => (
+                        reply,
+                        tables.delete(&mut cx, &stream, expected).map(|r| vec![r]),
+                    ),
                 };
                 match result {
                     Err(StoreError::Storage(e)) => {
@@ -628,6 +628,30 @@ impl<'txn> Tables<'txn> {
             .map_err(|e| StoreError::Storage(format!("event at position {position}: {}", e.0)))
     }
 
+    /// Checks and writes a multi-stream append: idempotency first (a retry of a stored append
+    /// answers as the first time did), then every part's expected state, then the writes, so
+    /// a refused append writes nothing.
+    fn append_many(
+        &mut self,
+        cx: &mut WriteCx<'_>,
+        parts: Vec<StreamAppend>,
+    ) -> Result<Vec<AppendResult>> {
+        let replays = parts
+            .iter()
+            .map(|p| self.replay(&p.stream, &p.events))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(results) = combine_replays(&parts, replays)? {
+            return Ok(results);
+        }
+        for part in &parts {
+            self.check_expected(&part.stream, part.expected)?;
+        }
+        parts
+            .into_iter()
+            .map(|p| self.write(cx, &p.stream, p.events))
+            .collect()
+    }
+
     fn append(
         &mut self,
         cx: &mut WriteCx<'_>,
@@ -635,9 +659,17 @@ impl<'txn> Tables<'txn> {
         expected: ExpectedState,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult> {
-        // Idempotency first: a retry of a stored append answers as the first time did.
+        if let Some(result) = self.replay(stream, &events)? {
+            return Ok(result);
+        }
+        self.check_expected(stream, expected)?;
+        self.write(cx, stream, events)
+    }
+
+    /// The first answer when every event of the append is stored already.
+    fn replay(&self, stream: &StreamName, events: &[NewEvent]) -> Result<Option<AppendResult>> {
         let mut stored = Vec::with_capacity(events.len());
-        for event in &events {
+        for event in events {
             let found = self
                 .ids
                 .get(event.id.as_u128())
@@ -648,9 +680,31 @@ impl<'txn> Tables<'txn> {
                 None => None,
             });
         }
-        if let Some(result) = check_replay(stream, &events, &stored)? {
-            return Ok(result);
+        check_replay(stream, events, &stored)
+    }
+
+    fn check_expected(&self, stream: &StreamName, expected: ExpectedState) -> Result<()> {
+        let state = self
+            .stream(stream)?
+            .map(|(_, info)| info.state())
+            .unwrap_or(CurrentState::NoStream);
+        if !expected.is_met_by(state) {
+            return Err(StoreError::WrongExpectedState {
+                stream: stream.clone(),
+                expected,
+                actual: state,
+            });
         }
+        Ok(())
+    }
+
+    /// Writes a checked append.
+    fn write(
+        &mut self,
+        cx: &mut WriteCx<'_>,
+        stream: &StreamName,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult> {
         let (stream_id, mut info) = match self.stream(stream)? {
             Some(found) => found,
             None => {
@@ -659,13 +713,6 @@ impl<'txn> Tables<'txn> {
                 (id, StreamInfo::default())
             }
         };
-        if !expected.is_met_by(info.state()) {
-            return Err(StoreError::WrongExpectedState {
-                stream: stream.clone(),
-                expected,
-                actual: info.state(),
-            });
-        }
         let mut last_position = 0;
         let mut last_metadata = None;
         for event in &events {
@@ -836,14 +883,16 @@ impl EventStore for EmbeddedStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult> {
         validate_batch(stream, &events)?;
-        let stream = stream.clone();
-        self.submit(|reply| Request::Append {
-            stream,
-            expected,
-            events,
-            reply,
-        })
-        .await
+        let parts = vec![StreamAppend::new(stream.clone(), expected, events)];
+        let mut results = self
+            .submit(|reply| Request::Append { parts, reply })
+            .await?;
+        Ok(results.remove(0))
+    }
+
+    async fn append_many(&self, parts: Vec<StreamAppend>) -> Result<Vec<AppendResult>> {
+        validate_parts(&parts)?;
+        self.submit(|reply| Request::Append { parts, reply }).await
     }
 
     async fn read_stream(
@@ -986,7 +1035,7 @@ impl EventStore for EmbeddedStore {
             reply,
         })
         .await
-        .map(|r| r.position)
+        .map(|r| r[0].position)
     }
 
     async fn stream_revision(&self, stream: &StreamName) -> Result<Option<StreamRevision>> {
