@@ -9,17 +9,16 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::Utc;
 use clap::{Args, Subcommand};
-use muster_core::event::{self, EventIds, encode_batch, expected_state_after};
-use muster_core::incident::{IncidentCommand, IncidentState, ReportSource};
-use muster_core::unit::{UnitCommand, UnitEvent, UnitState};
+use muster_app::Runner;
+use muster_core::combined;
+use muster_core::incident::{IncidentCommand, ReportSource};
+use muster_core::unit::UnitCommand;
 use muster_core::value::{
-    Agency, CallSign, CallerDetails, IncidentType, LatLon, Priority, StationCode, UnitKind,
+    Agency, CallSign, CallerDetails, IdempotencyKey, IncidentType, LatLon, Priority, StationCode,
+    UnitKind,
 };
-use muster_core::{Aggregate, IncidentId, TaskId, UnitId};
-use muster_store::{
-    Direction, EmbeddedOptions, EmbeddedStore, EventMetadata, EventStore, ExpectedState, ReadFrom,
-    StoreError,
-};
+use muster_core::{IncidentId, TaskId, UnitId};
+use muster_store::{EmbeddedOptions, EmbeddedStore, EventMetadata, EventStore};
 use rand::Rng;
 use uuid::Uuid;
 
@@ -150,20 +149,20 @@ async fn serve_gateway(args: GatewayRunArgs) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
     eprintln!("mobile gateway listening on ws://{addr}");
-    let units = demo_units(&store, args.demo_units).await?;
+    let runner = Runner::new(store.clone());
+    let units = demo_units(&runner, args.demo_units).await?;
     for (i, unit) in units.iter().enumerate() {
         let token = tokens.issue(*unit, Utc::now() + chrono::Duration::hours(12));
         println!("demo unit {} {unit} token {token}", i + 1);
     }
     if let (Some(every), false) = (args.demo_task_every_secs, units.is_empty()) {
-        let store = store.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(every.max(1)));
             tick.tick().await;
             loop {
                 tick.tick().await;
                 for unit in &units {
-                    if let Err(e) = demo_task(&store, *unit).await {
+                    if let Err(e) = demo_task(&runner, *unit).await {
                         tracing::warn!(error = %e, %unit, "demo task not assigned");
                     }
                 }
@@ -184,49 +183,34 @@ async fn serve_gateway(args: GatewayRunArgs) -> anyhow::Result<()> {
 
 const DEMO_NAMESPACE: Uuid = Uuid::from_u128(0x6d75_7374_6572_6465_6d6f_0000_0000_0001);
 
-fn metadata() -> EventMetadata {
-    EventMetadata {
-        actor: Some("mobile-gateway-demo".into()),
-        source: Some("drill".into()),
-        ..EventMetadata::default()
+/// A demo command: scoped to the demo, keyed by what it does.
+fn demo_command(what: String) -> muster_app::Command {
+    let key = IdempotencyKey::try_from(format!(
+        "demo-{}",
+        Uuid::new_v5(&DEMO_NAMESPACE, what.as_bytes())
+    ))
+    .expect("a UUID with a prefix is a valid key");
+    muster_app::Command {
+        key: muster_app::CommandKey::new("mobile-gateway-demo", key),
+        fingerprint: muster_app::Fingerprint::of(&what, &serde_json::Value::Null),
+        metadata: EventMetadata {
+            actor: Some("mobile-gateway-demo".into()),
+            source: Some("drill".into()),
+            ..EventMetadata::default()
+        },
     }
-}
-
-async fn unit_state(
-    store: &Arc<dyn EventStore>,
-    unit: UnitId,
-) -> anyhow::Result<(UnitState, Option<u64>)> {
-    let recorded = match store
-        .read_stream(
-            &unit.stream_name(),
-            Direction::Forwards,
-            ReadFrom::Start,
-            usize::MAX,
-        )
-        .await
-    {
-        Ok(r) => r,
-        Err(StoreError::StreamNotFound(_)) => Vec::new(),
-        Err(e) => return Err(e.into()),
-    };
-    let mut state = UnitState::default();
-    for r in &recorded {
-        state.apply(&event::decode::<UnitEvent>(r)?);
-    }
-    Ok((state, recorded.last().map(|r| r.revision)))
 }
 
 /// Registers `count` demo units (ids fixed by their number) unless they exist.
-async fn demo_units(store: &Arc<dyn EventStore>, count: usize) -> anyhow::Result<Vec<UnitId>> {
+async fn demo_units(runner: &Runner, count: usize) -> anyhow::Result<Vec<UnitId>> {
     let mut units = Vec::new();
     for i in 0..count {
         let unit = UnitId::from_uuid(Uuid::new_v5(
             &DEMO_NAMESPACE,
             format!("unit {i}").as_bytes(),
         ));
-        let (state, last) = unit_state(store, unit).await?;
-        if state.unit.is_none() {
-            let events = state.decide(UnitCommand::Register {
+        if runner.unit(unit).await?.unit.is_none() {
+            let register = UnitCommand::Register {
                 unit_id: unit,
                 kind: UnitKind::parse("engine")?,
                 call_sign: CallSign::parse(&format!("DEMO {}", i + 1))?,
@@ -234,11 +218,11 @@ async fn demo_units(store: &Arc<dyn EventStore>, count: usize) -> anyhow::Result
                 home_station: StationCode::parse("demo")?,
                 capabilities: BTreeSet::new(),
                 at: Utc::now(),
-            })?;
-            let stream = unit.stream_name();
-            let new = encode_batch(&stream, &events, EventIds::Fresh, &metadata())?;
-            store
-                .append(&stream, expected_state_after(last), new)
+            };
+            runner
+                .execute(&demo_command(format!("register {unit}")), |s| {
+                    Ok((combined::unit_command(s, unit, register.clone())?, ()))
+                })
                 .await?;
         }
         units.push(unit);
@@ -247,9 +231,10 @@ async fn demo_units(store: &Arc<dyn EventStore>, count: usize) -> anyhow::Result
 }
 
 /// Reports a demo incident near central Helsinki and assigns `unit` to it, if it is free.
-async fn demo_task(store: &Arc<dyn EventStore>, unit: UnitId) -> anyhow::Result<()> {
-    let (state, last) = unit_state(store, unit).await?;
-    if !state
+async fn demo_task(runner: &Runner, unit: UnitId) -> anyhow::Result<()> {
+    if !runner
+        .unit(unit)
+        .await?
         .unit
         .as_ref()
         .is_some_and(|u| u.status.can_take_task())
@@ -266,7 +251,7 @@ async fn demo_task(store: &Arc<dyn EventStore>, unit: UnitId) -> anyhow::Result<
         crate::responder::DEFAULT_START.1 + dlon,
     )?;
     let now = Utc::now();
-    let events = IncidentState::default().decide(IncidentCommand::Report {
+    let report = IncidentCommand::Report {
         incident_id: incident,
         source: ReportSource::Hotline,
         location,
@@ -275,19 +260,17 @@ async fn demo_task(store: &Arc<dyn EventStore>, unit: UnitId) -> anyhow::Result<
         caller: CallerDetails::default(),
         call_received_at: now,
         at: now,
-    })?;
-    let stream = incident.stream_name();
-    let new = encode_batch(&stream, &events, EventIds::Fresh, &metadata())?;
-    store.append(&stream, ExpectedState::NoStream, new).await?;
-    let events = state.decide(UnitCommand::AssignTask {
-        task: TaskId::new_v7(),
-        incident,
-        at: now,
-    })?;
-    let stream = unit.stream_name();
-    let new = encode_batch(&stream, &events, EventIds::Fresh, &metadata())?;
-    store
-        .append(&stream, expected_state_after(last), new)
+    };
+    runner
+        .execute(&demo_command(format!("report {incident}")), |s| {
+            Ok((combined::incident_command(s, incident, report.clone())?, ()))
+        })
+        .await?;
+    let task = TaskId::new_v7();
+    runner
+        .execute(&demo_command(format!("assign {incident} {unit}")), |s| {
+            Ok((combined::assign(s, incident, unit, task, now)?, ()))
+        })
         .await?;
     Ok(())
 }

@@ -539,7 +539,6 @@ async fn report_incident(store: &Arc<dyn EventStore>) -> muster_core::IncidentId
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crews_progress_through_the_gateway_records_the_incidents_time_points() {
     use muster_core::incident::{IncidentEvent, TimePoint};
-    use muster_core::unit::UnitCommand;
     use muster_mobile::responder::{self, ResponderConfig};
     let store = memory_store();
     let unit = register_unit(&store, "E2").await;
@@ -557,20 +556,27 @@ async fn a_crews_progress_through_the_gateway_records_the_incidents_time_points(
     };
     let sim = tokio::spawn(responder::run(config, std::future::pending()));
     let task = TaskId::new_v7();
-    unit_command(
-        &store,
-        unit,
-        UnitCommand::AssignTask {
-            task,
-            incident,
-            at: Utc::now(),
-        },
-    )
-    .await;
-    // The operator side runs the assignment's follow-up (the incident's dispatch time point).
-    let assigned = unit_events(&store, unit).await;
-    let follow = muster_core::follow_up::run(&*store, &assigned[assigned.len() - 2..]).await;
-    assert!(follow.failed.is_empty(), "{:?}", follow.failed);
+    // The operator side assigns through the write path: the unit and the incident's dispatch
+    // time point in one append.
+    let runner = muster_app::Runner::new(store.clone());
+    let command = muster_app::Command {
+        key: muster_app::CommandKey::new(
+            "operator",
+            muster_core::value::IdempotencyKey::try_from("assign-0001".to_owned()).unwrap(),
+        ),
+        fingerprint: muster_app::Fingerprint::of("assign", &serde_json::Value::Null),
+        metadata: muster_store::EventMetadata::default(),
+    };
+    let now = Utc::now();
+    runner
+        .execute(&command, |s| {
+            Ok((
+                muster_core::combined::assign(s, incident, unit, task, now)?,
+                (),
+            ))
+        })
+        .await
+        .unwrap();
     let report = tokio::time::timeout(PATIENCE, sim)
         .await
         .expect("the responder finishes")

@@ -420,8 +420,8 @@ async fn a_retried_command_is_never_appended_twice() {
             .count(),
         1
     );
-    // A key names one command: sent again with other fields, it is still answered as the
-    // first command and appends nothing.
+    // A key names one command: sent again with other fields, it is refused as a reused key
+    // and appends nothing.
     let mut device = connect(&ctx);
     device.hello(token_for(unit), Some(0)).await;
     welcome(&mut device).await;
@@ -434,8 +434,9 @@ async fn a_retried_command_is_never_appended_twice() {
         .await;
     loop {
         match device.recv().await {
-            ServerMessage::Done { outcome, .. } => {
-                assert_eq!(outcome, Outcome::Duplicate);
+            ServerMessage::Error { code, message, .. } => {
+                assert_eq!(code, ErrorCode::Refused);
+                assert!(message.contains("already used"), "{message}");
                 break;
             }
             ServerMessage::Task { .. } | ServerMessage::TaskUpdate { .. } => continue,

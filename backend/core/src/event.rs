@@ -353,7 +353,7 @@ pub fn decode_with<E: EventSchema>(
 /// serde's messages quote the offending value (`invalid type: string "…"`, `integer `…``,
 /// `unknown variant `…``), which may be personal data. Keep the message and what the type
 /// expected; drop the quoted values (field names stay).
-fn redact_values(message: &str) -> String {
+pub fn redact_values(message: &str) -> String {
     let (head, tail) = message.split_at(message.find(", expected").unwrap_or(message.len()));
     let mut out = String::with_capacity(message.len());
     let mut rest = head;

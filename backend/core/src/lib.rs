@@ -10,6 +10,9 @@
 //!   [`value::IdempotencyKey`].
 //! - [`ids`]: UUID newtypes for incidents, units, sensors, tasks and alarms, and the stream
 //!   each aggregate lives in (`incident-<id>`, `unit-<id>`, `sensor-<id>`).
+//! - [`combined`]: decisions over several aggregates at once (an assignment over the incident
+//!   and the unit, a close that releases its units, a unit's progress on its incident, a
+//!   sensor alarm's incident), appended together by the command runner.
 //! - [`decision`]: the [`decision::Aggregate`] trait (`decide` / `apply` / `replay`) and the
 //!   typed [`decision::Refusal`].
 //! - [`incident`]: the incident aggregate and the NFPA time points.
@@ -41,11 +44,11 @@
 //!    learns which incident won ([`decision::RefusalKind::UnitBusy`]).
 //! 5. Run the [`reaction`]s on the stored events (ids from [`event::EventIds::CausedBy`]).
 
+pub mod combined;
 pub mod decision;
 pub mod dispatch;
 pub mod duplicates;
 pub mod event;
-pub mod follow_up;
 pub mod ids;
 pub mod incident;
 pub mod reaction;

@@ -14,23 +14,24 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload, web};
 use chrono::{DateTime, Utc};
-use muster_core::decision::{Aggregate, Refusal};
+use muster_app::{CommandError, Executed, Runner};
+use muster_core::combined;
+use muster_core::decision::Aggregate;
 use muster_core::duplicates::{DuplicateWindow, NewCall, OpenIncident, suggest_duplicates};
-use muster_core::incident::{IncidentCommand, IncidentState, ReportSource};
-use muster_core::sensor::{Reading, SensorCommand, SensorState, Threshold};
-use muster_core::unit::{UnitCommand, UnitState, UnitStatus};
+use muster_core::incident::{IncidentCommand, ReportSource};
+use muster_core::sensor::{Reading, SensorCommand, Threshold};
+use muster_core::unit::{UnitCommand, UnitStatus};
 use muster_core::value::{
     Agency, CallSign, CallerDetails, Capability, Disposition, IdempotencyKey, IncidentType, LatLon,
     MetricName, NoteText, PersonName, PhoneNumber, Priority, SensorKind, StationCode, UnitKind,
 };
 use muster_core::{AlarmId, IncidentId, SensorId, TaskId, UnitId};
-use muster_store::{EventMetadata, Position};
+use muster_store::Position;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use crate::auth::{Caller, DISPATCH, FIELD, READERS, Role};
-use crate::commands::{CommandError, Commands, Executed};
+use crate::edge::{Body, OptionalBody, command, parse_json};
 use crate::error::ApiError;
 use crate::views::Views;
 
@@ -40,8 +41,8 @@ pub const MIN_POSITION_WAIT: Duration = Duration::from_secs(5);
 /// What the handlers share.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    /// The command side.
-    pub commands: Commands,
+    /// The command side: every write goes through it.
+    pub runner: Runner,
     /// The views.
     pub views: Views,
     /// Addresses of the configured city, if any.
@@ -76,17 +77,6 @@ impl AppState {
         (hit.distance_m <= MAX_ADDRESS_DISTANCE_M)
             .then(|| json!({"text": hit.to_string(), "distance_m": hit.distance_m}))
     }
-}
-
-/// Namespace of ids derived from idempotency keys, for commands that create an aggregate
-/// without naming its id: a retry of the create targets the same stream.
-const CREATE_NAMESPACE: Uuid = Uuid::from_u128(0x6d75_7374_6572_2d63_7265_6174_652d_6964);
-
-fn derived_id(what: &str, key: &IdempotencyKey) -> Uuid {
-    Uuid::new_v5(
-        &CREATE_NAMESPACE,
-        format!("{what}\u{0}{}", key.as_str()).as_bytes(),
-    )
 }
 
 // ----------------------------------------------------------------------------------------
@@ -163,17 +153,19 @@ impl FromRequest for Key {
     }
 }
 
-fn metadata(caller: &Caller, source: &str) -> EventMetadata {
-    EventMetadata {
-        actor: Some(caller.name.clone()),
-        source: Some(source.into()),
-        correlation_id: Some(Uuid::now_v7()),
-        causation_id: None,
-        occurred_at: Some(Utc::now()),
+/// The source a caller's commands are recorded with: `field` for a responder, `operator`
+/// for the dispatch centre.
+pub fn source_of(caller: &Caller) -> &'static str {
+    if caller.role == Role::Responder {
+        "field"
+    } else {
+        "operator"
     }
 }
 
-fn parse_id<T, E>(
+/// Parses an id from a path: a malformed one is 404, like an id that names nothing, and
+/// the answer does not repeat it.
+pub fn parse_id<T, E>(
     what: &str,
     raw: &str,
     parse: impl Fn(&str) -> Result<T, E>,
@@ -182,48 +174,46 @@ fn parse_id<T, E>(
         ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!(
-                "there is no {what} with id {:?}: ids are UUIDs",
-                shorten(raw)
-            ),
+            format!("there is no such {what}: ids are UUIDs"),
         )
     })
-}
-
-fn shorten(s: &str) -> String {
-    s.chars().take(40).collect()
 }
 
 impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> Self {
         match e {
             CommandError::Refused(r) => r.into(),
-            CommandError::Contended(stream) => ApiError::new(
+            CommandError::Contended(_) => ApiError::new(
                 StatusCode::CONFLICT,
                 "contended",
-                format!("{stream} kept changing while deciding; try again"),
+                "what this command decides on kept changing while deciding; try again",
             ),
             CommandError::KeyReused => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",
-                "this Idempotency-Key was already used for a different request",
+                "this Idempotency-Key was already used for a different request; use a new key",
             ),
-            e @ (CommandError::Store(_) | CommandError::Encode(_) | CommandError::Decode(_)) => {
-                ApiError::internal(e)
+            CommandError::Store(muster_store::StoreError::Invalid(e)) => {
+                ApiError::invalid(e.to_string())
             }
+            e @ (CommandError::Store(_)
+            | CommandError::Encode(_)
+            | CommandError::Decode(_)
+            | CommandError::Stream(_)) => ApiError::internal(e),
         }
     }
 }
 
-fn answer<A: Aggregate>(status: StatusCode, executed: &Executed<A>, extra: Value) -> HttpResponse {
+/// A command's answer: the position and events it stored, and its own answer (stored with
+/// it, so a repeat gets these same bytes, with `Idempotent-Replayed: true`).
+pub fn answer(status: StatusCode, executed: &Executed<Value>) -> HttpResponse {
     let mut body = json!({
         "position": executed.position(),
-        "replayed": executed.replayed,
         "events": executed.recorded.iter().map(|r| json!({
             "type": r.event_type, "stream": r.stream.as_str(), "revision": r.revision, "position": r.position,
         })).collect::<Vec<_>>(),
     });
-    if let (Value::Object(body), Value::Object(extra)) = (&mut body, extra) {
+    if let (Value::Object(body), Value::Object(extra)) = (&mut body, executed.answer.clone()) {
         body.extend(extra);
     }
     let mut response = HttpResponse::build(status);
@@ -296,19 +286,19 @@ pub struct CreateIncident {
 
 async fn create_incident(
     state: web::Data<AppState>,
+    req: HttpRequest,
     Allowed(caller, _): Allowed<Dispatch>,
     Key(key): Key,
-    body: web::Json<CreateIncident>,
+    Body(body, raw): Body<CreateIncident>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
     let source = match body.source.as_deref() {
         None | Some("hotline") => ReportSource::Hotline,
         Some("citizen") => ReportSource::Citizen,
-        Some(other) => {
-            return Err(ApiError::invalid(format!(
-                "source {:?} is not accepted here; use \"hotline\" or \"citizen\"",
-                shorten(other)
-            )));
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "source is not accepted here; use \"hotline\" or \"citizen\"",
+            )
+            .with_details(json!({"field": "source"})));
         }
     };
     let location = match (body.location, body.address.as_deref()) {
@@ -321,12 +311,20 @@ async fn create_incident(
         }
     };
     let caller_details = body.caller.unwrap_or_default().parse()?;
+    let cmd = command(&req, &caller, key, &raw, "hotline");
     let id = body
         .id
-        .unwrap_or_else(|| IncidentId::from_uuid(derived_id("incident", &key)));
+        .unwrap_or_else(|| IncidentId::from_uuid(cmd.key.derived_id("incident")));
     let now = Utc::now();
     let received = body.call_received_at.unwrap_or(now);
-    let command = IncidentCommand::Report {
+    if received > now + chrono::Duration::seconds(muster_core::value::MAX_CLOCK_SKEW_S) {
+        return Err(ApiError::invalid(format!(
+            "call_received_at is more than {} s ahead of the server's clock",
+            muster_core::value::MAX_CLOCK_SKEW_S
+        ))
+        .with_details(json!({"field": "call_received_at"})));
+    }
+    let report = IncidentCommand::Report {
         incident_id: id,
         source,
         location,
@@ -336,15 +334,6 @@ async fn create_incident(
         call_received_at: received,
         at: now,
     };
-    let executed = state
-        .commands
-        .execute::<IncidentState>(
-            &id.stream_name(),
-            &key,
-            &metadata(&caller, "hotline"),
-            |s| s.decide(command.clone()),
-        )
-        .await?;
     let duplicates = state.views.read(|live| {
         let open: Vec<OpenIncident> = live
             .state
@@ -370,14 +359,20 @@ async fn create_incident(
     });
     let area = state.views.areas().area_of(location);
     let address = state.address_of(location);
-    Ok(answer(
-        StatusCode::CREATED,
-        &executed,
-        json!({
-            "incident_id": id, "location": location, "address": address,
-            "area": area, "duplicates": duplicates,
-        }),
-    ))
+    let extra = json!({
+        "incident_id": id, "location": location, "address": address,
+        "area": area, "duplicates": duplicates,
+    });
+    let executed = state
+        .runner
+        .execute(&cmd, |s| {
+            Ok((
+                combined::incident_command(s, id, report.clone())?,
+                extra.clone(),
+            ))
+        })
+        .await?;
+    Ok(answer(StatusCode::CREATED, &executed))
 }
 
 #[derive(Debug, Deserialize)]
@@ -430,7 +425,7 @@ async fn get_incident(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id("incident", &path, IncidentId::parse)?;
-    let s = state.commands.incident(id).await?;
+    let s = state.runner.incident(id).await?;
     let Some(incident) = s.incident else {
         return Err(ApiError::not_found(format!("there is no incident {id}")));
     };
@@ -459,7 +454,9 @@ async fn get_incident(
             "call_back": incident.caller.call_back.as_ref().map(|p| p.expose()),
         });
     }
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(body))
 }
 
 /// `POST /api/incidents/{id}/tasks`: assign a unit.
@@ -472,72 +469,46 @@ pub struct AssignUnit {
 
 async fn assign_unit(
     state: web::Data<AppState>,
+    req: HttpRequest,
     Allowed(caller, _): Allowed<Dispatch>,
     Key(key): Key,
     path: web::Path<String>,
-    body: web::Json<AssignUnit>,
+    Body(body, raw): Body<AssignUnit>,
 ) -> Result<HttpResponse, ApiError> {
     let incident_id = parse_id("incident", &path, IncidentId::parse)?;
-    let unit_id = body.unit_id;
-    // A repeat is answered as the first time even if the incident has ended since.
-    let repeat = state
-        .commands
-        .already_done(&unit_id.stream_name(), &key)
-        .await?;
-    let incident = state.commands.incident(incident_id).await?;
-    match &incident.incident {
-        _ if repeat => {}
-        None => {
-            return Err(ApiError::not_found(format!(
-                "there is no incident {incident_id}"
-            )));
-        }
-        Some(i) if !i.is_open() => {
-            return Err(Refusal::new(
-                muster_core::RefusalKind::Ended,
-                format!("incident {incident_id} has ended; no unit can be assigned to it"),
-            )
-            .into());
-        }
-        Some(_) => {}
-    }
-    let task = TaskId::new_v7();
+    let cmd = command(&req, &caller, key, &raw, "operator");
+    let executed = assign(&state.runner, &cmd, incident_id, body.unit_id).await?;
+    Ok(answer(StatusCode::CREATED, &executed))
+}
+
+/// Assigns a unit to an incident through the runner, decided against both (the incident
+/// must be open, the unit free) and appended to both streams at once. Answers the task.
+pub async fn assign(
+    runner: &Runner,
+    cmd: &muster_app::Command,
+    incident_id: IncidentId,
+    unit_id: UnitId,
+) -> Result<Executed<Value>, CommandError> {
+    let task = TaskId::from_uuid(cmd.key.derived_id("task"));
     let now = Utc::now();
-    let executed = state
-        .commands
-        .execute::<UnitState>(
-            &unit_id.stream_name(),
-            &key,
-            &metadata(&caller, "operator"),
-            |s| {
-                s.decide(UnitCommand::AssignTask {
-                    task,
-                    incident: incident_id,
-                    at: now,
-                })
-            },
-        )
-        .await?;
-    let task = executed
-        .events
-        .iter()
-        .find_map(|e| match e {
-            muster_core::unit::UnitEvent::TaskAssigned { task, .. } => Some(*task),
-            _ => None,
+    runner
+        .execute(cmd, |s| {
+            let changes = combined::assign(s, incident_id, unit_id, task, now)?;
+            let task = if changes.is_empty() {
+                muster_core::combined::States::unit(s, unit_id)?
+                    .unit
+                    .as_ref()
+                    .and_then(|u| u.active_task)
+                    .map(|t| t.task)
+            } else {
+                Some(task)
+            };
+            Ok((
+                changes,
+                json!({ "incident_id": incident_id, "unit_id": unit_id, "task_id": task }),
+            ))
         })
-        .or_else(|| {
-            executed
-                .state
-                .unit
-                .as_ref()
-                .and_then(|u| u.active_task)
-                .map(|t| t.task)
-        });
-    Ok(answer(
-        StatusCode::CREATED,
-        &executed,
-        json!({ "incident_id": incident_id, "unit_id": unit_id, "task_id": task }),
-    ))
+        .await
 }
 
 /// `POST /api/incidents/{id}/close`.
@@ -550,33 +521,25 @@ pub struct CloseIncident {
 
 async fn close_incident(
     state: web::Data<AppState>,
+    req: HttpRequest,
     Allowed(caller, _): Allowed<Dispatch>,
     Key(key): Key,
     path: web::Path<String>,
-    body: web::Json<CloseIncident>,
+    Body(body, raw): Body<CloseIncident>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id("incident", &path, IncidentId::parse)?;
+    let cmd = command(&req, &caller, key, &raw, "operator");
     let now = Utc::now();
-    let disposition = body.disposition;
     let executed = state
-        .commands
-        .execute::<IncidentState>(
-            &id.stream_name(),
-            &key,
-            &metadata(&caller, "operator"),
-            |s| {
-                s.decide(IncidentCommand::Close {
-                    disposition,
-                    at: now,
-                })
-            },
-        )
+        .runner
+        .execute(&cmd, |s| {
+            Ok((
+                combined::close(s, id, body.disposition, now)?,
+                json!({ "incident_id": id }),
+            ))
+        })
         .await?;
-    Ok(answer(
-        StatusCode::OK,
-        &executed,
-        json!({ "incident_id": id }),
-    ))
+    Ok(answer(StatusCode::OK, &executed))
 }
 
 /// `POST /api/incidents/{id}/notes`.
@@ -589,33 +552,29 @@ pub struct AddNote {
 
 async fn add_note(
     state: web::Data<AppState>,
+    req: HttpRequest,
     Allowed(caller, _): Allowed<Field>,
     Key(key): Key,
     path: web::Path<String>,
-    body: web::Json<AddNote>,
+    Body(body, raw): Body<AddNote>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id("incident", &path, IncidentId::parse)?;
+    let cmd = command(&req, &caller, key, &raw, source_of(&caller));
     let now = Utc::now();
-    let text = body.into_inner().text;
+    let note = IncidentCommand::AddNote {
+        text: body.text,
+        at: now,
+    };
     let executed = state
-        .commands
-        .execute::<IncidentState>(
-            &id.stream_name(),
-            &key,
-            &metadata(&caller, "operator"),
-            |s| {
-                s.decide(IncidentCommand::AddNote {
-                    text: text.clone(),
-                    at: now,
-                })
-            },
-        )
+        .runner
+        .execute(&cmd, |s| {
+            Ok((
+                combined::incident_command(s, id, note.clone())?,
+                json!({ "incident_id": id }),
+            ))
+        })
         .await?;
-    Ok(answer(
-        StatusCode::OK,
-        &executed,
-        json!({ "incident_id": id }),
-    ))
+    Ok(answer(StatusCode::OK, &executed))
 }
 
 // ----------------------------------------------------------------------------------------
@@ -645,42 +604,39 @@ pub struct RegisterUnit {
 
 async fn register_unit(
     state: web::Data<AppState>,
+    req: HttpRequest,
     Allowed(caller, _): Allowed<Dispatch>,
     Key(key): Key,
-    body: web::Json<RegisterUnit>,
+    Body(body, raw): Body<RegisterUnit>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    let cmd = command(&req, &caller, key, &raw, "operator");
     let id = body
         .id
-        .unwrap_or_else(|| UnitId::from_uuid(derived_id("unit", &key)));
-    let executed = register(&state.commands, &caller, &key, id, body).await?;
-    Ok(answer(
-        StatusCode::CREATED,
-        &executed,
-        json!({ "unit_id": id }),
-    ))
+        .unwrap_or_else(|| UnitId::from_uuid(cmd.key.derived_id("unit")));
+    let executed = register(&state.runner, &cmd, id, body).await?;
+    Ok(answer(StatusCode::CREATED, &executed))
 }
 
 /// Registers a unit (and its first position, if given) as one command.
 pub async fn register(
-    commands: &Commands,
-    caller: &Caller,
-    key: &IdempotencyKey,
+    runner: &Runner,
+    cmd: &muster_app::Command,
     id: UnitId,
     body: RegisterUnit,
-) -> Result<Executed<UnitState>, ApiError> {
+) -> Result<Executed<Value>, ApiError> {
     let now = Utc::now();
-    Ok(commands
-        .execute::<UnitState>(&id.stream_name(), key, &metadata(caller, "operator"), |s| {
-            let (next, mut events) = s.execute(UnitCommand::Register {
-                unit_id: id,
-                kind: body.kind,
-                call_sign: body.call_sign.clone(),
-                agency: body.agency.clone(),
-                home_station: body.home_station.clone(),
-                capabilities: body.capabilities.clone(),
-                at: now,
-            })?;
+    Ok(runner
+        .execute(cmd, |s| {
+            let (next, mut events) =
+                muster_core::combined::States::unit(s, id)?.execute(UnitCommand::Register {
+                    unit_id: id,
+                    kind: body.kind,
+                    call_sign: body.call_sign.clone(),
+                    agency: body.agency.clone(),
+                    home_station: body.home_station.clone(),
+                    capabilities: body.capabilities.clone(),
+                    at: now,
+                })?;
             if let Some(position) = body.location {
                 events.extend(next.decide(UnitCommand::ReportPosition {
                     position,
@@ -690,7 +646,9 @@ pub async fn register(
                     at: now,
                 })?);
             }
-            Ok(events)
+            let mut changes = combined::Changes::default();
+            changes.unit(id, events);
+            Ok((changes, json!({ "unit_id": id })))
         })
         .await?)
 }
@@ -738,22 +696,44 @@ pub struct ChangeStatus {
 
 async fn change_status(
     state: web::Data<AppState>,
+    req: HttpRequest,
     Allowed(caller, _): Allowed<Field>,
     Key(key): Key,
     path: web::Path<String>,
-    body: web::Json<ChangeStatus>,
+    Body(body, raw): Body<ChangeStatus>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id("unit", &path, UnitId::parse)?;
     caller.acts_for(id)?;
-    let to = body.status;
-    let now = Utc::now();
-    let executed = state
-        .commands
-        .execute::<UnitState>(&id.stream_name(), &key, &metadata(&caller, "field"), |s| {
-            s.decide(UnitCommand::ChangeStatus { to, at: now })
+    let cmd = command(&req, &caller, key, &raw, source_of(&caller));
+    let change = UnitCommand::ChangeStatus {
+        to: body.status,
+        at: Utc::now(),
+    };
+    let executed = unit_command(&state.runner, &cmd, id, change).await?;
+    Ok(answer(StatusCode::OK, &executed))
+}
+
+/// Runs a command on one unit, with the time points it records on its incident.
+async fn unit_command(
+    runner: &Runner,
+    cmd: &muster_app::Command,
+    id: UnitId,
+    command: UnitCommand,
+) -> Result<Executed<Value>, ApiError> {
+    let answer = match &command {
+        UnitCommand::AcknowledgeTask { task, .. }
+        | UnitCommand::DeclineTask { task, .. }
+        | UnitCommand::CompleteTask { task, .. } => json!({ "unit_id": id, "task_id": task }),
+        _ => json!({ "unit_id": id }),
+    };
+    Ok(runner
+        .execute(cmd, |s| {
+            Ok((
+                combined::unit_command(s, id, command.clone())?,
+                answer.clone(),
+            ))
         })
-        .await?;
-    Ok(answer(StatusCode::OK, &executed, json!({ "unit_id": id })))
+        .await?)
 }
 
 /// `POST /api/units/{id}/position`.
@@ -774,28 +754,31 @@ pub struct ReportPosition {
 
 async fn report_position(
     state: web::Data<AppState>,
+    req: HttpRequest,
     Allowed(caller, _): Allowed<Field>,
     Key(key): Key,
     path: web::Path<String>,
-    body: web::Json<ReportPosition>,
+    Body(b, raw): Body<ReportPosition>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id("unit", &path, UnitId::parse)?;
     caller.acts_for(id)?;
-    let b = body.into_inner();
-    let at = b.at.unwrap_or_else(Utc::now);
-    let executed = state
-        .commands
-        .execute::<UnitState>(&id.stream_name(), &key, &metadata(&caller, "field"), |s| {
-            s.decide(UnitCommand::ReportPosition {
-                position: b.location,
-                heading_deg: b.heading_deg,
-                speed_m_s: b.speed_m_s,
-                accuracy_m: b.accuracy_m,
-                at,
-            })
-        })
-        .await?;
-    Ok(answer(StatusCode::OK, &executed, json!({ "unit_id": id })))
+    let now = Utc::now();
+    let at = match b.at {
+        Some(claim) => muster_core::value::check_source_time(claim, now).map_err(|e| {
+            ApiError::invalid(format!("at {}", e.reason)).with_details(json!({"field": "at"}))
+        })?,
+        None => now,
+    };
+    let cmd = command(&req, &caller, key, &raw, source_of(&caller));
+    let report = UnitCommand::ReportPosition {
+        position: b.location,
+        heading_deg: b.heading_deg,
+        speed_m_s: b.speed_m_s,
+        accuracy_m: b.accuracy_m,
+        at,
+    };
+    let executed = unit_command(&state.runner, &cmd, id, report).await?;
+    Ok(answer(StatusCode::OK, &executed))
 }
 
 /// `POST /api/units/{id}/tasks/{task}/decline`.
@@ -808,43 +791,56 @@ pub struct Decline {
 
 async fn task_step(
     state: web::Data<AppState>,
+    req: HttpRequest,
     Allowed(caller, _): Allowed<Field>,
     Key(key): Key,
     path: web::Path<(String, String, String)>,
-    body: Option<web::Json<Decline>>,
+    OptionalBody(raw, _): OptionalBody<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let (unit, task, step) = path.into_inner();
     let id = parse_id("unit", &unit, UnitId::parse)?;
     caller.acts_for(id)?;
     let task = parse_id("task", &task, TaskId::parse)?;
     let now = Utc::now();
-    let reason = body.and_then(|b| b.into_inner().reason);
-    let command = match step.as_str() {
-        "acknowledge" => UnitCommand::AcknowledgeTask { task, at: now },
-        "decline" => UnitCommand::DeclineTask {
-            task,
-            reason,
-            at: now,
-        },
-        "complete" => UnitCommand::CompleteTask { task, at: now },
+    let bytes = serde_json::to_vec(&raw).expect("JSON serializes");
+    let step_command = match step.as_str() {
+        "acknowledge" | "complete" => {
+            if !raw.is_null() {
+                parse_json::<NoFields>(&bytes)?;
+            }
+            if step == "acknowledge" {
+                UnitCommand::AcknowledgeTask { task, at: now }
+            } else {
+                UnitCommand::CompleteTask { task, at: now }
+            }
+        }
+        "decline" => {
+            let reason = if raw.is_null() {
+                None
+            } else {
+                parse_json::<Decline>(&bytes)?.0.reason
+            };
+            UnitCommand::DeclineTask {
+                task,
+                reason,
+                at: now,
+            }
+        }
         _ => {
             return Err(ApiError::not_found(
                 "no such task step: use acknowledge, decline or complete",
             ));
         }
     };
-    let executed = state
-        .commands
-        .execute::<UnitState>(&id.stream_name(), &key, &metadata(&caller, "field"), |s| {
-            s.decide(command.clone())
-        })
-        .await?;
-    Ok(answer(
-        StatusCode::OK,
-        &executed,
-        json!({ "unit_id": id, "task_id": task }),
-    ))
+    let cmd = command(&req, &caller, key, &raw, source_of(&caller));
+    let executed = unit_command(&state.runner, &cmd, id, step_command).await?;
+    Ok(answer(StatusCode::OK, &executed))
 }
+
+/// A body that must have no fields (`{}`), where one is sent at all.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoFields {}
 
 // ----------------------------------------------------------------------------------------
 // Sensors
@@ -865,36 +861,31 @@ pub struct RegisterSensor {
 
 async fn register_sensor(
     state: web::Data<AppState>,
+    req: HttpRequest,
     Allowed(caller, _): Allowed<Dispatch>,
     Key(key): Key,
-    body: web::Json<RegisterSensor>,
+    Body(b, raw): Body<RegisterSensor>,
 ) -> Result<HttpResponse, ApiError> {
-    let b = body.into_inner();
+    let cmd = command(&req, &caller, key, &raw, "operator");
     let id =
-        b.id.unwrap_or_else(|| SensorId::from_uuid(derived_id("sensor", &key)));
-    let now = Utc::now();
+        b.id.unwrap_or_else(|| SensorId::from_uuid(cmd.key.derived_id("sensor")));
+    let register = SensorCommand::Register {
+        sensor_id: id,
+        kind: b.kind,
+        location: b.location,
+        thresholds: b.thresholds,
+        at: Utc::now(),
+    };
     let executed = state
-        .commands
-        .execute::<SensorState>(
-            &id.stream_name(),
-            &key,
-            &metadata(&caller, "operator"),
-            |s| {
-                s.decide(SensorCommand::Register {
-                    sensor_id: id,
-                    kind: b.kind.clone(),
-                    location: b.location,
-                    thresholds: b.thresholds.clone(),
-                    at: now,
-                })
-            },
-        )
+        .runner
+        .execute(&cmd, |s| {
+            Ok((
+                combined::sensor_command(s, id, register.clone())?,
+                json!({ "sensor_id": id }),
+            ))
+        })
         .await?;
-    Ok(answer(
-        StatusCode::CREATED,
-        &executed,
-        json!({ "sensor_id": id }),
-    ))
+    Ok(answer(StatusCode::CREATED, &executed))
 }
 
 /// `POST /api/sensors/{id}/readings`: one reading.
@@ -911,41 +902,53 @@ pub struct ReadingIn {
 
 async fn ingest_reading(
     state: web::Data<AppState>,
+    req: HttpRequest,
     Allowed(caller, _): Allowed<Dispatch>,
     Key(key): Key,
     path: web::Path<String>,
-    body: web::Json<ReadingIn>,
+    Body(b, raw): Body<ReadingIn>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id("sensor", &path, SensorId::parse)?;
-    let b = body.into_inner();
-    let reading = Reading::new(b.metric, b.value, b.at.unwrap_or_else(Utc::now))
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
-    let new_alarm = AlarmId::new_v7();
-    let new_incident = IncidentId::new_v7();
+    let now = Utc::now();
+    let at = match b.at {
+        Some(claim) => muster_core::value::check_source_time(claim, now).map_err(|e| {
+            ApiError::invalid(format!("at {}", e.reason)).with_details(json!({"field": "at"}))
+        })?,
+        None => now,
+    };
+    let reading =
+        Reading::new(b.metric, b.value, at).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let cmd = command(&req, &caller, key, &raw, "sensor");
+    let new_alarm = AlarmId::from_uuid(cmd.key.derived_id("alarm"));
+    let new_incident = IncidentId::from_uuid(cmd.key.derived_id("incident"));
+    let ingest = SensorCommand::Ingest {
+        reading,
+        new_alarm,
+        new_incident,
+    };
     let executed = state
-        .commands
-        .execute::<SensorState>(&id.stream_name(), &key, &metadata(&caller, "sensor"), |s| {
-            s.decide(SensorCommand::Ingest {
-                reading: reading.clone(),
-                new_alarm,
-                new_incident,
-            })
+        .runner
+        .execute(&cmd, |s| {
+            let changes = combined::sensor_command(s, id, ingest.clone())?;
+            let alarm = changes
+                .sensors
+                .iter()
+                .flat_map(|(_, events)| events)
+                .find_map(|e| match e {
+                    muster_core::sensor::SensorEvent::SensorAlarmRaised {
+                        alarm, incident, ..
+                    } => Some(json!({"raised": alarm, "incident_id": incident})),
+                    muster_core::sensor::SensorEvent::SensorAlarmCleared {
+                        alarm,
+                        incident,
+                        ..
+                    } => Some(json!({"cleared": alarm, "incident_id": incident})),
+                    _ => None,
+                });
+            Ok((changes, json!({ "sensor_id": id, "alarm": alarm })))
         })
         .await?;
-    let alarm = executed.events.iter().find_map(|e| match e {
-        muster_core::sensor::SensorEvent::SensorAlarmRaised {
-            alarm, incident, ..
-        } => Some(json!({"raised": alarm, "incident_id": incident})),
-        muster_core::sensor::SensorEvent::SensorAlarmCleared {
-            alarm, incident, ..
-        } => Some(json!({"cleared": alarm, "incident_id": incident})),
-        _ => None,
-    });
-    Ok(answer(
-        StatusCode::OK,
-        &executed,
-        json!({ "sensor_id": id, "alarm": alarm }),
-    ))
+    Ok(answer(StatusCode::OK, &executed))
 }
 
 // ----------------------------------------------------------------------------------------

@@ -10,8 +10,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use actix_web::error::{JsonPayloadError, PayloadError};
-use actix_web::{App, HttpRequest, HttpResponse, dev::ServerHandle, web};
+use actix_web::{App, HttpResponse, dev::ServerHandle, web};
 use anyhow::Context;
 use muster_store::{EmbeddedOptions, EmbeddedStore, EventStore, Position};
 use serde_json::json;
@@ -20,7 +19,6 @@ use tokio::sync::watch;
 use crate::api::{self, AppState};
 use crate::areas::Areas;
 use crate::auth::{Tokens, UserConfig};
-use crate::commands::Commands;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::feed::{self, FeedShutdown};
@@ -146,42 +144,6 @@ async fn openapi() -> HttpResponse {
     HttpResponse::Ok().json(crate::openapi::document())
 }
 
-async fn no_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::not_found(format!(
-        "there is no route {} {}; see /api/openapi.json",
-        req.method(),
-        req.path()
-    )))
-}
-
-fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
-    let e = match &err {
-        JsonPayloadError::Overflow { limit }
-        | JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::new(
-            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the body is larger than the limit of {limit} bytes"),
-        ),
-        JsonPayloadError::ContentType => ApiError::new(
-            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as application/json",
-        ),
-        JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::invalid(e.to_string())
-            .with_details(json!({"line": e.line(), "column": e.column()})),
-        JsonPayloadError::Deserialize(e) => {
-            ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
-        }
-        JsonPayloadError::Payload(PayloadError::Overflow) => ApiError::new(
-            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            "the body is larger than the limit",
-        ),
-        other => ApiError::bad_request("unreadable_body", other.to_string()),
-    };
-    e.into()
-}
-
 impl Application {
     /// Opens the store in `config.data_dir`, loads the views, binds `config.bind`.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
@@ -239,7 +201,7 @@ impl Application {
             });
         }
         let tokens = Tokens::new(&config.users)?;
-        let commands = Commands::new(dyn_store.clone());
+        let runner = muster_app::Runner::new(dyn_store.clone());
         let rules = muster_core::dispatch::DispatchRules::default();
         let gateway = start_gateway(
             &config,
@@ -250,7 +212,7 @@ impl Application {
         .await?;
         let dispatcher = crate::dispatcher::Dispatcher::new(
             city.as_ref(),
-            commands.clone(),
+            runner.clone(),
             rules,
             muster_core::runcard::ResponsePlans::default_set(),
         )?;
@@ -262,7 +224,7 @@ impl Application {
             .as_ref()
             .map(|c| Arc::new(muster_geodata::geocode::Geocoder::new(Arc::new(c.clone()))));
         let state = AppState {
-            commands,
+            runner,
             views,
             geocoder,
         };
@@ -296,9 +258,12 @@ impl Application {
                 .app_data(
                     web::JsonConfig::default()
                         .limit(limit)
-                        .error_handler(json_error),
+                        .error_handler(crate::edge::json_error),
                 )
+                .app_data(web::QueryConfig::default().error_handler(crate::edge::query_error))
+                .app_data(web::PathConfig::default().error_handler(crate::edge::path_error))
                 .app_data(web::PayloadConfig::default().limit(limit))
+                .app_data(crate::edge::BodyLimit(limit))
                 .configure(api::routes)
                 .configure(crate::dispatcher::routes)
                 .configure(crate::devices::routes)
@@ -308,7 +273,7 @@ impl Application {
                 .route("/healthz", web::get().to(healthz))
                 .route("/readyz", web::get().to(readyz))
                 .configure(crate::wall::routes)
-                .default_service(web::to(no_route))
+                .default_service(web::to(crate::edge::no_route))
         })
         .workers(config.workers)
         .max_connections(MAX_CONNECTIONS_PER_WORKER)
@@ -437,7 +402,12 @@ pub async fn register_demo_units(
             key.as_str().as_bytes(),
         ));
         let call_sign = body.call_sign.as_str().to_owned();
-        api::register(&app.state.commands, &caller, &key, id, body)
+        let command = muster_app::Command {
+            key: muster_app::CommandKey::new(caller.name.clone(), key.clone()),
+            fingerprint: muster_app::Fingerprint::of("demo unit", &serde_json::json!(id)),
+            metadata: crate::edge::metadata(&caller, "operator"),
+        };
+        api::register(&app.state.runner, &command, id, body)
             .await
             .map_err(|e| anyhow::anyhow!("registering a demo unit: {e}"))?;
         units.push((id, call_sign));

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::api::{Allowed, AppState, Dispatch};
+use crate::edge::OptionalBody;
 use crate::error::ApiError;
 
 /// Event type of an issued device token.
@@ -73,7 +74,7 @@ async fn issue(
     enrolment: Option<web::Data<Enrolment>>,
     allowed: Allowed<Dispatch>,
     path: web::Path<String>,
-    body: Option<web::Json<DeviceTokenRequest>>,
+    OptionalBody(body, _): OptionalBody<DeviceTokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = &allowed.0;
     let Some(enrolment) = enrolment else {
@@ -81,19 +82,17 @@ async fn issue(
             "the mobile gateway does not run on this server (no token_secret configured), so device tokens cannot be issued",
         ));
     };
-    let unit = UnitId::parse(&path)
-        .map_err(|e| ApiError::invalid(format!("the unit id {:?} is not valid: {e}", *path)))?;
-    let hours = body
-        .and_then(|b| b.into_inner().valid_hours)
-        .unwrap_or(DEFAULT_VALID_HOURS);
+    let unit = crate::api::parse_id("unit", &path, UnitId::parse)?;
+    let hours = body.valid_hours.unwrap_or(DEFAULT_VALID_HOURS);
     if !(1..=MAX_VALID_HOURS).contains(&hours) {
         return Err(ApiError::invalid(format!(
-            "valid_hours must be from 1 to {MAX_VALID_HOURS}, not {hours}"
-        )));
+            "valid_hours must be a whole number of hours from 1 to {MAX_VALID_HOURS}"
+        ))
+        .with_details(serde_json::json!({"field": "valid_hours"})));
     }
     // The unit's first event says it is registered; its (long) stream is not read.
     let registered = match state
-        .commands
+        .runner
         .store()
         .read_stream(&unit.stream_name(), Direction::Forwards, ReadFrom::Start, 1)
         .await
@@ -127,7 +126,7 @@ async fn issue(
             occurred_at: Some(now),
         });
     let written = state
-        .commands
+        .runner
         .store()
         .append(&device_stream(unit), ExpectedState::Any, vec![event])
         .await

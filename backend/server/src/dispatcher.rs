@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
-use muster_core::decision::Aggregate;
 use muster_core::dispatch::{
     Commitment, CoverageReport, DispatchRules, IncidentSpec, NewUnit, Preemption, Recommendation,
     UnitIndex, coverage, preemptions, recommend,
@@ -22,7 +21,7 @@ use muster_core::dispatch::{
 use muster_core::event::DomainEvent;
 use muster_core::incident::IncidentEvent;
 use muster_core::runcard::ResponsePlans;
-use muster_core::unit::{UnitCommand, UnitEvent, UnitState, UnitStatus};
+use muster_core::unit::{UnitEvent, UnitStatus};
 use muster_core::value::{IdempotencyKey, IncidentSource, IncidentType, Priority, UnitKind};
 use muster_core::{IncidentId, TaskId, UnitId};
 use muster_geodata::Router;
@@ -36,8 +35,8 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::api::{Allowed, Dispatch, Read};
-use crate::commands::{CommandError, Commands};
 use crate::error::ApiError;
+use muster_app::{Command, CommandError, CommandKey, Fingerprint, Runner};
 
 /// How often stale positions are moved to their stations.
 const STALE_SWEEP: Duration = Duration::from_secs(30);
@@ -99,7 +98,7 @@ struct Inner {
     board: RwLock<Board>,
     rules: DispatchRules,
     plans: ResponsePlans,
-    commands: Commands,
+    runner: Runner,
     stations: HashMap<String, muster_geodata::LatLon>,
     caught_up: AtomicBool,
     /// The next log position to apply: everything before it is in the index and the board.
@@ -143,7 +142,7 @@ impl Dispatcher {
     /// A dispatcher on `city`'s roads; `None` without a city (no routing, no dispatching).
     pub fn new(
         city: Option<&City>,
-        commands: Commands,
+        runner: Runner,
         rules: DispatchRules,
         plans: ResponsePlans,
     ) -> anyhow::Result<Option<Self>> {
@@ -164,7 +163,7 @@ impl Dispatcher {
             board: RwLock::new(Board::default()),
             rules,
             plans,
-            commands,
+            runner,
             stations,
             caught_up: AtomicBool::new(false),
             applied: watch::channel(Position::START).0,
@@ -337,7 +336,7 @@ impl Dispatcher {
                 let muster_core::AggregateRef::Unit(unit) = aggregate else {
                     return;
                 };
-                self.apply_unit(unit, event, now, live);
+                self.apply_unit(unit, event, now, recorded.recorded_at, live);
             }
             DomainEvent::Incident(event) => {
                 let muster_core::AggregateRef::Incident(incident) = aggregate else {
@@ -369,7 +368,17 @@ impl Dispatcher {
         }
     }
 
-    fn apply_unit(&self, unit: UnitId, event: UnitEvent, now: chrono::DateTime<Utc>, live: bool) {
+    /// Folds one unit event into the index and the board. A fix counts as taken no later
+    /// than the store recorded it, so a phone whose clock runs ahead cannot hold the unit at
+    /// an old place.
+    fn apply_unit(
+        &self,
+        unit: UnitId,
+        event: UnitEvent,
+        now: chrono::DateTime<Utc>,
+        recorded_at: chrono::DateTime<Utc>,
+        live: bool,
+    ) {
         let mut index = self.0.index.write().expect("index lock");
         match event {
             UnitEvent::UnitRegistered {
@@ -422,7 +431,7 @@ impl Dispatcher {
             }
             UnitEvent::UnitPositionReported { position, at, .. } => {
                 if let Some(p) = geo(position) {
-                    index.report_position(unit, p, at, now);
+                    index.report_position(unit, p, at.min(recorded_at), now);
                 }
             }
             UnitEvent::TaskAssigned { incident, .. } => {
@@ -646,65 +655,102 @@ impl Dispatcher {
         })
     }
 
-    /// The idempotency key of one unit's assignment within a request made with `key`.
-    fn unit_key(key: &str, incident: IncidentId, unit: UnitId) -> IdempotencyKey {
-        let derived = Uuid::new_v5(
-            &TASK_NAMESPACE,
-            format!("{key}\u{0}{incident}\u{0}{unit}").as_bytes(),
-        );
-        IdempotencyKey::try_from(format!("dispatch-{derived}"))
-            .expect("a UUID with a prefix is a valid key")
-    }
-
-    /// Whether the request made with `key` assigned `unit` to `incident` already.
-    async fn assigned_by(
-        &self,
-        key: &str,
-        incident: IncidentId,
-        unit: UnitId,
-    ) -> Result<bool, ApiError> {
-        let stream = unit.stream_name();
-        let recorded = crate::commands::read_stream(self.0.commands.store().as_ref(), &stream)
-            .await
-            .map_err(ApiError::internal)?;
-        Ok(!muster_core::event::already_appended(
-            &recorded,
-            &stream,
-            &Self::unit_key(key, incident, unit),
-        )
-        .is_empty())
-    }
-
-    /// Assigns `unit` to `incident` as `actor` with an idempotency key derived from both.
-    async fn assign(
-        &self,
-        incident: IncidentId,
-        unit: UnitId,
+    /// The command that assigns units to `incident` as `actor` for the request made with
+    /// `key` (the operator's, or one the dispatcher derives), fingerprinted by the units.
+    fn command(
         actor: &str,
         source: &str,
-        key: &str,
-    ) -> Result<(), CommandError> {
-        let key = Self::unit_key(key, incident, unit);
-        let task = TaskId::from_uuid(Uuid::new_v5(&TASK_NAMESPACE, key.as_str().as_bytes()));
-        let metadata = EventMetadata {
-            actor: Some(actor.to_owned()),
-            source: Some(source.to_owned()),
-            correlation_id: Some(Uuid::now_v7()),
-            causation_id: None,
-            occurred_at: Some(Utc::now()),
-        };
+        key: IdempotencyKey,
+        incident: IncidentId,
+        units: Option<&[UnitId]>,
+    ) -> Command {
+        Command {
+            key: CommandKey::new(actor, key),
+            fingerprint: Fingerprint::of(
+                &format!("POST /api/incidents/{incident}/dispatch"),
+                &json!({ "units": units }),
+            ),
+            metadata: EventMetadata {
+                actor: Some(actor.to_owned()),
+                source: Some(source.to_owned()),
+                correlation_id: Some(Uuid::now_v7()),
+                causation_id: None,
+                occurred_at: Some(Utc::now()),
+            },
+        }
+    }
+
+    /// Assigns `units` to `incident` in one decision over the incident and every unit (see
+    /// `muster_core::combined::assign_units`); answers, per unit, whether it was assigned and
+    /// why not. A repeat of the command answers as the first time.
+    async fn assign(
+        &self,
+        command: &Command,
+        incident: IncidentId,
+        units: &[UnitId],
+    ) -> Result<serde_json::Value, CommandError> {
         let now = Utc::now();
-        self.0
-            .commands
-            .execute::<UnitState>(&unit.stream_name(), &key, &metadata, |s| {
-                s.decide(UnitCommand::AssignTask {
-                    task,
-                    incident,
-                    at: now,
-                })
+        let tasks: Vec<(UnitId, TaskId)> = units
+            .iter()
+            .map(|u| {
+                (
+                    *u,
+                    TaskId::from_uuid(command.key.derived_id(&format!("task-{u}"))),
+                )
             })
-            .await
-            .map(drop)
+            .collect();
+        let executed = self
+            .0
+            .runner
+            .execute(command, |s| {
+                let (changes, results) =
+                    muster_core::combined::assign_units(s, incident, &tasks, now)?;
+                let results: Vec<serde_json::Value> = tasks
+                    .iter()
+                    .zip(results)
+                    .map(|((unit, _), r)| match r {
+                        Ok(task) => json!({ "unit_id": unit, "assigned": true, "task_id": task }),
+                        Err(refusal) => {
+                            let e = ApiError::from(refusal);
+                            json!({ "unit_id": unit, "assigned": false, "error": e.body()["error"] })
+                        }
+                    })
+                    .collect();
+                let assigned = results.iter().filter(|r| r["assigned"] == true).count();
+                Ok((
+                    changes,
+                    json!({ "incident_id": incident, "assigned": assigned, "results": results }),
+                ))
+            })
+            .await?;
+        let position = executed.position();
+        let mut answer = executed.answer;
+        answer["position"] = json!(position);
+        Ok(answer)
+    }
+
+    /// Assigns one unit by rule, as the dispatcher, with a key derived from the incident and
+    /// the unit: a restart catching up assigns nothing twice.
+    async fn assign_by_rule(
+        &self,
+        incident: IncidentId,
+        unit: UnitId,
+        rule: &str,
+    ) -> Result<bool, CommandError> {
+        let key = IdempotencyKey::try_from(format!(
+            "auto-{}",
+            Uuid::new_v5(&TASK_NAMESPACE, format!("{incident}\u{0}{unit}").as_bytes())
+        ))
+        .expect("a UUID with a prefix is a valid key");
+        let command = Self::command(
+            "dispatcher",
+            &format!("auto-dispatch: {rule}"),
+            key,
+            incident,
+            Some(&[unit]),
+        );
+        let answer = self.assign(&command, incident, &[unit]).await?;
+        Ok(answer["assigned"] == 1)
     }
 
     /// Dispatches an incident a rule allows, filling its plan with the recommended units.
@@ -738,17 +784,8 @@ impl Dispatcher {
             }
             let mut all_done = true;
             for unit in picks {
-                match self
-                    .assign(
-                        incident,
-                        unit,
-                        "dispatcher",
-                        &format!("auto-dispatch: {rule}"),
-                        "auto",
-                    )
-                    .await
-                {
-                    Ok(()) => {
+                match self.assign_by_rule(incident, unit, &rule).await {
+                    Ok(true) => {
                         assigned += 1;
                         self.0
                             .board
@@ -758,8 +795,13 @@ impl Dispatcher {
                             .get_mut(&incident)
                             .map(|i| i.units.insert(unit));
                     }
+                    Ok(false) => {
+                        tracing::info!(%incident, %unit, "automatic assignment refused; trying another unit");
+                        refused.push(unit);
+                        all_done = false;
+                    }
                     Err(e) => {
-                        tracing::info!(%incident, %unit, error = %e, "automatic assignment refused; trying another unit");
+                        tracing::info!(%incident, %unit, error = %e, "automatic assignment failed; trying another unit");
                         refused.push(unit);
                         all_done = false;
                     }
@@ -810,8 +852,7 @@ pub(crate) fn dispatcher(d: &Option<web::Data<Dispatcher>>) -> Result<&Dispatche
 }
 
 fn incident_id(raw: &str) -> Result<IncidentId, ApiError> {
-    IncidentId::parse(raw)
-        .map_err(|e| ApiError::bad_request("invalid_id", format!("incident id: {e}")))
+    crate::api::parse_id("incident", raw, IncidentId::parse)
 }
 
 /// How long a read with `min_position` waits for the dispatcher to apply it.
@@ -849,68 +890,46 @@ async fn post_dispatch(
     allowed: Allowed<Dispatch>,
     crate::api::Key(key): crate::api::Key,
     path: web::Path<String>,
-    body: web::Json<DispatchRequest>,
+    crate::edge::Body(body, _): crate::edge::Body<DispatchRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let d = dispatcher(&d)?;
     let caller = &allowed.0;
     let incident = incident_id(&path)?;
-    let units = match body.into_inner().units {
-        Some(units) if units.is_empty() => {
-            return Err(ApiError::invalid(
-                "name at least one unit, or leave out \"units\" to send the recommendation",
-            ));
-        }
+    let named = body.units;
+    if named.as_ref().is_some_and(|u| u.is_empty()) {
+        return Err(ApiError::invalid(
+            "name at least one unit, or leave out \"units\" to send the recommendation",
+        )
+        .with_details(json!({"field": "units"})));
+    }
+    let command = Dispatcher::command(&caller.name, "operator", key, incident, named.as_deref());
+    // A repeat is answered from the first request's record, whatever the recommendation
+    // says now; a new request of "send the recommendation" sends what it picks.
+    let repeat = d.0.runner.recorded(&command.key).await?;
+    let units = match named {
         Some(units) => units,
-        None => {
-            // A repeat of "send the recommendation" answers with what the first request sent,
-            // not with a new recommendation.
-            let answer = d.recommendation(incident)?;
-            let mut earlier = Vec::new();
-            for unit in &answer.already_sent {
-                if d.assigned_by(key.as_str(), incident, *unit).await? {
-                    earlier.push(*unit);
-                }
-            }
-            if earlier.is_empty() {
-                answer.recommendation.picks().map(|c| c.unit).collect()
-            } else {
-                earlier
-            }
-        }
+        None if repeat => Vec::new(),
+        None => d
+            .recommendation(incident)?
+            .recommendation
+            .picks()
+            .map(|c| c.unit)
+            .collect(),
     };
-    if units.is_empty() {
+    if units.is_empty() && !repeat {
         return Err(ApiError::new(
             actix_web::http::StatusCode::CONFLICT,
             "no_units",
             "no available unit can be recommended for this incident",
         ));
     }
-    let mut results = Vec::new();
-    let mut assigned = 0;
-    for unit in units {
-        match d
-            .assign(incident, unit, &caller.name, "operator", key.as_str())
-            .await
-        {
-            Ok(()) => {
-                assigned += 1;
-                results.push(json!({ "unit_id": unit, "assigned": true }));
-            }
-            Err(e) => {
-                let e = ApiError::from(e);
-                results.push(
-                    json!({ "unit_id": unit, "assigned": false, "error": e.body()["error"] }),
-                );
-            }
-        }
-    }
-    let status = if assigned > 0 {
+    let answer = d.assign(&command, incident, &units).await?;
+    let status = if answer["assigned"].as_u64().unwrap_or(0) > 0 {
         actix_web::http::StatusCode::CREATED
     } else {
         actix_web::http::StatusCode::CONFLICT
     };
-    Ok(HttpResponse::build(status)
-        .json(json!({ "incident_id": incident, "assigned": assigned, "results": results })))
+    Ok(HttpResponse::build(status).json(answer))
 }
 
 async fn get_coverage(
@@ -980,7 +999,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use muster_core::incident::{IncidentCommand, IncidentState, ReportSource};
+    use muster_core::incident::{IncidentCommand, ReportSource};
+    use muster_core::unit::UnitCommand;
     use muster_core::value::{Agency, CallSign, CallerDetails, LatLon, StationCode};
     use muster_store::MemoryStore;
 
@@ -995,68 +1015,82 @@ mod tests {
         IdempotencyKey::try_from(text.to_owned()).unwrap()
     }
 
+    fn cmd(text: &str) -> Command {
+        Command {
+            key: CommandKey::new("test", key(text)),
+            fingerprint: Fingerprint::of(text, &serde_json::Value::Null),
+            metadata: meta(),
+        }
+    }
+
+    async fn unit_command(
+        runner: &Runner,
+        text: &str,
+        unit: UnitId,
+        command: UnitCommand,
+    ) -> muster_app::Executed<()> {
+        runner
+            .execute(&cmd(text), |s| {
+                Ok((
+                    muster_core::combined::unit_command(s, unit, command.clone())?,
+                    (),
+                ))
+            })
+            .await
+            .unwrap()
+    }
+
     async fn engine_at(
-        commands: &Commands,
+        runner: &Runner,
         n: usize,
         station: &muster_geodata::model::Station,
     ) -> (UnitId, Position) {
         let unit = UnitId::new_v7();
         let at = Utc::now();
         let code = StationCode::parse(&station_code(&station.id)).unwrap();
-        commands
-            .execute::<UnitState>(
-                &unit.stream_name(),
-                &key(&format!("register-{n:04}")),
-                &meta(),
-                |s| {
-                    s.decide(UnitCommand::Register {
-                        unit_id: unit,
-                        kind: UnitKind::Engine,
-                        call_sign: CallSign::parse(&format!("E{n}")).unwrap(),
-                        agency: Agency::parse("city-fire").unwrap(),
-                        home_station: code.clone(),
-                        capabilities: BTreeSet::new(),
-                        at,
-                    })
-                },
-            )
-            .await
-            .unwrap();
-        let executed = commands
-            .execute::<UnitState>(
-                &unit.stream_name(),
-                &key(&format!("position-{n:04}")),
-                &meta(),
-                |s| {
-                    s.decide(UnitCommand::ReportPosition {
-                        position: LatLon::from_lat_lon(
-                            station.location.lat(),
-                            station.location.lon(),
-                        )
-                        .unwrap(),
-                        heading_deg: None,
-                        speed_m_s: None,
-                        accuracy_m: None,
-                        at,
-                    })
-                },
-            )
-            .await
-            .unwrap();
+        unit_command(
+            runner,
+            &format!("register-{n:04}"),
+            unit,
+            UnitCommand::Register {
+                unit_id: unit,
+                kind: UnitKind::Engine,
+                call_sign: CallSign::parse(&format!("E{n}")).unwrap(),
+                agency: Agency::parse("city-fire").unwrap(),
+                home_station: code.clone(),
+                capabilities: BTreeSet::new(),
+                at,
+            },
+        )
+        .await;
+        let executed = unit_command(
+            runner,
+            &format!("position-{n:04}"),
+            unit,
+            UnitCommand::ReportPosition {
+                position: LatLon::from_lat_lon(station.location.lat(), station.location.lon())
+                    .unwrap(),
+                heading_deg: None,
+                speed_m_s: None,
+                accuracy_m: None,
+                at,
+            },
+        )
+        .await;
         (unit, executed.position().unwrap())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_task_not_acknowledged_in_time_gets_a_replacement_recommended() {
         let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
-        let commands = Commands::new(store.clone());
+        let runner = Runner::new(store.clone());
         let city = crate::areas::Areas::from_setting("bundled")
             .unwrap()
             .1
             .unwrap();
         let d = Dispatcher::new(
             Some(&city),
-            commands.clone(),
+            runner.clone(),
             DispatchRules::default(),
             ResponsePlans::default_set(),
         )
@@ -1071,22 +1105,26 @@ mod tests {
             .collect();
         let mut engines = Vec::new();
         for (n, station) in fire.iter().enumerate() {
-            engines.push(engine_at(&commands, n, station).await.0);
+            engines.push(engine_at(&runner, n, station).await.0);
         }
         let incident = IncidentId::new_v7();
         let at = fire[0].location;
-        let reported = commands
-            .execute::<IncidentState>(&incident.stream_name(), &key("report-0001"), &meta(), |s| {
-                s.decide(IncidentCommand::Report {
-                    incident_id: incident,
-                    source: ReportSource::Hotline,
-                    location: LatLon::from_lat_lon(at.lat(), at.lon()).unwrap(),
-                    incident_type: IncidentType::VehicleFire,
-                    priority: Priority::P3,
-                    caller: CallerDetails::default(),
-                    call_received_at: Utc::now(),
-                    at: Utc::now(),
-                })
+        let report = IncidentCommand::Report {
+            incident_id: incident,
+            source: ReportSource::Hotline,
+            location: LatLon::from_lat_lon(at.lat(), at.lon()).unwrap(),
+            incident_type: IncidentType::VehicleFire,
+            priority: Priority::P3,
+            caller: CallerDetails::default(),
+            call_received_at: Utc::now(),
+            at: Utc::now(),
+        };
+        let reported = runner
+            .execute(&cmd("report-0001"), |s| {
+                Ok((
+                    muster_core::combined::incident_command(s, incident, report.clone())?,
+                    (),
+                ))
             })
             .await
             .unwrap();
@@ -1101,10 +1139,16 @@ mod tests {
             .next()
             .expect("an engine is recommended")
             .unit;
-        d.assign(incident, pick, "test", "operator", "accept-0001")
-            .await
-            .unwrap();
-        let task = commands
+        let accept = Dispatcher::command(
+            "test",
+            "operator",
+            key("accept-0001"),
+            incident,
+            Some(&[pick]),
+        );
+        let answer = d.assign(&accept, incident, &[pick]).await.unwrap();
+        assert_eq!(answer["assigned"], 1, "{answer}");
+        let task = runner
             .unit(pick)
             .await
             .unwrap()

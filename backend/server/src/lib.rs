@@ -10,8 +10,9 @@
 //! - [`error`]: the one error body and the status of each kind of failure.
 //! - [`dispatcher`]: the live unit index fed from the log, recommendations, coverage,
 //!   accepting recommendations, and dispatch by rule.
-//! - [`commands`]: load, decide, append with the expected revision, retry on conflict;
-//!   idempotency keys; follow-ups (reactions).
+//! - [`edge`]: strict request bodies, the command (key, fingerprint, metadata) of a request,
+//!   actix's own refusals in the one error body, 405 with `Allow`. Commands run through
+//!   `muster_app::Runner`, the one write path.
 //! - [`api`]: the HTTP routes: commands and views as JSON, GeoJSON layers.
 //! - [`feed`]: the wall-display websocket (snapshot, deltas with positions, resume).
 //! - [`views`]: the projection of `$all` into boards, area counts and layers, its
@@ -31,10 +32,10 @@ pub mod app;
 pub mod areas;
 pub mod auth;
 pub mod benches;
-pub mod commands;
 pub mod config;
 pub mod devices;
 pub mod dispatcher;
+pub mod edge;
 pub mod error;
 pub mod feed;
 pub mod openapi;

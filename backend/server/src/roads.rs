@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::api::{Allowed, AppState, Dispatch, Key, Read};
 use crate::dispatcher::{Dispatcher, dispatcher};
+use crate::edge::Body;
 use crate::error::ApiError;
 
 /// Event type of a closure.
@@ -97,11 +98,10 @@ async fn close(
     d: Option<web::Data<Dispatcher>>,
     allowed: Allowed<Dispatch>,
     Key(key): Key,
-    body: web::Json<CloseRoads>,
+    Body(body, _): Body<CloseRoads>,
 ) -> Result<HttpResponse, ApiError> {
     let d = dispatcher(&d)?;
     let caller = &allowed.0;
-    let body = body.into_inner();
     if !(body.radius_m.is_finite() && (MIN_RADIUS_M..=MAX_RADIUS_M).contains(&body.radius_m)) {
         return Err(ApiError::invalid(format!(
             "radius_m must be from {MIN_RADIUS_M} to {MAX_RADIUS_M} metres, not {}",
@@ -137,7 +137,7 @@ async fn close(
     let event = NewEvent::json(event_id, ROAD_CLOSED, 1, &record)
         .map_err(ApiError::internal)?
         .with_metadata(metadata(&caller.name, now));
-    let store = state.commands.store();
+    let store = state.runner.store();
     let (position, replayed) = match store
         .append(&stream(closure), ExpectedState::NoStream, vec![event])
         .await
@@ -179,10 +179,8 @@ async fn reopen(
 ) -> Result<HttpResponse, ApiError> {
     dispatcher(&d)?;
     let caller = &allowed.0;
-    let closure = Uuid::parse_str(&path).map_err(|_| {
-        ApiError::invalid(format!("the closure id {:?} is not a UUID", path.as_str()))
-    })?;
-    let store = state.commands.store();
+    let closure = crate::api::parse_id("road closure", &path, Uuid::parse_str)?;
+    let store = state.runner.store();
     let events = match store
         .read_stream(&stream(closure), Direction::Forwards, ReadFrom::Start, 2)
         .await

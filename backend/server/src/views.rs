@@ -214,7 +214,7 @@ impl ViewState {
                 let id = muster_core::AggregateRef::from_stream(&recorded.stream);
                 match id {
                     Some(muster_core::AggregateRef::Unit(id)) => {
-                        self.apply_unit(id, e, position, areas)
+                        self.apply_unit(id, e, position, recorded.recorded_at, areas)
                     }
                     _ => None,
                 }
@@ -269,11 +269,15 @@ impl ViewState {
         None
     }
 
+    /// Folds one unit event in. Times a device claims count as no later than the store
+    /// recorded them: a clock running ahead can neither hold a unit at an old fix nor date a
+    /// status in the future; an older fix goes into the log without moving the unit back.
     fn apply_unit(
         &mut self,
         id: UnitId,
         event: UnitEvent,
         position: Position,
+        recorded_at: chrono::DateTime<chrono::Utc>,
         areas: &Areas,
     ) -> Option<Changed> {
         use UnitEvent as E;
@@ -316,7 +320,7 @@ impl ViewState {
             E::UnitCapabilitiesChanged { capabilities, .. } => row.capabilities = capabilities,
             E::UnitStatusChanged { to, at, .. } => {
                 row.status = to;
-                row.status_since = at;
+                row.status_since = at.min(recorded_at).max(row.status_since);
             }
             E::UnitPositionReported {
                 position: fix,
@@ -324,6 +328,7 @@ impl ViewState {
                 at,
                 ..
             } => {
+                let at = at.min(recorded_at);
                 if row.located_at.is_some_and(|t| t > at) {
                     return None;
                 }

@@ -245,7 +245,7 @@ async fn coverage_and_bad_requests_say_what_is_wrong() {
         ("/api/coverage?kinds=spaceship", 400),
         ("/api/coverage?target_s=0", 400),
         ("/api/coverage?target_s=soon", 400),
-        ("/api/incidents/not-an-id/recommendation", 400),
+        ("/api/incidents/not-an-id/recommendation", 404),
         (
             "/api/incidents/0190f0f0-0000-7000-8000-000000000001/recommendation",
             404,

@@ -1,0 +1,469 @@
+//! Decisions over several aggregates at once: what a command means for every stream it
+//! touches, decided together so that one atomic append carries it with each stream's
+//! expected revision.
+//!
+//! - An assignment is decided against the incident (reported, open, and it records the
+//!   dispatch) *and* the unit (free to take it): a closed incident or a busy unit refuses it.
+//! - A unit's task and status events record their time points on the task's incident in the
+//!   same decision ([`reaction::incident_progress`]).
+//! - Closing an incident completes the tasks of the units it cleared in the same decision.
+//! - A sensor's alarm reports its incident, and its clearing notes it, in the same decision.
+//!
+//! The states come from a [`States`]: the caller (the command runner) supplies them, and its
+//! error type can ask for a stream it has not loaded yet, so a decision reads only the
+//! aggregates it needs.
+
+use crate::decision::{Aggregate, Refusal, RefusalKind};
+use crate::ids::{IncidentId, SensorId, TaskId, UnitId};
+use crate::incident::{IncidentCommand, IncidentEvent, IncidentState};
+use crate::reaction;
+use crate::sensor::{SensorCommand, SensorEvent, SensorState};
+use crate::unit::{UnitCommand, UnitEvent, UnitState};
+use crate::value::Disposition;
+use chrono::{DateTime, Utc};
+
+/// The aggregates a decision may read.
+pub trait States {
+    /// Why a state is not there: a refusal, or (for the runner) "load this stream first".
+    type Error: From<Refusal>;
+    /// An incident's state (the default state when it was never reported).
+    fn incident(&self, id: IncidentId) -> Result<&IncidentState, Self::Error>;
+    /// A unit's state.
+    fn unit(&self, id: UnitId) -> Result<&UnitState, Self::Error>;
+    /// A sensor's state.
+    fn sensor(&self, id: SensorId) -> Result<&SensorState, Self::Error>;
+}
+
+/// The events a decision appends, by aggregate, and the side effects it left out.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Changes {
+    /// Incident events, by incident, in order.
+    pub incidents: Vec<(IncidentId, Vec<IncidentEvent>)>,
+    /// Unit events, by unit, in order.
+    pub units: Vec<(UnitId, Vec<UnitEvent>)>,
+    /// Sensor events, by sensor, in order.
+    pub sensors: Vec<(SensorId, Vec<SensorEvent>)>,
+    /// Effects on other aggregates that their state refused (a time point on an incident
+    /// that has ended, a unit still transporting when its incident closes): the command
+    /// went through without them.
+    pub skipped: Vec<Refusal>,
+}
+
+impl Changes {
+    /// Whether the decision appends nothing.
+    pub fn is_empty(&self) -> bool {
+        self.incidents.iter().all(|(_, e)| e.is_empty())
+            && self.units.iter().all(|(_, e)| e.is_empty())
+            && self.sensors.iter().all(|(_, e)| e.is_empty())
+    }
+
+    /// Adds incident events (after any already there for the incident).
+    pub fn incident(&mut self, id: IncidentId, events: Vec<IncidentEvent>) {
+        push(&mut self.incidents, id, events);
+    }
+
+    /// Adds unit events.
+    pub fn unit(&mut self, id: UnitId, events: Vec<UnitEvent>) {
+        push(&mut self.units, id, events);
+    }
+
+    /// Adds sensor events.
+    pub fn sensor(&mut self, id: SensorId, events: Vec<SensorEvent>) {
+        push(&mut self.sensors, id, events);
+    }
+
+    /// The events added for one incident.
+    pub fn incident_events(&self, id: IncidentId) -> &[IncidentEvent] {
+        self.incidents
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map_or(&[], |(_, e)| e.as_slice())
+    }
+
+    /// The events added for one unit.
+    pub fn unit_events(&self, id: UnitId) -> &[UnitEvent] {
+        self.units
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map_or(&[], |(_, e)| e.as_slice())
+    }
+}
+
+fn push<K: PartialEq, E>(parts: &mut Vec<(K, Vec<E>)>, id: K, events: Vec<E>) {
+    if events.is_empty() {
+        return;
+    }
+    match parts.iter_mut().find(|(k, _)| *k == id) {
+        Some((_, existing)) => existing.extend(events),
+        None => parts.push((id, events)),
+    }
+}
+
+/// A state after the events a decision already added for it.
+fn after<A: Aggregate>(state: &A, added: &[A::Event]) -> A {
+    let mut next = state.clone();
+    for e in added {
+        next.apply(e);
+    }
+    next
+}
+
+/// A command on one incident.
+pub fn incident_command<S: States>(
+    states: &S,
+    id: IncidentId,
+    command: IncidentCommand,
+) -> Result<Changes, S::Error> {
+    let mut changes = Changes::default();
+    changes.incident(id, states.incident(id)?.decide(command)?);
+    Ok(changes)
+}
+
+/// Assigns a unit to an incident: the incident must be reported and open and records the
+/// dispatch; the unit must be free to take it (a unit already on this task changes
+/// nothing).
+pub fn assign<S: States>(
+    states: &S,
+    incident: IncidentId,
+    unit: UnitId,
+    task: TaskId,
+    at: DateTime<Utc>,
+) -> Result<Changes, S::Error> {
+    let (changes, mut results) = assign_units(states, incident, &[(unit, task)], at)?;
+    match results.pop() {
+        Some(Err(refusal)) => Err(refusal.into()),
+        _ => Ok(changes),
+    }
+}
+
+/// Assigns several units to one incident in one decision: the incident must be reported and
+/// open (else the whole command is refused); each unit is decided in turn on the incident as
+/// the earlier ones left it, and one that cannot take the task is answered with its refusal
+/// while the others go. Answers, per unit in order, the task it is on for this incident.
+pub fn assign_units<S: States>(
+    states: &S,
+    incident: IncidentId,
+    units: &[(UnitId, TaskId)],
+    at: DateTime<Utc>,
+) -> Result<(Changes, Vec<Result<TaskId, Refusal>>), S::Error> {
+    let incident_state = states.incident(incident)?;
+    match &incident_state.incident {
+        None => {
+            return Err(Refusal::not_found(format!("there is no incident {incident}")).into());
+        }
+        Some(i) if !i.is_open() => {
+            return Err(Refusal::new(
+                RefusalKind::Ended,
+                format!("incident {incident} has ended; no unit can be assigned to it"),
+            )
+            .into());
+        }
+        Some(_) => {}
+    }
+    let mut next = incident_state.clone();
+    let mut changes = Changes::default();
+    let mut results = Vec::with_capacity(units.len());
+    for &(unit, task) in units {
+        let unit_state = states.unit(unit)?;
+        let unit_events = match unit_state.decide(UnitCommand::AssignTask { task, incident, at }) {
+            Ok(events) => events,
+            Err(refusal) => {
+                results.push(Err(refusal));
+                continue;
+            }
+        };
+        if unit_events.is_empty() {
+            let on = unit_state.unit.as_ref().and_then(|u| u.active_task);
+            results.push(Ok(on.map_or(task, |t| t.task)));
+            continue;
+        }
+        let mut progressed = next.clone();
+        let mut incident_events = Vec::new();
+        let mut refused = None;
+        for e in &unit_events {
+            if let Some((_, command)) = reaction::incident_progress(unit, e) {
+                match progressed.execute(command) {
+                    Ok((after, events)) => {
+                        progressed = after;
+                        incident_events.extend(events);
+                    }
+                    Err(r) => refused = Some(r),
+                }
+            }
+        }
+        if let Some(r) = refused {
+            results.push(Err(r));
+            continue;
+        }
+        next = progressed;
+        changes.unit(unit, unit_events);
+        changes.incident(incident, incident_events);
+        results.push(Ok(task));
+    }
+    Ok((changes, results))
+}
+
+/// A command on one unit (anything but an assignment, which is [`assign`]), with the time
+/// points its events record on their incidents.
+pub fn unit_command<S: States>(
+    states: &S,
+    unit: UnitId,
+    command: UnitCommand,
+) -> Result<Changes, S::Error> {
+    if let UnitCommand::AssignTask { task, incident, at } = command {
+        return assign(states, incident, unit, task, at);
+    }
+    let events = states.unit(unit)?.decide(command)?;
+    let mut changes = Changes::default();
+    record_progress(states, unit, &events, &mut changes)?;
+    changes.unit(unit, events);
+    Ok(changes)
+}
+
+/// Records on their incidents the time points of a unit's new events; an incident that
+/// refuses one (it has ended) is noted in [`Changes::skipped`].
+fn record_progress<S: States>(
+    states: &S,
+    unit: UnitId,
+    events: &[UnitEvent],
+    changes: &mut Changes,
+) -> Result<(), S::Error> {
+    for e in events {
+        let Some((incident, command)) = reaction::incident_progress(unit, e) else {
+            continue;
+        };
+        let state = after(
+            states.incident(incident)?,
+            changes.incident_events(incident),
+        );
+        match state.decide(command) {
+            Ok(events) => changes.incident(incident, events),
+            Err(refusal) => changes.skipped.push(refusal),
+        }
+    }
+    Ok(())
+}
+
+/// Closes an incident and, in the same decision, completes the tasks of the units it
+/// cleared (a unit still transporting a patient refuses until it reaches the hospital).
+pub fn close<S: States>(
+    states: &S,
+    incident: IncidentId,
+    disposition: Disposition,
+    at: DateTime<Utc>,
+) -> Result<Changes, S::Error> {
+    let events = states
+        .incident(incident)?
+        .decide(IncidentCommand::Close { disposition, at })?;
+    let mut changes = Changes::default();
+    for (unit, command) in reaction::units_released_by_close(&events) {
+        match states.unit(unit)?.decide(command) {
+            Ok(unit_events) => changes.unit(unit, unit_events),
+            Err(refusal) => changes.skipped.push(refusal),
+        }
+    }
+    changes.incident(incident, events);
+    Ok(changes)
+}
+
+/// A command on one sensor, with the incident its alarm reports (or its clearing notes) in
+/// the same decision.
+pub fn sensor_command<S: States>(
+    states: &S,
+    sensor: SensorId,
+    command: SensorCommand,
+) -> Result<Changes, S::Error> {
+    let events = states.sensor(sensor)?.decide(command)?;
+    let mut changes = Changes::default();
+    for e in &events {
+        let Some((incident, command)) = reaction::sensor_follow_up(sensor, e) else {
+            continue;
+        };
+        let state = after(
+            states.incident(incident)?,
+            changes.incident_events(incident),
+        );
+        match state.decide(command) {
+            Ok(events) => changes.incident(incident, events),
+            Err(refusal) => changes.skipped.push(refusal),
+        }
+    }
+    changes.sensor(sensor, events);
+    Ok(changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeSet, HashMap};
+
+    use chrono::TimeZone;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::incident::{ReportSource, TimePoint};
+    use crate::unit::UnitStatus;
+    use crate::value::{
+        Agency, CallSign, CallerDetails, IncidentType, LatLon, Priority, StationCode, UnitKind,
+    };
+
+    #[derive(Default)]
+    struct Given {
+        incidents: HashMap<IncidentId, IncidentState>,
+        units: HashMap<UnitId, UnitState>,
+        sensors: HashMap<SensorId, SensorState>,
+        empty_incident: IncidentState,
+        empty_unit: UnitState,
+        empty_sensor: SensorState,
+    }
+
+    impl States for Given {
+        type Error = Refusal;
+        fn incident(&self, id: IncidentId) -> Result<&IncidentState, Refusal> {
+            Ok(self.incidents.get(&id).unwrap_or(&self.empty_incident))
+        }
+        fn unit(&self, id: UnitId) -> Result<&UnitState, Refusal> {
+            Ok(self.units.get(&id).unwrap_or(&self.empty_unit))
+        }
+        fn sensor(&self, id: SensorId) -> Result<&SensorState, Refusal> {
+            Ok(self.sensors.get(&id).unwrap_or(&self.empty_sensor))
+        }
+    }
+
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_790_000_000 + s, 0).unwrap()
+    }
+
+    fn ids() -> (IncidentId, UnitId, TaskId) {
+        (
+            IncidentId::from_uuid(Uuid::from_u128(1)),
+            UnitId::from_uuid(Uuid::from_u128(2)),
+            TaskId::from_uuid(Uuid::from_u128(3)),
+        )
+    }
+
+    fn given() -> Given {
+        let (incident, unit, _) = ids();
+        let mut g = Given::default();
+        let reported = IncidentState::default()
+            .execute(IncidentCommand::Report {
+                incident_id: incident,
+                source: ReportSource::Hotline,
+                location: LatLon::from_lat_lon(60.17, 24.94).unwrap(),
+                incident_type: IncidentType::StructureFire,
+                priority: Priority::P1,
+                caller: CallerDetails::default(),
+                call_received_at: t(0),
+                at: t(1),
+            })
+            .unwrap()
+            .0;
+        g.incidents.insert(incident, reported);
+        let registered = UnitState::default()
+            .execute(UnitCommand::Register {
+                unit_id: unit,
+                kind: UnitKind::Engine,
+                call_sign: CallSign::parse("E1").unwrap(),
+                agency: Agency::parse("fire").unwrap(),
+                home_station: StationCode::parse("s1").unwrap(),
+                capabilities: BTreeSet::new(),
+                at: t(0),
+            })
+            .unwrap()
+            .0;
+        g.units.insert(unit, registered);
+        g
+    }
+
+    fn apply(g: &mut Given, changes: &Changes) {
+        for (id, events) in &changes.incidents {
+            let s = g.incidents.entry(*id).or_default();
+            *s = after(s, events);
+        }
+        for (id, events) in &changes.units {
+            let s = g.units.entry(*id).or_default();
+            *s = after(s, events);
+        }
+    }
+
+    #[test]
+    fn an_assignment_writes_the_unit_and_the_incident_together() {
+        let (incident, unit, task) = ids();
+        let changes = assign(&given(), incident, unit, task, t(5)).unwrap();
+        assert!(matches!(
+            changes.unit_events(unit),
+            [
+                UnitEvent::TaskAssigned { .. },
+                UnitEvent::UnitStatusChanged { .. }
+            ]
+        ));
+        assert!(matches!(
+            changes.incident_events(incident),
+            [IncidentEvent::TimePointRecorded {
+                point: TimePoint::Dispatched,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn no_unit_is_assigned_to_an_incident_that_does_not_exist_or_has_ended() {
+        let (incident, unit, task) = ids();
+        let nobody = IncidentId::from_uuid(Uuid::from_u128(99));
+        let refusal = assign(&given(), nobody, unit, task, t(5)).unwrap_err();
+        assert_eq!(refusal.kind, RefusalKind::NotFound);
+
+        let mut g = given();
+        let closed = close(&g, incident, Disposition::FalseAlarm, t(4)).unwrap();
+        apply(&mut g, &closed);
+        let refusal = assign(&g, incident, unit, task, t(5)).unwrap_err();
+        assert_eq!(refusal.kind, RefusalKind::Ended);
+    }
+
+    #[test]
+    fn a_busy_unit_refuses_a_second_incident() {
+        let (incident, unit, task) = ids();
+        let mut g = given();
+        let assigned = assign(&g, incident, unit, task, t(5)).unwrap();
+        apply(&mut g, &assigned);
+        let other = IncidentId::from_uuid(Uuid::from_u128(7));
+        g.incidents.insert(other, g.incidents[&incident].clone());
+        let refusal =
+            assign(&g, other, unit, TaskId::from_uuid(Uuid::from_u128(8)), t(6)).unwrap_err();
+        assert!(matches!(refusal.kind, RefusalKind::UnitBusy { .. }));
+        // The same task again changes nothing.
+        assert!(assign(&g, incident, unit, task, t(7)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn progress_and_close_touch_both_streams_in_one_decision() {
+        let (incident, unit, task) = ids();
+        let mut g = given();
+        let assigned = assign(&g, incident, unit, task, t(5)).unwrap();
+        apply(&mut g, &assigned);
+        let en_route = unit_command(
+            &g,
+            unit,
+            UnitCommand::ChangeStatus {
+                to: UnitStatus::EnRoute,
+                at: t(30),
+            },
+        )
+        .unwrap();
+        assert!(matches!(
+            en_route.incident_events(incident),
+            [IncidentEvent::TimePointRecorded {
+                point: TimePoint::EnRoute,
+                ..
+            }]
+        ));
+        apply(&mut g, &en_route);
+        let closed = close(&g, incident, Disposition::FalseAlarm, t(60)).unwrap();
+        assert!(matches!(
+            closed.unit_events(unit),
+            [UnitEvent::TaskCompleted { .. }, ..]
+        ));
+        apply(&mut g, &closed);
+        let u = g.units[&unit].unit.as_ref().unwrap();
+        assert!(u.active_task.is_none(), "the close released the unit");
+    }
+}
