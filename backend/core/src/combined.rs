@@ -136,6 +136,9 @@ pub fn assign<S: States>(
     }
 }
 
+/// Per unit of [`assign_units`], in order: the task it is on for the incident, or why not.
+pub type Assigned = Vec<Result<TaskId, Refusal>>;
+
 /// Assigns several units to one incident in one decision: the incident must be reported and
 /// open (else the whole command is refused); each unit is decided in turn on the incident as
 /// the earlier ones left it, and one that cannot take the task is answered with its refusal
@@ -145,7 +148,7 @@ pub fn assign_units<S: States>(
     incident: IncidentId,
     units: &[(UnitId, TaskId)],
     at: DateTime<Utc>,
-) -> Result<(Changes, Vec<Result<TaskId, Refusal>>), S::Error> {
+) -> Result<(Changes, Assigned), S::Error> {
     let incident_state = states.incident(incident)?;
     match &incident_state.incident {
         None => {

@@ -868,6 +868,45 @@ pub fn finite(what: &'static str, value: f64) -> Result<f64, InvalidValue> {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Time claimed by a source
+
+/// How far ahead of the server's clock a source's time (a phone's fix, a sensor's reading)
+/// may be, in seconds. Further is a wrong clock, refused with the reason.
+pub const MAX_CLOCK_SKEW_S: i64 = 300;
+
+/// How old a source's time may be, in seconds: a report queued on a phone for a day is
+/// still taken; one stamped long before that is a wrong clock.
+pub const MAX_SOURCE_AGE_S: i64 = 24 * 3600;
+
+/// Checks a time a source claims against the server's clock `now`: refused when it is more
+/// than [`MAX_CLOCK_SKEW_S`] ahead or more than [`MAX_SOURCE_AGE_S`] behind. The claim is
+/// recorded as the source's; the store's own time is recorded beside it.
+pub fn check_source_time(
+    claim: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, InvalidValue> {
+    let ahead = (claim - now).num_seconds();
+    if ahead > MAX_CLOCK_SKEW_S {
+        return Err(InvalidValue::new(
+            "time",
+            format!(
+                "is {ahead} s ahead of the server's clock; more than {MAX_CLOCK_SKEW_S} s is a wrong clock"
+            ),
+        ));
+    }
+    if -ahead > MAX_SOURCE_AGE_S {
+        return Err(InvalidValue::new(
+            "time",
+            format!(
+                "is {} s behind the server's clock; more than {MAX_SOURCE_AGE_S} s is a wrong clock",
+                -ahead
+            ),
+        ));
+    }
+    Ok(claim)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1152,43 +1191,4 @@ mod tests {
         }
         assert_eq!(finite("reading", -3.5).unwrap(), -3.5);
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Time claimed by a source
-
-/// How far ahead of the server's clock a source's time (a phone's fix, a sensor's reading)
-/// may be, in seconds. Further is a wrong clock, refused with the reason.
-pub const MAX_CLOCK_SKEW_S: i64 = 300;
-
-/// How old a source's time may be, in seconds: a report queued on a phone for a day is
-/// still taken; one stamped long before that is a wrong clock.
-pub const MAX_SOURCE_AGE_S: i64 = 24 * 3600;
-
-/// Checks a time a source claims against the server's clock `now`: refused when it is more
-/// than [`MAX_CLOCK_SKEW_S`] ahead or more than [`MAX_SOURCE_AGE_S`] behind. The claim is
-/// recorded as the source's; the store's own time is recorded beside it.
-pub fn check_source_time(
-    claim: chrono::DateTime<chrono::Utc>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<chrono::DateTime<chrono::Utc>, InvalidValue> {
-    let ahead = (claim - now).num_seconds();
-    if ahead > MAX_CLOCK_SKEW_S {
-        return Err(InvalidValue::new(
-            "time",
-            format!(
-                "is {ahead} s ahead of the server's clock; more than {MAX_CLOCK_SKEW_S} s is a wrong clock"
-            ),
-        ));
-    }
-    if -ahead > MAX_SOURCE_AGE_S {
-        return Err(InvalidValue::new(
-            "time",
-            format!(
-                "is {} s behind the server's clock; more than {MAX_SOURCE_AGE_S} s is a wrong clock",
-                -ahead
-            ),
-        ));
-    }
-    Ok(claim)
 }
