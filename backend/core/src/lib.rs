@@ -20,7 +20,7 @@
 //!   stream's revision is the guard against double assignment.
 //! - [`sensor`]: the sensor registry aggregate and the alarm rule (one incident per ongoing
 //!   alarm, the clearing recorded).
-//! - [`reaction`]: pure follow-ups from one aggregate's events to another's commands (a unit's
+//! - [`reaction`]: what one aggregate's events ask of another's commands (a unit's
 //!   progress recorded on its incident; a sensor alarm reported as an incident).
 //! - [`event`]: the event schema on the wire: names, schema versions, conversion to
 //!   `muster_store::NewEvent` and back from `muster_store::RecordedEvent` with upcasting.
@@ -34,15 +34,15 @@
 //!
 //! # Handling a command
 //! 1. Parse the request into value types ([`value`]); a parse error is the user's mistake.
-//! 2. Read the aggregate's stream. If [`event::already_appended`] finds events written under
-//!    the command's idempotency key, answer with them and stop.
-//! 3. Decode ([`event::decode`]), replay ([`decision::Aggregate::replay`]), `decide`.
-//!    A [`decision::Refusal`] is the answer (its kind says 404, 409 or 422).
-//! 4. Encode with [`event::encode_batch`] (ids from the idempotency key) and append with
-//!    [`event::expected_state_after`] the last revision read. On a wrong-expected-state
-//!    conflict, go back to 2: for a unit this is how the loser of a simultaneous assignment
-//!    learns which incident won ([`decision::RefusalKind::UnitBusy`]).
-//! 5. Run the [`reaction`]s on the stored events (ids from [`event::EventIds::CausedBy`]).
+//! 2. The command runner (`muster_app::Runner`) answers a repeat from its idempotency record.
+//! 3. It loads the aggregates the decision asks for and calls the pure decision: one
+//!    aggregate's [`decision::Aggregate::decide`], or one of [`combined`] over several. A
+//!    [`decision::Refusal`] is the answer (its kind says 404, 409 or 422).
+//! 4. It encodes the events ([`event::encode_batch`]) and appends every stream the decision
+//!    touched in one atomic append, each with [`event::expected_state_after`] the revision it
+//!    decided on. On a conflict it loads again and decides again: for a unit this is how the
+//!    loser of a simultaneous assignment learns which incident won
+//!    ([`decision::RefusalKind::UnitBusy`]).
 
 pub mod combined;
 pub mod decision;
