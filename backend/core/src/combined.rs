@@ -232,17 +232,28 @@ fn record_progress<S: States>(
     changes: &mut Changes,
 ) -> Result<(), S::Error> {
     for e in events {
-        let Some((incident, command)) = reaction::incident_progress(unit, e) else {
-            continue;
-        };
-        let state = after(
-            states.incident(incident)?,
-            changes.incident_events(incident),
-        );
-        match state.decide(command) {
-            Ok(events) => changes.incident(incident, events),
-            Err(refusal) => changes.skipped.push(refusal),
+        if let Some((incident, command)) = reaction::incident_progress(unit, e) {
+            on_incident(states, incident, command, changes)?;
         }
+    }
+    Ok(())
+}
+
+/// Decides an effect on an incident, on the incident as the decision's earlier events left
+/// it; one it refuses (it has ended) is noted in [`Changes::skipped`].
+fn on_incident<S: States>(
+    states: &S,
+    incident: IncidentId,
+    command: IncidentCommand,
+    changes: &mut Changes,
+) -> Result<(), S::Error> {
+    let state = after(
+        states.incident(incident)?,
+        changes.incident_events(incident),
+    );
+    match state.decide(command) {
+        Ok(events) => changes.incident(incident, events),
+        Err(refusal) => changes.skipped.push(refusal),
     }
     Ok(())
 }
@@ -279,16 +290,8 @@ pub fn sensor_command<S: States>(
     let events = states.sensor(sensor)?.decide(command)?;
     let mut changes = Changes::default();
     for e in &events {
-        let Some((incident, command)) = reaction::sensor_follow_up(sensor, e) else {
-            continue;
-        };
-        let state = after(
-            states.incident(incident)?,
-            changes.incident_events(incident),
-        );
-        match state.decide(command) {
-            Ok(events) => changes.incident(incident, events),
-            Err(refusal) => changes.skipped.push(refusal),
+        if let Some((incident, command)) = reaction::sensor_follow_up(sensor, e) {
+            on_incident(states, incident, command, &mut changes)?;
         }
     }
     changes.sensor(sensor, events);
