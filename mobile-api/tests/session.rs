@@ -446,6 +446,56 @@ async fn a_retried_command_is_never_appended_twice() {
     assert_eq!(unit_events(&store, unit).await.len(), types.len());
 }
 
+#[tokio::test]
+async fn a_device_clock_far_off_is_refused_with_the_reason_and_nothing_is_stored() {
+    let store = memory_store();
+    let unit = register_unit(&store, "E1").await;
+    let before = unit_events(&store, unit).await.len();
+    let ctx = context(&store);
+    let mut device = connect(&ctx);
+    device.hello(token_for(unit), None).await;
+    welcome(&mut device).await;
+    device.recv().await; // resync
+    let cases = [
+        (
+            "a status stamped 1970",
+            ClientMessage::Status {
+                key: key("clock-0001"),
+                status: UnitStatus::OutOfService,
+                at: "1970-01-01T00:00:00Z".parse().unwrap(),
+            },
+            "behind",
+        ),
+        (
+            "a fix stamped in the year 9999",
+            ClientMessage::Position {
+                key: key("clock-0002"),
+                position: LatLon::from_lat_lon(60.17, 24.94).unwrap(),
+                heading_deg: None,
+                speed_m_s: None,
+                accuracy_m: None,
+                at: "9999-12-31T23:59:59Z".parse().unwrap(),
+            },
+            "ahead",
+        ),
+    ];
+    for (why, message, reason) in cases {
+        device.send(&message).await;
+        match device.recv().await {
+            ServerMessage::Error { code, message, .. } => {
+                assert_eq!(code, ErrorCode::Refused, "{why}");
+                assert!(message.contains(reason), "{why}: {message}");
+            }
+            other => panic!("{why}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        unit_events(&store, unit).await.len(),
+        before,
+        "nothing stored"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_silent_device_is_dropped_within_30_seconds() {
     let store = memory_store();
