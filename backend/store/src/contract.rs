@@ -937,12 +937,16 @@ pub async fn reopen_keeps_everything(f: Fixture) {
         [(0, 13), (1, 14)],
         "a stream made after the reopen is a stream of its own"
     );
+    let old = st
+        .read_stream(&names[0], Direction::Forwards, ReadFrom::Start, 10)
+        .await
+        .unwrap();
     assert_eq!(
-        st.read_stream(&names[0], Direction::Forwards, ReadFrom::Start, 10)
-            .await
-            .unwrap()
-            .len(),
-        4
+        old.iter()
+            .map(|e| (e.stream.as_str(), e.position.0))
+            .collect::<Vec<_>>(),
+        [("kept-1", 0), ("kept-1", 1), ("kept-1", 2), ("kept-1", 11)],
+        "a stream from before the reopen keeps its own events"
     );
 }
 
