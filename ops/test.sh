@@ -10,7 +10,7 @@ fi
 profile=default
 if [ "${CI:-}" = "true" ]; then profile=ci; fi
 
-# The end-to-end tests run the real `muster` binary.
+# The browser tests run target/debug/muster; the end-to-end tests build it themselves.
 cargo build --bin muster
 cargo nextest run --workspace --profile "$profile" "$@"
 

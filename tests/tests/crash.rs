@@ -4,11 +4,16 @@
 fn every_acknowledged_event_survives_50_kills() {
     let dir = tempfile::tempdir().unwrap();
     let report = muster_e2e::crash::run(&muster_e2e::muster_bin(), dir.path(), 50, 7).unwrap();
+    assert_eq!(report.problems, Vec::<String>::new());
     assert_eq!(report.kills, 50);
     assert!(
-        report.acknowledged_appends >= 50,
-        "only {} appends acknowledged",
-        report.acknowledged_appends
+        report.acknowledged_events >= report.acknowledged_appends
+            && report.acknowledged_appends >= 50,
+        "{report:?}"
     );
-    assert!(report.events > 0);
+    assert_eq!(
+        report.events_matched, report.acknowledged_events,
+        "every acknowledged event found with its content"
+    );
+    assert!(report.events >= report.events_matched, "{report:?}");
 }

@@ -48,12 +48,18 @@ pub struct Load {
     pub seed: u64,
 }
 
-/// Runs `load` against `store`; `on_ack(writer, stream, last revision, last position, latency)`
-/// is called after each acknowledged append. Each writer appends with its stream's exact
-/// expected revision, continuing streams that already exist.
+/// One appended event as an acknowledgement names it: its id and the CRC-32 of its data.
+pub type EventDigest = (Uuid, u32);
+
+/// Runs `load` against `store`; `on_ack(writer, stream, last revision, last position, the
+/// append's events, latency)` is called after each acknowledged append. Each writer appends
+/// with its stream's exact expected revision, continuing streams that already exist.
 pub async fn run<F>(store: Arc<dyn EventStore>, load: Load, on_ack: F) -> anyhow::Result<u64>
 where
-    F: Fn(usize, &StreamName, u64, u64, std::time::Duration) + Send + Sync + 'static,
+    F: Fn(usize, &StreamName, u64, u64, &[EventDigest], std::time::Duration)
+        + Send
+        + Sync
+        + 'static,
 {
     let remaining = Arc::new(AtomicU64::new(load.events));
     let on_ack = Arc::new(on_ack);
@@ -88,6 +94,10 @@ where
                         sample_event(&mut rng, w, seq)
                     })
                     .collect();
+                let digests: Vec<EventDigest> = events
+                    .iter()
+                    .map(|e| (e.id, crc32fast::hash(&e.data)))
+                    .collect();
                 let started = std::time::Instant::now();
                 let result = store.append(&stream, expected, events).await?;
                 on_ack(
@@ -95,6 +105,7 @@ where
                     &stream,
                     result.next_expected_revision,
                     result.position.0,
+                    &digests,
                     started.elapsed(),
                 );
                 expected = ExpectedState::Revision(result.next_expected_revision);
@@ -110,15 +121,30 @@ where
     Ok(total)
 }
 
-/// `muster store load`: prints `ack <writer> <stream> <revision> <position>` per acknowledged
-/// append, flushed at once, so a test that kills the process knows what was acknowledged.
+/// `muster store load`: prints `ack <writer> <stream> <revision> <position> <events>` per
+/// acknowledged append, flushed at once, so a test that kills the process knows what was
+/// acknowledged. `<revision>` and `<position>` are those of the append's last event;
+/// `<events>` is `<id>:<crc32 of data, hex>` for each event of the append, oldest first,
+/// joined by commas.
 pub async fn run_printing(store: Arc<dyn EventStore>, load: Load) -> anyhow::Result<u64> {
     let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
-    let total = run(store, load, move |w, stream, revision, position, _| {
-        let mut out = out.lock().unwrap();
-        let _ = writeln!(out, "ack {w} {stream} {revision} {position}");
-        let _ = out.flush();
-    })
+    let total = run(
+        store,
+        load,
+        move |w, stream, revision, position, events, _| {
+            let events: Vec<String> = events
+                .iter()
+                .map(|(id, crc)| format!("{id}:{crc:08x}"))
+                .collect();
+            let mut out = out.lock().unwrap();
+            let _ = writeln!(
+                out,
+                "ack {w} {stream} {revision} {position} {}",
+                events.join(",")
+            );
+            let _ = out.flush();
+        },
+    )
     .await?;
     println!("done {total}");
     Ok(total)

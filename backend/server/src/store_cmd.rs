@@ -52,7 +52,8 @@ enum StoreCommand {
         dir: PathBuf,
     },
     /// Appends synthetic position reports under load, printing a line per acknowledged
-    /// append (`ack <writer> <stream> <revision> <position>`). For crash tests and load checks.
+    /// append (`ack <writer> <stream> <revision> <position> <id>:<crc32>,…`). For crash tests
+    /// and load checks.
     Load {
         /// Concurrent writers, each on its own stream.
         #[arg(long, default_value_t = 8)]

@@ -2,8 +2,12 @@
 //! function that makes a fresh, empty store; each case below becomes one test.
 //!
 //! The property test runs random sequences of appends, deletes and metadata changes against
-//! the backend and against [`crate::MemoryStore`], the reference model, and requires the same
-//! answers and the same logs.
+//! the backend and against `Oracle`, a model written here with none of the backends' code
+//! (one list of events, everything else found by scanning it), and requires the same answers
+//! and the same logs.
+//!
+//! The reopen cases need [`Fixture::reopen`] and [`Fixture::crash_copy`]; a backend that keeps
+//! nothing leaves them `None` and the cases say they were skipped.
 
 use std::any::Any;
 use std::collections::HashSet;
@@ -15,8 +19,8 @@ use uuid::Uuid;
 
 use crate::{
     AppendResult, CurrentState, Direction, EventStore, EventStoreExt, ExpectedState, InvalidInput,
-    MAX_BATCH_EVENTS, MAX_EVENT_BYTES, MAX_STREAM_NAME_BYTES, MemoryStore, NewEvent, Position,
-    ReadFrom, RecordedEvent, StoreError, StreamAppend, StreamMetadata, StreamName, SubscribeFrom,
+    MAX_BATCH_EVENTS, MAX_EVENT_BYTES, MAX_STREAM_NAME_BYTES, NewEvent, Position, ReadFrom,
+    RecordedEvent, StoreError, StreamAppend, StreamMetadata, StreamName, SubscribeFrom,
 };
 
 /// A fresh store and whatever keeps it alive (a temporary directory, a database).
@@ -25,7 +29,21 @@ pub struct Fixture {
     pub store: Arc<dyn EventStore>,
     /// Dropped after the store.
     pub guard: Box<dyn Any + Send>,
+    /// Opens the store again from what `guard` keeps, once every handle of `store` is dropped.
+    /// `None` for a backend that keeps nothing across a reopen.
+    pub reopen: Option<Reopen>,
+    /// While `store` stays open, opens a copy of what a process killed at this moment would
+    /// leave behind (nothing closed, nothing flushed on the way out), with the copy's guard.
+    /// `None` for a backend without such a state.
+    pub crash_copy: Option<CrashCopy>,
 }
+
+/// What keeps a fixture's store alive.
+pub type Guard = dyn Any + Send;
+/// See [`Fixture::reopen`].
+pub type Reopen = fn(&Guard) -> Arc<dyn EventStore>;
+/// See [`Fixture::crash_copy`].
+pub type CrashCopy = fn(&Guard) -> (Arc<dyn EventStore>, Box<Guard>);
 
 impl std::fmt::Debug for Fixture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -83,7 +101,9 @@ macro_rules! contract_tests {
             race_of_64_writers_one_winner_per_revision,
             multi_stream_appends_are_atomic,
             multi_stream_appends_are_idempotent,
-            multi_stream_race_one_winner
+            multi_stream_race_one_winner,
+            reopen_keeps_everything,
+            crash_keeps_every_acknowledged_append
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -988,6 +1008,192 @@ pub async fn multi_stream_race_one_winner(f: Fixture) {
     assert_eq!(f.store.head(), Position(3));
 }
 
+/// Everything a store keeps survives closing it and opening it again: events, revisions,
+/// soft deletes, metadata, the head, and the ids that make a retried append a no-op.
+pub async fn reopen_keeps_everything(f: Fixture) {
+    let Some(reopen) = f.reopen else {
+        println!("skipped: this backend keeps nothing across a reopen");
+        return;
+    };
+    let names = [stream("kept-1"), stream("kept-2"), stream("kept-3")];
+    let first = events(3);
+    let st = &f.store;
+    let first_result = st
+        .append(&names[0], ExpectedState::NoStream, first.clone())
+        .await
+        .unwrap();
+    st.append(&names[1], ExpectedState::NoStream, events(2))
+        .await
+        .unwrap();
+    st.append(&names[1], ExpectedState::Revision(1), events(3))
+        .await
+        .unwrap();
+    let three = StreamMetadata {
+        max_count: Some(3),
+        ..Default::default()
+    };
+    st.set_stream_metadata(&names[1], ExpectedState::Any, three.clone())
+        .await
+        .unwrap();
+    st.append(&names[2], ExpectedState::NoStream, events(1))
+        .await
+        .unwrap();
+    st.delete_stream(&names[2], ExpectedState::Revision(0))
+        .await
+        .unwrap();
+    let before = describe(st.as_ref(), &names).await;
+    let head = st.head();
+    assert_eq!(head, Position(11));
+    assert_eq!(
+        Arc::strong_count(&f.store),
+        1,
+        "the case holds the only handle"
+    );
+    drop(f.store);
+
+    let st = reopen(&*f.guard);
+    assert_eq!(
+        describe(st.as_ref(), &names).await,
+        before,
+        "the reopened store differs"
+    );
+    assert_eq!(st.stream_metadata(&names[1]).await.unwrap(), three);
+    let again = st
+        .append(&names[0], ExpectedState::NoStream, first.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        again, first_result,
+        "a retry after the reopen answers as before"
+    );
+    assert_eq!(st.head(), head, "and writes nothing");
+    assert!(
+        st.append(&names[0], ExpectedState::NoStream, events(1))
+            .await
+            .unwrap_err()
+            .is_conflict()
+    );
+    let next = st
+        .append(&names[0], ExpectedState::Revision(2), events(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        next,
+        AppendResult {
+            next_expected_revision: 3,
+            position: head
+        }
+    );
+    let recreated = st
+        .append(&names[2], ExpectedState::NoStream, events(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        recreated.next_expected_revision, 1,
+        "a deleted stream stays deleted"
+    );
+    let fresh = stream("kept-4");
+    st.append(&fresh, ExpectedState::NoStream, events(2))
+        .await
+        .unwrap();
+    let read = st
+        .read_stream(&fresh, Direction::Forwards, ReadFrom::Start, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        read.iter()
+            .map(|e| (e.revision, e.position.0))
+            .collect::<Vec<_>>(),
+        [(0, 13), (1, 14)],
+        "a stream made after the reopen is a stream of its own"
+    );
+    let old = st
+        .read_stream(&names[0], Direction::Forwards, ReadFrom::Start, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        old.iter()
+            .map(|e| (e.stream.as_str(), e.position.0))
+            .collect::<Vec<_>>(),
+        [("kept-1", 0), ("kept-1", 1), ("kept-1", 2), ("kept-1", 11)],
+        "a stream from before the reopen keeps its own events"
+    );
+}
+
+/// A store left as a killed process leaves it holds every acknowledged append, unchanged and
+/// gap-free, and takes appends and retries as if it had never stopped.
+pub async fn crash_keeps_every_acknowledged_append(f: Fixture) {
+    let Some(crash_copy) = f.crash_copy else {
+        println!("skipped: this backend has no state for a crash to leave behind");
+        return;
+    };
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let store = f.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = stream(&format!("crash-{w}"));
+            let mut sent = Vec::new();
+            for i in 0..10 {
+                let batch = events(3);
+                let expected = ExpectedState::Any.into_first(i);
+                store.append(&s, expected, batch.clone()).await.unwrap();
+                sent.push(batch);
+            }
+            (s, sent)
+        }));
+    }
+    let mut acknowledged = Vec::new();
+    for t in tasks {
+        acknowledged.push(t.await.unwrap());
+    }
+    let head = f.store.head();
+    assert_eq!(head, Position(120));
+
+    let (st, _copy) = crash_copy(&*f.guard);
+    assert_eq!(st.head(), head, "the head after the crash");
+    let all = st.read_all(Position::START, 1000).await.unwrap();
+    assert_eq!(all.len(), 120);
+    for (i, e) in all.iter().enumerate() {
+        assert_eq!(e.position, Position(i as u64), "$all has a gap");
+    }
+    for (s, sent) in &acknowledged {
+        let read = st
+            .read_stream(s, Direction::Forwards, ReadFrom::Start, 100)
+            .await
+            .unwrap();
+        let sent: Vec<&NewEvent> = sent.iter().flatten().collect();
+        assert_eq!(read.len(), sent.len(), "{s}: events after the crash");
+        for (i, (stored, sent)) in read.iter().zip(sent).enumerate() {
+            assert!(
+                stored.same_as(s, sent),
+                "{s}: event {i} changed by the crash"
+            );
+            assert_eq!(stored.revision, i as u64);
+        }
+    }
+    let (s, sent) = &acknowledged[0];
+    let retry = st
+        .append(s, ExpectedState::NoStream, sent[0].clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        retry.next_expected_revision, 2,
+        "a retry after the crash is a no-op"
+    );
+    assert_eq!(st.head(), head);
+    let next = st
+        .append(s, ExpectedState::Revision(29), events(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        next,
+        AppendResult {
+            next_expected_revision: 30,
+            position: head
+        }
+    );
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Append {
@@ -1034,7 +1240,7 @@ fn outcome<T: std::fmt::Debug>(r: &Result<T, StoreError>) -> String {
 }
 
 /// Comparable view of an event: system-made ids (of metadata events) are left out.
-fn shape(e: &RecordedEvent) -> (String, u64, u64, Option<Uuid>, String, Vec<u8>) {
+fn shape(e: &RecordedEvent) -> Shape {
     let id = (!e.stream.is_metastream()).then_some(e.id);
     (
         e.stream.to_string(),
@@ -1063,22 +1269,7 @@ async fn run_ops(
                 count,
                 replay,
             } => {
-                let batch = match replay.filter(|r| *r < made) {
-                    Some(r) => batches[r].clone(),
-                    None => {
-                        if make {
-                            batches.push(
-                                (0..*count)
-                                    .map(|n| {
-                                        NewEvent::json(Uuid::new_v4(), "Prop", 1, &(i, n)).unwrap()
-                                    })
-                                    .collect(),
-                            );
-                        }
-                        made += 1;
-                        batches[made - 1].clone()
-                    }
-                };
+                let batch = op_batch(i, *count, *replay, &mut made, batches, make);
                 outcome(&store.append(&names[*stream], *expected, batch).await)
             }
             Op::Delete { stream, expected } => {
@@ -1098,7 +1289,39 @@ async fn run_ops(
         };
         log.push(line);
     }
-    for name in &names {
+    log.extend(describe(store, &names).await);
+    log
+}
+
+/// The batch an append op sends: an earlier one again, or the next new one (made here when
+/// `make`, taken from `batches` otherwise).
+fn op_batch(
+    op: usize,
+    count: u32,
+    replay: Option<usize>,
+    made: &mut usize,
+    batches: &mut Vec<Vec<NewEvent>>,
+    make: bool,
+) -> Vec<NewEvent> {
+    if let Some(r) = replay.filter(|r| *r < *made) {
+        return batches[r].clone();
+    }
+    if make {
+        batches.push(
+            (0..count)
+                .map(|n| NewEvent::json(Uuid::new_v4(), "Prop", 1, &(op, n)).unwrap())
+                .collect(),
+        );
+    }
+    *made += 1;
+    batches[*made - 1].clone()
+}
+
+/// What a store holds, as comparable lines: each stream read both ways and its revision, then
+/// `$all` and the head.
+async fn describe(store: &dyn EventStore, names: &[StreamName]) -> Vec<String> {
+    let mut log = Vec::new();
+    for name in names {
         let fwd = store
             .read_stream(name, Direction::Forwards, ReadFrom::Start, 1000)
             .await;
@@ -1129,7 +1352,7 @@ async fn run_ops(
     log
 }
 
-/// Random sequences of operations give the same answers and the same log as the reference model.
+/// Random sequences of operations give the same answers and the same log as `Oracle`.
 pub async fn matches_reference_model<F, Fut>(factory: F)
 where
     F: Fn() -> Fut,
@@ -1151,19 +1374,210 @@ where
         let (backend_log, model_log) = tokio::task::block_in_place(|| {
             handle.block_on(async {
                 let fresh = factory().await;
-                let model = MemoryStore::new();
                 let mut batches = Vec::new();
                 let a = run_ops(fresh.store.as_ref(), &ops, &mut batches, true).await;
-                let b = run_ops(&model, &ops, &mut batches, false).await;
+                let b = oracle_log(&ops, &mut batches);
                 (a, b)
             })
         });
         for (i, (a, b)) in backend_log.iter().zip(&model_log).enumerate() {
             prop_assert_eq!(a, b, "step {} of {:?}", i, ops);
         }
+        prop_assert_eq!(backend_log.len(), model_log.len());
         Ok(())
     });
     if let Err(e) = result {
         panic!("{e}");
     }
+}
+
+/// The store's semantics written out plainly, for the property test: one list of every event
+/// ever appended, in commit order; a stream's revision, state, metadata and readable events
+/// are all found by scanning that list.
+#[derive(Debug, Default)]
+struct Oracle {
+    all: Vec<(StreamName, u64, NewEvent)>,
+}
+
+impl Oracle {
+    fn in_stream<'a>(&'a self, s: &'a StreamName) -> impl Iterator<Item = (u64, &'a NewEvent)> {
+        self.all
+            .iter()
+            .enumerate()
+            .filter(move |(_, (name, _, _))| name == s)
+            .map(|(position, (_, _, e))| (position as u64, e))
+    }
+
+    fn events_in(&self, s: &StreamName) -> u64 {
+        self.in_stream(s).count() as u64
+    }
+
+    fn metadata(&self, s: &StreamName) -> StreamMetadata {
+        let meta = s.metastream().unwrap();
+        self.in_stream(&meta)
+            .last()
+            .map(|(_, e)| serde_json::from_slice(&e.data).unwrap())
+            .unwrap_or_default()
+    }
+
+    fn state(&self, s: &StreamName) -> CurrentState {
+        let n = self.events_in(s);
+        let deleted_up_to = self.metadata(s).truncate_before.unwrap_or(0);
+        match n {
+            0 => CurrentState::NoStream,
+            _ if !s.is_metastream() && deleted_up_to >= n => CurrentState::Deleted(n - 1),
+            _ => CurrentState::Revision(n - 1),
+        }
+    }
+
+    fn met(expected: ExpectedState, state: CurrentState) -> bool {
+        match (expected, state) {
+            (ExpectedState::Any, _) => true,
+            (ExpectedState::NoStream, s) => !matches!(s, CurrentState::Revision(_)),
+            (ExpectedState::StreamExists, s) => matches!(s, CurrentState::Revision(_)),
+            (ExpectedState::Revision(_), CurrentState::NoStream) => false,
+            (ExpectedState::Revision(want), CurrentState::Revision(have))
+            | (ExpectedState::Revision(want), CurrentState::Deleted(have)) => want == have,
+        }
+    }
+
+    fn conflict(s: &StreamName, expected: ExpectedState, actual: CurrentState) -> StoreError {
+        StoreError::WrongExpectedState {
+            stream: s.clone(),
+            expected,
+            actual,
+        }
+    }
+
+    fn append(
+        &mut self,
+        s: &StreamName,
+        expected: ExpectedState,
+        batch: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        let stored = |id: Uuid| self.all.iter().position(|(_, _, e)| e.id == id);
+        if batch.iter().any(|e| stored(e.id).is_some()) {
+            let mut last = 0;
+            for e in &batch {
+                match stored(e.id) {
+                    Some(p) if &self.all[p].0 == s && &self.all[p].2 == e => last = p,
+                    _ => {
+                        return Err(StoreError::IdClash {
+                            id: e.id,
+                            detail: String::new(),
+                        });
+                    }
+                }
+            }
+            return Ok(AppendResult {
+                next_expected_revision: self.all[last].1,
+                position: Position(last as u64),
+            });
+        }
+        let actual = self.state(s);
+        if !Self::met(expected, actual) {
+            return Err(Self::conflict(s, expected, actual));
+        }
+        for e in batch {
+            let revision = self.events_in(s);
+            self.all.push((s.clone(), revision, e));
+        }
+        Ok(AppendResult {
+            next_expected_revision: self.events_in(s) - 1,
+            position: Position(self.all.len() as u64 - 1),
+        })
+    }
+
+    fn set_metadata(&mut self, s: &StreamName, meta: &StreamMetadata) -> AppendResult {
+        let event = NewEvent::json(Uuid::new_v4(), crate::METADATA_EVENT_TYPE, 1, meta).unwrap();
+        self.append(&s.metastream().unwrap(), ExpectedState::Any, vec![event])
+            .unwrap()
+    }
+
+    fn delete(&mut self, s: &StreamName, expected: ExpectedState) -> Result<Position, StoreError> {
+        let actual = self.state(s);
+        if !Self::met(expected, actual) || !matches!(actual, CurrentState::Revision(_)) {
+            return Err(Self::conflict(s, expected, actual));
+        }
+        let mut meta = self.metadata(s);
+        meta.truncate_before = Some(self.events_in(s));
+        Ok(self.set_metadata(s, &meta).position)
+    }
+
+    /// The stream's readable events, oldest first, as [`shape`] shows them.
+    fn read(&self, s: &StreamName) -> Result<Vec<Shape>, String> {
+        if !matches!(self.state(s), CurrentState::Revision(_)) {
+            return Err(StoreError::StreamNotFound(s.clone()).to_string());
+        }
+        let meta = self.metadata(s);
+        let n = self.events_in(s);
+        let mut first = meta.truncate_before.unwrap_or(0);
+        if let Some(max) = meta.max_count {
+            first = first.max(n.saturating_sub(max));
+        }
+        Ok(self
+            .in_stream(s)
+            .enumerate()
+            .skip(first as usize)
+            .map(|(revision, (position, e))| Self::shape_of(s, revision as u64, position, e))
+            .collect())
+    }
+
+    fn shape_of(s: &StreamName, revision: u64, position: u64, e: &NewEvent) -> Shape {
+        (
+            s.to_string(),
+            revision,
+            position,
+            (!s.is_metastream()).then_some(e.id),
+            e.event_type.clone(),
+            e.data.clone(),
+        )
+    }
+}
+
+type Shape = (String, u64, u64, Option<Uuid>, String, Vec<u8>);
+
+/// What [`run_ops`] logs for a backend, as the oracle answers it, sending the same batches.
+fn oracle_log(ops: &[Op], batches: &mut Vec<Vec<NewEvent>>) -> Vec<String> {
+    let names = [stream("p-0"), stream("p-1"), stream("p-2")];
+    let mut oracle = Oracle::default();
+    let mut log = Vec::new();
+    let mut made = 0;
+    for (i, op) in ops.iter().enumerate() {
+        log.push(match op {
+            Op::Append {
+                stream,
+                expected,
+                count,
+                replay,
+            } => {
+                let batch = op_batch(i, *count, *replay, &mut made, batches, false);
+                outcome(&oracle.append(&names[*stream], *expected, batch))
+            }
+            Op::Delete { stream, expected } => outcome(&oracle.delete(&names[*stream], *expected)),
+            Op::MaxCount { stream, max } => {
+                let meta = StreamMetadata {
+                    max_count: *max,
+                    ..Default::default()
+                };
+                outcome(&Ok::<_, StoreError>(
+                    oracle.set_metadata(&names[*stream], &meta),
+                ))
+            }
+        });
+    }
+    for name in &names {
+        let fwd = oracle.read(name);
+        log.push(format!("{name} forwards {fwd:?}"));
+        let back = fwd.map(|v| v.into_iter().rev().take(2).collect::<Vec<_>>());
+        log.push(format!("{name} backwards {back:?}"));
+        let revision = Ok::<_, String>(oracle.events_in(name).checked_sub(1));
+        log.push(format!("{name} revision {revision:?}"));
+    }
+    let all: Vec<Shape> = (oracle.all.iter().enumerate())
+        .map(|(p, (s, r, e))| Oracle::shape_of(s, *r, p as u64, e))
+        .collect();
+    log.push(format!("$all {all:?}"));
+    log.push(format!("head {:?}", Position(oracle.all.len() as u64)));
+    log
 }

@@ -321,6 +321,8 @@ mod tests {
         Fixture {
             store: Arc::new(super::MemoryStore::new()),
             guard: Box::new(()),
+            reopen: None,
+            crash_copy: None,
         }
     }
 

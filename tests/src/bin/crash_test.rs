@@ -1,7 +1,7 @@
 //! `crash-test`: the crash test of the event store, standalone, for long runs.
 //!
 //! ```sh
-//! cargo build --bin muster && cargo run -p muster-e2e --bin crash-test -- --long
+//! cargo run -p muster-e2e --bin crash-test -- --long
 //! ```
 
 use clap::Parser;
@@ -28,10 +28,14 @@ fn main() -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let report =
         muster_e2e::crash::run(&muster_e2e::muster_bin(), dir.path(), iterations, args.seed)?;
+    if let Some(problem) = report.problems.first() {
+        anyhow::bail!("{problem}");
+    }
     println!(
-        "{} kills, {} acknowledged appends, {} events checked at the end, all present and in order ({:.0} s)",
+        "{} kills, {} acknowledged appends of {} events, each found with its content; {} events checked at the end, all in order ({:.0} s)",
         report.kills,
         report.acknowledged_appends,
+        report.acknowledged_events,
         report.events,
         started.elapsed().as_secs_f64()
     );

@@ -1080,7 +1080,7 @@ impl EventStore for EmbeddedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::Fixture;
+    use crate::contract::{Fixture, Guard};
 
     async fn fresh() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
@@ -1088,7 +1088,24 @@ mod tests {
         Fixture {
             store: Arc::new(store),
             guard: Box::new(dir),
+            reopen: Some(reopen),
+            crash_copy: Some(crash_copy),
         }
+    }
+
+    fn reopen(guard: &Guard) -> Arc<dyn EventStore> {
+        let dir = guard.downcast_ref::<tempfile::TempDir>().unwrap();
+        Arc::new(EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap())
+    }
+
+    /// The database file copied while the store is open: what a process killed now leaves,
+    /// the file never closed and its recovery flag still set.
+    fn crash_copy(guard: &Guard) -> (Arc<dyn EventStore>, Box<Guard>) {
+        let dir = guard.downcast_ref::<tempfile::TempDir>().unwrap();
+        let copy = tempfile::tempdir().unwrap();
+        std::fs::copy(dir.path().join(STORE_FILE), copy.path().join(STORE_FILE)).unwrap();
+        let store = EmbeddedStore::open(copy.path(), EmbeddedOptions::default()).unwrap();
+        (Arc::new(store), Box::new(copy))
     }
 
     crate::contract_tests!(fresh);
