@@ -31,7 +31,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{Caller, DISPATCH, FIELD, READERS, Role};
-use crate::edge::{Body, OptionalBody, command, parse_json};
+use crate::edge::{Body, OptionalBody, command, from_value};
 use crate::error::ApiError;
 use crate::views::Views;
 
@@ -802,11 +802,10 @@ async fn task_step(
     caller.acts_for(id)?;
     let task = parse_id("task", &task, TaskId::parse)?;
     let now = Utc::now();
-    let bytes = serde_json::to_vec(&raw).expect("JSON serializes");
     let step_command = match step.as_str() {
         "acknowledge" | "complete" => {
             if !raw.is_null() {
-                parse_json::<NoFields>(&bytes)?;
+                from_value::<NoFields>(&raw)?;
             }
             if step == "acknowledge" {
                 UnitCommand::AcknowledgeTask { task, at: now }
@@ -818,7 +817,7 @@ async fn task_step(
             let reason = if raw.is_null() {
                 None
             } else {
-                parse_json::<Decline>(&bytes)?.0.reason
+                from_value::<Decline>(&raw)?.reason
             };
             UnitCommand::DeclineTask {
                 task,

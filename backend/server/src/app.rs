@@ -255,11 +255,6 @@ impl Application {
                 .app_data(readiness.clone())
                 .app_data(feed_shutdown.clone())
                 .app_data(wall.clone())
-                .app_data(
-                    web::JsonConfig::default()
-                        .limit(limit)
-                        .error_handler(crate::edge::json_error),
-                )
                 .app_data(web::QueryConfig::default().error_handler(crate::edge::query_error))
                 .app_data(web::PathConfig::default().error_handler(crate::edge::path_error))
                 .app_data(web::PayloadConfig::default().limit(limit))

@@ -9,13 +9,13 @@
 //! - [`OptionalBody`]: the same, where an empty body means the defaults.
 //! - [`command`]: the runner's [`Command`] for a request: the idempotency key in the
 //!   caller's scope, the fingerprint of the method, path and body, and the metadata.
-//! - [`no_route`], [`json_error`], [`query_error`], [`path_error`]: actix's own refusals in the
+//! - [`no_route`], [`query_error`], [`path_error`]: actix's own refusals in the
 //!   one error body; a known path with another method is 405 with `Allow`.
 
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError};
+use actix_web::error::{PathError, PayloadError, QueryPayloadError};
 use actix_web::http::{StatusCode, header};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload, web};
 use chrono::Utc;
@@ -80,10 +80,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, Value), ApiEr
         )
         .with_details(serde_json::json!({"line": e.line(), "column": e.column()}))
     })?;
+    Ok((from_value(&value)?, value))
+}
+
+/// Reads a JSON object strictly into `T`; the error names the field and never the value.
+pub fn from_value<T: DeserializeOwned>(value: &Value) -> Result<T, ApiError> {
     if !value.is_object() {
         return Err(ApiError::invalid("the body must be a JSON object"));
     }
-    let parsed = serde_path_to_error::deserialize::<_, T>(&value).map_err(|e| {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
         let path = e.path().to_string();
         let reason = redact_values(&e.inner().to_string());
         let message = if path == "." {
@@ -92,8 +97,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, Value), ApiEr
             format!("{path}: {reason}")
         };
         ApiError::invalid(message).with_details(serde_json::json!({ "field": path }))
-    })?;
-    Ok((parsed, value))
+    })
 }
 
 async fn read_body(req: HttpRequest, payload: &mut Payload) -> Result<web::Bytes, ApiError> {
@@ -240,52 +244,29 @@ pub async fn no_route(req: HttpRequest) -> HttpResponse {
     response
 }
 
-/// actix's JSON extractor's refusals in the one error body.
-pub fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
-    let e = match &err {
-        JsonPayloadError::Overflow { limit }
-        | JsonPayloadError::OverflowKnownLength { limit, .. } => too_large(*limit),
-        JsonPayloadError::ContentType => unsupported_media_type(),
-        JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::invalid(format!(
-            "the body is not acceptable: {}",
-            redact_values(&e.to_string())
-        )),
-        JsonPayloadError::Deserialize(e) => ApiError::bad_request(
-            "malformed_json",
-            format!(
-                "the body is not valid JSON: {}",
-                redact_values(&e.to_string())
-            ),
-        ),
-        _ => ApiError::bad_request("unreadable_body", "the body could not be read"),
-    };
-    e.into()
+/// An extractor's refusal in the one error body: 400 with `code`, saying which part of the
+/// request (`what`) is not acceptable, without the value sent.
+fn unreadable(code: &'static str, what: &str, serde_message: Option<String>) -> actix_web::Error {
+    let reason = serde_message.map_or_else(|| "it could not be read".into(), |m| redact_values(&m));
+    ApiError::bad_request(code, format!("the {what} is not acceptable: {reason}")).into()
 }
 
 /// actix's query extractor's refusals in the one error body.
 pub fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
-    let reason = match &err {
-        QueryPayloadError::Deserialize(e) => redact_values(&e.to_string()),
-        _ => "it could not be read".into(),
+    let message = match &err {
+        QueryPayloadError::Deserialize(e) => Some(e.to_string()),
+        _ => None,
     };
-    ApiError::bad_request(
-        "invalid_query",
-        format!("the query is not acceptable: {reason}"),
-    )
-    .into()
+    unreadable("invalid_query", "query", message)
 }
 
 /// actix's path extractor's refusals in the one error body.
 pub fn path_error(err: PathError, _: &HttpRequest) -> actix_web::Error {
-    let reason = match &err {
-        PathError::Deserialize(e) => redact_values(&e.to_string()),
-        _ => "it could not be read".into(),
+    let message = match &err {
+        PathError::Deserialize(e) => Some(e.to_string()),
+        _ => None,
     };
-    ApiError::bad_request(
-        "invalid_path",
-        format!("the path is not acceptable: {reason}"),
-    )
-    .into()
+    unreadable("invalid_path", "path", message)
 }
 
 #[cfg(test)]

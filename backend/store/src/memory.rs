@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use crate::error::{Result, StoreError};
 use crate::rules::{
-    StreamInfo, check_replay, combine_replays, first_readable, too_old, validate_batch,
-    validate_parts,
+    Appender, StreamInfo, append_one, append_parts, check_replay, first_readable, too_old,
+    validate_batch, validate_parts,
 };
 use crate::store::EventStore;
 use crate::types::{
@@ -77,27 +77,6 @@ impl State {
         }
     }
 
-    /// The first answer when every event of the append is stored already.
-    fn replay(&self, stream: &StreamName, events: &[NewEvent]) -> Result<Option<AppendResult>> {
-        let stored: Vec<Option<RecordedEvent>> = events
-            .iter()
-            .map(|e| self.ids.get(&e.id).map(|p| self.all[p.0 as usize].clone()))
-            .collect();
-        check_replay(stream, events, &stored)
-    }
-
-    fn check_expected(&self, stream: &StreamName, expected: ExpectedState) -> Result<()> {
-        let info = self.info(stream);
-        if !expected.is_met_by(info.state()) {
-            return Err(StoreError::WrongExpectedState {
-                stream: stream.clone(),
-                expected,
-                actual: info.state(),
-            });
-        }
-        Ok(())
-    }
-
     fn append(
         &mut self,
         stream: &StreamName,
@@ -105,33 +84,16 @@ impl State {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult> {
         validate_batch(stream, &events)?;
-        if let Some(result) = self.replay(stream, &events)? {
-            return Ok(result);
-        }
-        self.check_expected(stream, expected)?;
-        Ok(self.write(stream, events))
+        append_one(self, stream, expected, events)
     }
 
     fn append_many(&mut self, parts: Vec<StreamAppend>) -> Result<Vec<AppendResult>> {
         validate_parts(&parts)?;
-        let replays = parts
-            .iter()
-            .map(|p| self.replay(&p.stream, &p.events))
-            .collect::<Result<Vec<_>>>()?;
-        if let Some(results) = combine_replays(&parts, replays)? {
-            return Ok(results);
-        }
-        for part in &parts {
-            self.check_expected(&part.stream, part.expected)?;
-        }
-        Ok(parts
-            .into_iter()
-            .map(|p| self.write(&p.stream, p.events))
-            .collect())
+        append_parts(self, parts)
     }
 
     /// Writes a checked append.
-    fn write(&mut self, stream: &StreamName, events: Vec<NewEvent>) -> AppendResult {
+    fn write_checked(&mut self, stream: &StreamName, events: Vec<NewEvent>) -> AppendResult {
         let now = Utc::now();
         let entry = self.streams.entry(stream.clone()).or_default();
         let mut last = Position::START;
@@ -173,6 +135,32 @@ impl State {
             *h = now;
             changed
         });
+    }
+}
+
+impl Appender for State {
+    fn replay(&self, stream: &StreamName, events: &[NewEvent]) -> Result<Option<AppendResult>> {
+        let stored: Vec<Option<RecordedEvent>> = events
+            .iter()
+            .map(|e| self.ids.get(&e.id).map(|p| self.all[p.0 as usize].clone()))
+            .collect();
+        check_replay(stream, events, &stored)
+    }
+
+    fn check_expected(&self, stream: &StreamName, expected: ExpectedState) -> Result<()> {
+        let info = self.info(stream);
+        if !expected.is_met_by(info.state()) {
+            return Err(StoreError::WrongExpectedState {
+                stream: stream.clone(),
+                expected,
+                actual: info.state(),
+            });
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, stream: &StreamName, events: Vec<NewEvent>) -> Result<AppendResult> {
+        Ok(self.write_checked(stream, events))
     }
 }
 

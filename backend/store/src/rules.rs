@@ -7,8 +7,9 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{InvalidInput, Result, StoreError};
 use crate::types::{
-    AppendResult, CurrentState, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, METADATA_EVENT_TYPE, NewEvent,
-    RecordedEvent, StreamAppend, StreamMetadata, StreamName, StreamRevision,
+    AppendResult, CurrentState, ExpectedState, MAX_BATCH_BYTES, MAX_BATCH_EVENTS,
+    METADATA_EVENT_TYPE, NewEvent, RecordedEvent, StreamAppend, StreamMetadata, StreamName,
+    StreamRevision,
 };
 
 /// Checks an append's events before anything is written.
@@ -98,9 +99,53 @@ pub(crate) fn validate_parts(parts: &[StreamAppend]) -> Result<(), InvalidInput>
     Ok(())
 }
 
+/// What the shared append rules need of a backend inside one write.
+pub(crate) trait Appender {
+    /// The first answer when every event of the append is stored already.
+    fn replay(&self, stream: &StreamName, events: &[NewEvent]) -> Result<Option<AppendResult>>;
+    /// Refuses with a conflict when the stream is not in the expected state.
+    fn check_expected(&self, stream: &StreamName, expected: ExpectedState) -> Result<()>;
+    /// Writes a checked append.
+    fn write(&mut self, stream: &StreamName, events: Vec<NewEvent>) -> Result<AppendResult>;
+}
+
+/// Checks and writes an append to one or more streams: idempotency first (a retry of a
+/// stored append answers as the first time did), then every part's expected state, then the
+/// writes, so a refused append writes nothing.
+pub(crate) fn append_parts(
+    backend: &mut impl Appender,
+    parts: Vec<StreamAppend>,
+) -> Result<Vec<AppendResult>> {
+    let replays = parts
+        .iter()
+        .map(|p| backend.replay(&p.stream, &p.events))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(results) = combine_replays(&parts, replays)? {
+        return Ok(results);
+    }
+    for part in &parts {
+        backend.check_expected(&part.stream, part.expected)?;
+    }
+    parts
+        .into_iter()
+        .map(|p| backend.write(&p.stream, p.events))
+        .collect()
+}
+
+/// An append to one stream through [`append_parts`].
+pub(crate) fn append_one(
+    backend: &mut impl Appender,
+    stream: &StreamName,
+    expected: ExpectedState,
+    events: Vec<NewEvent>,
+) -> Result<AppendResult> {
+    let part = StreamAppend::new(stream.clone(), expected, events);
+    Ok(append_parts(backend, vec![part])?.remove(0))
+}
+
 /// The answer to a multi-stream append from each part's replay check: all parts stored
 /// already (a retry: the first answers), none (a new append), or a mix, which is a clash.
-pub(crate) fn combine_replays(
+fn combine_replays(
     parts: &[StreamAppend],
     replays: Vec<Option<AppendResult>>,
 ) -> Result<Option<Vec<AppendResult>>> {

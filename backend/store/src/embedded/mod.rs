@@ -29,8 +29,8 @@ use uuid::Uuid;
 
 use crate::error::{Result, StoreError};
 use crate::rules::{
-    StreamInfo, check_replay, combine_replays, first_readable, too_old, validate_batch,
-    validate_parts,
+    Appender, StreamInfo, append_one, append_parts, check_replay, first_readable, too_old,
+    validate_batch, validate_parts,
 };
 use crate::store::EventStore;
 use crate::types::{
@@ -628,28 +628,13 @@ impl<'txn> Tables<'txn> {
             .map_err(|e| StoreError::Storage(format!("event at position {position}: {}", e.0)))
     }
 
-    /// Checks and writes a multi-stream append: idempotency first (a retry of a stored append
-    /// answers as the first time did), then every part's expected state, then the writes, so
-    /// a refused append writes nothing.
+    /// Checks and writes an append to one or more streams ([`append_parts`]).
     fn append_many(
         &mut self,
         cx: &mut WriteCx<'_>,
         parts: Vec<StreamAppend>,
     ) -> Result<Vec<AppendResult>> {
-        let replays = parts
-            .iter()
-            .map(|p| self.replay(&p.stream, &p.events))
-            .collect::<Result<Vec<_>>>()?;
-        if let Some(results) = combine_replays(&parts, replays)? {
-            return Ok(results);
-        }
-        for part in &parts {
-            self.check_expected(&part.stream, part.expected)?;
-        }
-        parts
-            .into_iter()
-            .map(|p| self.write(cx, &p.stream, p.events))
-            .collect()
+        append_parts(&mut Writing { tables: self, cx }, parts)
     }
 
     fn append(
@@ -659,11 +644,7 @@ impl<'txn> Tables<'txn> {
         expected: ExpectedState,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult> {
-        if let Some(result) = self.replay(stream, &events)? {
-            return Ok(result);
-        }
-        self.check_expected(stream, expected)?;
-        self.write(cx, stream, events)
+        append_one(&mut Writing { tables: self, cx }, stream, expected, events)
     }
 
     /// The first answer when every event of the append is stored already.
@@ -699,7 +680,7 @@ impl<'txn> Tables<'txn> {
     }
 
     /// Writes a checked append.
-    fn write(
+    fn write_checked(
         &mut self,
         cx: &mut WriteCx<'_>,
         stream: &StreamName,
@@ -795,6 +776,25 @@ impl<'txn> Tables<'txn> {
         meta.truncate_before = Some(info.next_revision);
         let event = NewEvent::json(Uuid::new_v4(), METADATA_EVENT_TYPE, 1, &meta)?;
         self.append(cx, &stream.metastream()?, ExpectedState::Any, vec![event])
+    }
+}
+
+/// The tables of one write transaction with its counters, as the shared append rules see
+/// them.
+struct Writing<'a, 'txn, 'cx> {
+    tables: &'a mut Tables<'txn>,
+    cx: &'a mut WriteCx<'cx>,
+}
+
+impl Appender for Writing<'_, '_, '_> {
+    fn replay(&self, stream: &StreamName, events: &[NewEvent]) -> Result<Option<AppendResult>> {
+        self.tables.replay(stream, events)
+    }
+    fn check_expected(&self, stream: &StreamName, expected: ExpectedState) -> Result<()> {
+        self.tables.check_expected(stream, expected)
+    }
+    fn write(&mut self, stream: &StreamName, events: Vec<NewEvent>) -> Result<AppendResult> {
+        self.tables.write_checked(self.cx, stream, events)
     }
 }
 
