@@ -41,6 +41,21 @@ pub enum RefusalKind {
     Invalid,
 }
 
+impl RefusalKind {
+    /// The stable machine-readable code of this kind (`not_found`, `unit_busy`, …), the
+    /// `error.code` of an HTTP answer.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RefusalKind::NotFound => "not_found",
+            RefusalKind::AlreadyExists => "already_exists",
+            RefusalKind::Ended => "ended",
+            RefusalKind::UnitBusy { .. } => "unit_busy",
+            RefusalKind::InvalidTransition => "invalid_transition",
+            RefusalKind::Invalid => "invalid",
+        }
+    }
+}
+
 impl Refusal {
     /// A refusal of this kind with this reason.
     pub fn new(kind: RefusalKind, reason: impl Into<String>) -> Self {

@@ -16,12 +16,12 @@ use muster_store::{EmbeddedOptions, EmbeddedStore, EventStore, Position};
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::api::{self, AppState};
 use crate::areas::Areas;
 use crate::auth::{Tokens, UserConfig};
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::feed::{self, FeedShutdown};
+use crate::routes::feed::FeedShutdown;
+use crate::routes::{self, AppState};
 use crate::views::{ViewDb, Views, run_projector};
 
 /// Connections one HTTP worker holds at once (wall displays included); more wait in the
@@ -233,9 +233,12 @@ impl Application {
         let tokens = web::Data::new(tokens);
         let readiness = web::Data::new(Readiness(ready.clone()));
         let feed_shutdown = web::Data::new(FeedShutdown(stop_rx));
-        let wall = web::Data::new(crate::wall::WallState::new(city.clone(), dyn_store.clone()));
+        let wall = web::Data::new(routes::wall::WallState::new(
+            city.clone(),
+            dyn_store.clone(),
+        ));
         let enrolment = gateway.as_ref().map(|g| {
-            web::Data::new(crate::devices::Enrolment {
+            web::Data::new(routes::devices::Enrolment {
                 tokens: g.tokens.clone(),
                 gateway_port: g.port,
             })
@@ -259,15 +262,11 @@ impl Application {
                 .app_data(web::PathConfig::default().error_handler(crate::edge::path_error))
                 .app_data(web::PayloadConfig::default().limit(limit))
                 .app_data(crate::edge::BodyLimit(limit))
-                .configure(api::routes)
-                .configure(crate::dispatcher::routes)
-                .configure(crate::devices::routes)
-                .configure(crate::roads::routes)
-                .route("/api/feed", web::get().to(feed::feed))
+                .configure(routes::routes)
                 .route("/api/openapi.json", web::get().to(openapi))
                 .route("/healthz", web::get().to(healthz))
                 .route("/readyz", web::get().to(readyz))
-                .configure(crate::wall::routes)
+                .configure(routes::wall::routes)
                 .default_service(web::to(crate::edge::no_route))
         })
         .workers(config.workers)
@@ -374,7 +373,7 @@ pub async fn register_demo_units(
         let code = crate::dispatcher::station_slug(&station.id);
         let key = IdempotencyKey::try_from(format!("demo-unit-{code}"))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let body = api::RegisterUnit {
+        let body = routes::units::RegisterUnit {
             id: None,
             kind,
             call_sign: CallSign::parse(&format!("{prefix}{}", i + 1))
@@ -402,7 +401,7 @@ pub async fn register_demo_units(
             fingerprint: muster_app::Fingerprint::of("demo unit", &serde_json::json!(id)),
             metadata: crate::edge::metadata(&caller, "operator"),
         };
-        api::register(&app.state.runner, &command, id, body)
+        routes::units::register(&app.state.runner, &command, id, body)
             .await
             .map_err(|e| anyhow::anyhow!("registering a demo unit: {e}"))?;
         units.push((id, call_sign));

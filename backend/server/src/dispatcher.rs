@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use muster_core::dispatch::{
     Commitment, CoverageReport, DispatchRules, IncidentSpec, NewUnit, Preemption, Recommendation,
@@ -29,13 +28,11 @@ use muster_geodata::model::City;
 use muster_store::{
     EventMetadata, EventStore, EventStoreExt, Position, RecordedEvent, SubscribeFrom,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::api::{Allowed, Dispatch, Read};
-use crate::error::ApiError;
 use muster_app::{Command, CommandError, CommandKey, Fingerprint, Runner};
 
 /// How often stale positions are moved to their stations.
@@ -44,6 +41,31 @@ const STALE_SWEEP: Duration = Duration::from_secs(30);
 const TASK_NAMESPACE: Uuid = Uuid::from_u128(0x6d75_7374_6572_2d74_6173_6b2d_6964_0001);
 /// Units tried per slot before an automatic dispatch gives up on a slot.
 const MAX_AUTO_TRIES: usize = 8;
+
+/// Why the dispatcher cannot answer.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// The incident is not open (never reported, closed or merged).
+    #[error("there is no open incident {0}")]
+    NoOpenIncident(IncidentId),
+    /// No response plan covers the incident.
+    #[error("no response plan covers {incident_type:?} at {priority:?}")]
+    NoPlan {
+        /// Its type.
+        incident_type: IncidentType,
+        /// Its priority.
+        priority: Priority,
+    },
+    /// The incident's location cannot be routed to.
+    #[error("the incident's location is not usable")]
+    UnusableLocation,
+    /// The recommender refused the request.
+    #[error("{0}")]
+    Recommend(String),
+    /// An assignment did not go through.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+}
 
 /// An open incident as the dispatcher sees it.
 #[derive(Clone, Debug)]
@@ -266,8 +288,8 @@ impl Dispatcher {
     /// A closure or reopening: the router gets the union of the roads closed now.
     fn apply_road(&self, recorded: &RecordedEvent) {
         let mut closures = self.0.closures.write().expect("closures lock");
-        if recorded.event_type == crate::roads::ROAD_CLOSED {
-            let Ok(c) = recorded.decode::<crate::roads::RoadClosed>() else {
+        if recorded.event_type == crate::routes::roads::ROAD_CLOSED {
+            let Ok(c) = recorded.decode::<crate::routes::roads::RoadClosed>() else {
                 tracing::warn!(position = %recorded.position, "an unreadable road closure was skipped");
                 return;
             };
@@ -288,7 +310,7 @@ impl Dispatcher {
                 },
             );
         } else {
-            let Ok(r) = recorded.decode::<crate::roads::RoadReopened>() else {
+            let Ok(r) = recorded.decode::<crate::routes::roads::RoadReopened>() else {
                 return;
             };
             closures.remove(&r.closure);
@@ -315,8 +337,8 @@ impl Dispatcher {
         if recorded.stream.is_system() {
             return;
         }
-        if recorded.event_type == crate::roads::ROAD_CLOSED
-            || recorded.event_type == crate::roads::ROAD_REOPENED
+        if recorded.event_type == crate::routes::roads::ROAD_CLOSED
+            || recorded.event_type == crate::routes::roads::ROAD_REOPENED
         {
             self.apply_road(recorded);
             return;
@@ -558,25 +580,25 @@ impl Dispatcher {
 
     /// The recommendation for an open incident, with the preemptions a rule allows for what
     /// it cannot fill.
-    pub fn recommendation(&self, incident: IncidentId) -> Result<RecommendationAnswer, ApiError> {
+    pub fn recommendation(
+        &self,
+        incident: IncidentId,
+    ) -> Result<RecommendationAnswer, DispatchError> {
         let open = {
             let board = self.0.board.read().expect("board lock");
             board.incidents.get(&incident).cloned()
         }
-        .ok_or_else(|| ApiError::not_found(format!("there is no open incident {incident}")))?;
+        .ok_or(DispatchError::NoOpenIncident(incident))?;
         let plan = self
             .0
             .plans
             .plan_for(open.incident_type, open.priority)
             .cloned()
-            .ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "no response plan covers {:?} at {:?}",
-                    open.incident_type, open.priority
-                ))
+            .ok_or(DispatchError::NoPlan {
+                incident_type: open.incident_type,
+                priority: open.priority,
             })?;
-        let location = geo(open.location)
-            .ok_or_else(|| ApiError::invalid("the incident's location is not usable"))?;
+        let location = geo(open.location).ok_or(DispatchError::UnusableLocation)?;
         let spec = IncidentSpec {
             location,
             agency: None,
@@ -605,7 +627,7 @@ impl Dispatcher {
         plan.units.retain(|n| n.count > 0);
         let index = self.0.index.read().expect("index lock");
         let recommendation = recommend(&index, &spec, &plan, &exclude, Utc::now())
-            .map_err(|e| ApiError::invalid(e.to_string()))?;
+            .map_err(|e| DispatchError::Recommend(e.to_string()))?;
         let preempt = if recommendation.shortfall.is_empty() {
             Vec::new()
         } else {
@@ -657,7 +679,7 @@ impl Dispatcher {
 
     /// The command that assigns units to `incident` as `actor` for the request made with
     /// `key` (the operator's, or one the dispatcher derives), fingerprinted by the units.
-    fn command(
+    pub fn command(
         actor: &str,
         source: &str,
         key: IdempotencyKey,
@@ -683,7 +705,7 @@ impl Dispatcher {
     /// Assigns `units` to `incident` in one decision over the incident and every unit (see
     /// `muster_core::combined::assign_units`); answers, per unit, whether it was assigned and
     /// why not. A repeat of the command answers as the first time.
-    async fn assign(
+    pub async fn assign(
         &self,
         command: &Command,
         incident: IncidentId,
@@ -710,10 +732,10 @@ impl Dispatcher {
                     .zip(results)
                     .map(|((unit, _), r)| match r {
                         Ok(task) => json!({ "unit_id": unit, "assigned": true, "task_id": task }),
-                        Err(refusal) => {
-                            let e = ApiError::from(refusal);
-                            json!({ "unit_id": unit, "assigned": false, "error": e.body()["error"] })
-                        }
+                        Err(refusal) => json!({
+                            "unit_id": unit, "assigned": false,
+                            "error": {"code": refusal.kind.code(), "message": refusal.reason, "details": refusal},
+                        }),
                     })
                     .collect();
                 let assigned = results.iter().filter(|r| r["assigned"] == true).count();
@@ -754,7 +776,7 @@ impl Dispatcher {
     }
 
     /// Dispatches an incident a rule allows, filling its plan with the recommended units.
-    pub async fn auto_dispatch(&self, incident: IncidentId) -> Result<usize, ApiError> {
+    pub async fn auto_dispatch(&self, incident: IncidentId) -> Result<usize, DispatchError> {
         let rule = {
             let board = self.0.board.read().expect("board lock");
             let Some(i) = board.incidents.get(&incident) else {
@@ -817,6 +839,16 @@ impl Dispatcher {
         Ok(assigned)
     }
 
+    /// The command runner assignments go through.
+    pub fn runner(&self) -> &Runner {
+        &self.0.runner
+    }
+
+    /// The automatic dispatch and preemption rules.
+    pub fn rules(&self) -> &DispatchRules {
+        &self.0.rules
+    }
+
     /// The coverage of the city by available units of `kinds` within `target`.
     pub fn coverage(&self, kinds: &[UnitKind], target: Duration) -> CoverageReport {
         coverage(&self.0.index.read().expect("index lock"), kinds, target)
@@ -840,160 +872,6 @@ pub struct RecommendationAnswer {
     pub preemptions: Vec<Preemption>,
     /// Call signs of the units named above.
     pub call_signs: HashMap<UnitId, String>,
-}
-
-/// The dispatcher, or 503 when the server has none (no city to route on).
-pub(crate) fn dispatcher(d: &Option<web::Data<Dispatcher>>) -> Result<&Dispatcher, ApiError> {
-    d.as_ref().map(|d| d.get_ref()).ok_or_else(|| {
-        ApiError::unavailable(
-            "dispatching and road closures need a city (the server runs with city = \"grid\")",
-        )
-    })
-}
-
-fn incident_id(raw: &str) -> Result<IncidentId, ApiError> {
-    crate::api::parse_id("incident", raw, IncidentId::parse)
-}
-
-/// How long a read with `min_position` waits for the dispatcher to apply it.
-const MIN_POSITION_WAIT: Duration = Duration::from_secs(5);
-
-async fn get_recommendation(
-    d: Option<web::Data<Dispatcher>>,
-    _: Allowed<Read>,
-    path: web::Path<String>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    let d = dispatcher(&d)?;
-    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
-    if let Some(p) = query.get("min_position") {
-        let p: u64 = p.parse().map_err(|_| {
-            ApiError::bad_request("invalid_query", "min_position must be a log position")
-        })?;
-        d.wait_for(Position(p), MIN_POSITION_WAIT).await;
-    }
-    Ok(HttpResponse::Ok().json(d.recommendation(incident_id(&path)?)?))
-}
-
-/// `POST /api/incidents/{id}/dispatch`: assign the recommended units, or the ones named.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DispatchRequest {
-    /// Units to assign; absent: every unit the recommendation picks.
-    #[serde(default)]
-    pub units: Option<Vec<UnitId>>,
-}
-
-async fn post_dispatch(
-    d: Option<web::Data<Dispatcher>>,
-    allowed: Allowed<Dispatch>,
-    crate::api::Key(key): crate::api::Key,
-    path: web::Path<String>,
-    crate::edge::Body(body, _): crate::edge::Body<DispatchRequest>,
-) -> Result<HttpResponse, ApiError> {
-    let d = dispatcher(&d)?;
-    let caller = &allowed.0;
-    let incident = incident_id(&path)?;
-    let named = body.units;
-    if named.as_ref().is_some_and(|u| u.is_empty()) {
-        return Err(ApiError::invalid(
-            "name at least one unit, or leave out \"units\" to send the recommendation",
-        )
-        .with_details(json!({"field": "units"})));
-    }
-    let command = Dispatcher::command(&caller.name, "operator", key, incident, named.as_deref());
-    // A repeat is answered from the first request's record, whatever the recommendation
-    // says now; a new request of "send the recommendation" sends what it picks.
-    let repeat = d.0.runner.recorded(&command.key).await?;
-    let units = match named {
-        Some(units) => units,
-        None if repeat => Vec::new(),
-        None => d
-            .recommendation(incident)?
-            .recommendation
-            .picks()
-            .map(|c| c.unit)
-            .collect(),
-    };
-    if units.is_empty() && !repeat {
-        return Err(ApiError::new(
-            actix_web::http::StatusCode::CONFLICT,
-            "no_units",
-            "no available unit can be recommended for this incident",
-        ));
-    }
-    let answer = d.assign(&command, incident, &units).await?;
-    let status = if answer["assigned"].as_u64().unwrap_or(0) > 0 {
-        actix_web::http::StatusCode::CREATED
-    } else {
-        actix_web::http::StatusCode::CONFLICT
-    };
-    Ok(HttpResponse::build(status).json(answer))
-}
-
-async fn get_coverage(
-    d: Option<web::Data<Dispatcher>>,
-    _: Allowed<Read>,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    let d = dispatcher(&d)?;
-    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
-    let kinds = match query.get("kinds") {
-        Some(text) => text
-            .split(',')
-            .map(|k| {
-                UnitKind::parse(k.trim())
-                    .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        None => vec![UnitKind::Engine],
-    };
-    let target_s = match query.get("target_s") {
-        Some(t) => t
-            .parse::<u64>()
-            .ok()
-            .filter(|t| (1..=86_400).contains(t))
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_query",
-                    "target_s must be a whole number of seconds from 1 to 86400",
-                )
-            })?,
-        None => 240,
-    };
-    Ok(HttpResponse::Ok().json(d.coverage(&kinds, Duration::from_secs(target_s))))
-}
-
-async fn get_rules(
-    d: Option<web::Data<Dispatcher>>,
-    _: Allowed<Read>,
-) -> Result<HttpResponse, ApiError> {
-    let d = dispatcher(&d)?;
-    Ok(HttpResponse::Ok().json(&d.0.rules))
-}
-
-/// The dispatcher's routes.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("get", "/api/incidents/{id}/recommendation"),
-    ("post", "/api/incidents/{id}/dispatch"),
-    ("get", "/api/coverage"),
-    ("get", "/api/dispatch/rules"),
-];
-
-/// Mounts the dispatcher's routes.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/api/incidents/{id}/recommendation",
-        web::get().to(get_recommendation),
-    )
-    .route(
-        "/api/incidents/{id}/dispatch",
-        web::post().to(post_dispatch),
-    )
-    .route("/api/coverage", web::get().to(get_coverage))
-    .route("/api/dispatch/rules", web::get().to(get_rules));
 }
 
 #[cfg(test)]

@@ -27,9 +27,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::api::ROUTES;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::routes::ROUTES;
 
 /// A JSON body parsed strictly into `T`, with the JSON itself for the fingerprint.
 #[derive(Debug)]

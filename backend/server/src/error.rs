@@ -125,14 +125,15 @@ impl ResponseError for ApiError {
 
 impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> Self {
-        let (status, code) = match refusal.kind {
-            RefusalKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-            RefusalKind::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
-            RefusalKind::Ended => (StatusCode::CONFLICT, "ended"),
-            RefusalKind::UnitBusy { .. } => (StatusCode::CONFLICT, "unit_busy"),
-            RefusalKind::InvalidTransition => (StatusCode::CONFLICT, "invalid_transition"),
-            RefusalKind::Invalid => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+        let status = match refusal.kind {
+            RefusalKind::NotFound => StatusCode::NOT_FOUND,
+            RefusalKind::AlreadyExists
+            | RefusalKind::Ended
+            | RefusalKind::UnitBusy { .. }
+            | RefusalKind::InvalidTransition => StatusCode::CONFLICT,
+            RefusalKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
         };
+        let code = refusal.kind.code();
         let details = serde_json::to_value(&refusal).unwrap_or(Value::Null);
         ApiError::new(status, code, refusal.reason).with_details(details)
     }

@@ -13,35 +13,29 @@
 //! - [`edge`]: strict request bodies, the command (key, fingerprint, metadata) of a request,
 //!   actix's own refusals in the one error body, 405 with `Allow`. Commands run through
 //!   `muster_app::Runner`, the one write path.
-//! - [`api`]: the HTTP routes: commands and views as JSON, GeoJSON layers.
-//! - [`feed`]: the wall-display websocket (snapshot, deltas with positions, resume).
+//! - [`routes`]: the HTTP routes, a module per resource (incidents, units, sensors,
+//!   dispatch, roads, devices, layers, wall, feed): commands and views as JSON, GeoJSON
+//!   layers, the wall-display websocket (snapshot, deltas with positions, resume).
 //! - [`views`]: the projection of `$all` into boards, area counts and layers, its
 //!   checkpointed file and the rebuild.
 //! - [`areas`]: city districts or grid cells for per-area counts.
 //! - [`openapi`]: the OpenAPI document.
-//! - [`devices`]: enrolling a crew's device with the mobile gateway (audited tokens).
-//! - [`roads`]: road closures, which the dispatcher's routing leaves out.
-//! - [`wall`]: the wall display's web app, base map, address lookup and time travel.
 //! - [`benches`]: `muster bench e2e` and `muster bench projections`.
 
 // The OpenAPI document is one large `json!` literal.
 #![recursion_limit = "256"]
 
-pub mod api;
 pub mod app;
 pub mod areas;
 pub mod auth;
 pub mod benches;
 pub mod config;
-pub mod devices;
 pub mod dispatcher;
 pub mod edge;
 pub mod error;
-pub mod feed;
 pub mod openapi;
-pub mod roads;
+pub mod routes;
 pub mod views;
-pub mod wall;
 
 pub use app::Application;
 pub use config::Config;

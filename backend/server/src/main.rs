@@ -139,7 +139,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "no users: add [[users]] to the config file, set MUSTER_USERS=name:role:token, or run with --demo"
         );
     }
-    muster_server::wall::ensure_built();
+    muster_server::routes::wall::ensure_built();
     runtime()?.block_on(async move {
         let app = muster_server::Application::build(config.clone()).await?;
         let addr = format!("http://{}", bound_address(&config.bind, app.port()));

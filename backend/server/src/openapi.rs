@@ -1,5 +1,5 @@
 //! The OpenAPI 3.1 document served at `/api/openapi.json`, kept by hand next to the routes;
-//! a test checks that it names every route of [`crate::api::ROUTES`] and no other.
+//! a test checks that it names every route of [`crate::routes::ROUTES`] and no other.
 
 use serde_json::{Value, json};
 
@@ -153,7 +153,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::api::ROUTES;
+    use crate::routes::ROUTES;
 
     #[test]
     fn the_document_names_every_route_and_no_other() {

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 const DEADLINE: Duration = Duration::from_secs(10);
 
 struct TestApp {
-    state: muster_server::api::AppState,
+    state: muster_server::routes::AppState,
     base: String,
     port: u16,
     client: reqwest::Client,

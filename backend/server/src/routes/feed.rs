@@ -19,7 +19,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
-use crate::api::{Allowed, AppState, Read};
+use super::{Allowed, AppState, Read};
 use crate::error::ApiError;
 use crate::views::{Live, Views};
 

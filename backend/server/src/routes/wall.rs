@@ -27,7 +27,7 @@ use muster_store::{EventStore, Position};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::{Allowed, AppState, Read};
+use super::{Allowed, AppState, Read};
 use crate::error::ApiError;
 use crate::views::ViewState;
 

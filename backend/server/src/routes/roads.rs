@@ -16,10 +16,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::api::{Allowed, AppState, Dispatch, Key, Read};
-use crate::dispatcher::{Dispatcher, dispatcher};
+use super::{Allowed, AppState, Dispatch, Key, Read};
+use crate::dispatcher::Dispatcher;
 use crate::edge::Body;
 use crate::error::ApiError;
+use crate::routes::dispatch::dispatcher;
 
 /// Event type of a closure.
 pub const ROAD_CLOSED: &str = "RoadClosed";
@@ -179,7 +180,7 @@ async fn reopen(
 ) -> Result<HttpResponse, ApiError> {
     dispatcher(&d)?;
     let caller = &allowed.0;
-    let closure = crate::api::parse_id("road closure", &path, Uuid::parse_str)?;
+    let closure = super::parse_id("road closure", &path, Uuid::parse_str)?;
     let store = state.runner.store();
     let events = match store
         .read_stream(&stream(closure), Direction::Forwards, ReadFrom::Start, 2)

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::api::{Allowed, AppState, Dispatch};
+use super::{Allowed, AppState, Dispatch};
 use crate::edge::OptionalBody;
 use crate::error::ApiError;
 
@@ -82,7 +82,7 @@ async fn issue(
             "the mobile gateway does not run on this server (no token_secret configured), so device tokens cannot be issued",
         ));
     };
-    let unit = crate::api::parse_id("unit", &path, UnitId::parse)?;
+    let unit = super::parse_id("unit", &path, UnitId::parse)?;
     let hours = body.valid_hours.unwrap_or(DEFAULT_VALID_HOURS);
     if !(1..=MAX_VALID_HOURS).contains(&hours) {
         return Err(ApiError::invalid(format!(
