@@ -33,6 +33,7 @@ use hdrhistogram::Histogram;
 use muster_core::Aggregate;
 use muster_core::event::{EventIds, encode_batch};
 use muster_core::incident::{IncidentCommand, IncidentState, ReportSource};
+use muster_core::stats::median;
 use muster_core::unit::{UnitEvent, UnitStatus};
 use muster_core::value::{
     Agency, CallSign, CallerDetails, IncidentType, LatLon, PhoneNumber, Priority, StationCode,
@@ -148,19 +149,6 @@ fn rss_bytes() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |pages| pages * 4096)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 fn ms(h: &Histogram<u64>, q: f64) -> f64 {
@@ -556,7 +544,7 @@ async fn bench(args: &BenchGatewayArgs) -> anyhow::Result<BenchReport> {
     let _ = child.kill().await;
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(30), gateway_task).await;
-    let pick = |f: fn(&RunReport) -> f64| median(runs.iter().map(f).collect());
+    let pick = |f: fn(&RunReport) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
     let push_p50_ms = pick(|r| r.push_p50_ms);
     let push_p99_ms = pick(|r| r.push_p99_ms);
     let baseline_p50_ms = pick(|r| r.baseline_p50_ms);

@@ -13,6 +13,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use muster_core::stats::median;
 use muster_geodata::Router;
 use muster_store::RecordedEvent;
 
@@ -492,11 +493,6 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// Runs `muster bench drill`: the drill's wall time (router preparation apart), and replay
 /// into the engine against a plain parse of the same log.
 pub fn bench(args: BenchDrillArgs) -> anyhow::Result<()> {
@@ -552,7 +548,7 @@ pub fn bench(args: BenchDrillArgs) -> anyhow::Result<()> {
     writeln!(
         out,
         "drill: median {:.2} s for {:.0} virtual hours, {} calls, {} units, {} events (target <= 10 s); log sha256 {}",
-        median(drill_s),
+        median(&drill_s),
         s.duration_hours,
         outcome.calls,
         s.unit_count(),
@@ -576,7 +572,7 @@ pub fn bench(args: BenchDrillArgs) -> anyhow::Result<()> {
         assert_eq!(stats.events, parsed.len());
     }
     let n = events.len() as f64;
-    let (p, f, r) = (median(parse_s), median(fold_s), median(replay_s));
+    let (p, f, r) = (median(&parse_s), median(&fold_s), median(&replay_s));
     writeln!(
         out,
         "replay of the log's {} events (JSON lines in memory), medians of {runs} runs; target >= 200,000 events/s:",

@@ -25,6 +25,7 @@ use muster_core::dispatch::{NewUnit, UnitIndex, coverage};
 use muster_core::event::DomainEvent;
 use muster_core::ids::{AggregateRef, IncidentId, TaskId, UnitId};
 use muster_core::incident::{IncidentEvent, TimePoint};
+use muster_core::stats::nearest_rank;
 use muster_core::unit::{UnitEvent, UnitStatus};
 use muster_core::value::{IncidentType, Priority, Service, UnitKind};
 use muster_geodata::Router;
@@ -59,15 +60,6 @@ pub struct Distribution {
     pub histogram_30s: Vec<usize>,
 }
 
-fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    // Nearest rank.
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[rank - 1])
-}
-
 impl Distribution {
     fn of(mut v: Vec<f64>) -> Self {
         v.sort_by(f64::total_cmp);
@@ -78,8 +70,8 @@ impl Distribution {
         }
         Distribution {
             count: v.len(),
-            p50_s: quantile(&v, 0.5),
-            p90_s: quantile(&v, 0.9),
+            p50_s: nearest_rank(&v, 0.5),
+            p90_s: nearest_rank(&v, 0.9),
             max_s: v.last().copied(),
             histogram_30s,
         }

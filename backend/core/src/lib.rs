@@ -54,6 +54,7 @@ pub mod incident;
 pub mod reaction;
 pub mod runcard;
 pub mod sensor;
+pub mod stats;
 pub mod testing;
 pub mod unit;
 pub mod value;

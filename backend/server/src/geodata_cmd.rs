@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use muster_core::stats::{median, nearest_rank};
 use muster_geodata::generate::{GenerateParams, generate};
 use muster_geodata::geocode::{AddressQuery, Geocoder};
 use muster_geodata::import::{ImportOptions, import_pbf, import_to_file};
@@ -236,19 +237,8 @@ struct Figure {
     target: Option<f64>,
 }
 
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 fn percentile(sorted: &[f64], q: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
+    nearest_rank(sorted, q).unwrap_or(f64::NAN)
 }
 
 fn ms(d: Duration) -> f64 {

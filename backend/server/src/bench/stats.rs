@@ -5,20 +5,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-/// The median of some numbers (the mean of the middle two for an even count).
-pub fn median(values: &[f64]) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let mid = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[mid]
-    } else {
-        (v[mid - 1] + v[mid]) / 2.0
-    }
-}
+pub use muster_core::stats::median;
 
 /// Latency recorder: microseconds, or nanoseconds once [`Latencies::record_ns`] is used.
 #[derive(Debug, Clone)]

@@ -397,11 +397,7 @@ async fn at(
 }
 
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    Some(sorted[rank.min(sorted.len()) - 1])
+    muster_core::stats::nearest_rank(sorted, p / 100.0)
 }
 
 async fn response_times(
