@@ -13,6 +13,8 @@ if [ "${CI:-}" = "true" ]; then profile=ci; fi
 # The browser tests run target/debug/muster; the end-to-end tests build it themselves.
 cargo build --bin muster
 cargo nextest run --workspace --profile "$profile" "$@"
+# The benches are built only with the `bench` feature; keep them compiling and their own tests green.
+cargo nextest run -p muster-server --features bench --bin muster --profile "$profile"
 
 # The wall display: npm packages, chromium, a build, then browser tests on the real server.
 bash backend/web/test.sh

@@ -1,6 +1,8 @@
 //! Muster's server: the operator API on actix-web, the wall-display websocket feed, the
 //! projections that feed both, and the command handling behind them. The `muster` binary
-//! (`src/main.rs`) parses arguments and runs this library.
+//! (`src/main.rs`) parses arguments and runs this library; `muster bench` lives beside it
+//! (`src/bench/`), built only with the `bench` feature, so the library and `muster serve`
+//! carry no benchmark code or dependencies.
 //!
 //! # Layout
 //! - [`config`]: `muster serve` configuration (TOML file, `MUSTER_…` overrides).
@@ -20,7 +22,6 @@
 //!   checkpointed file and the rebuild.
 //! - [`areas`]: city districts or grid cells for per-area counts.
 //! - [`openapi`]: the OpenAPI document.
-//! - [`benches`]: `muster bench e2e` and `muster bench projections`.
 
 // The OpenAPI document is one large `json!` literal.
 #![recursion_limit = "256"]
@@ -28,7 +29,6 @@
 pub mod app;
 pub mod areas;
 pub mod auth;
-pub mod benches;
 pub mod config;
 pub mod dispatcher;
 pub mod edge;

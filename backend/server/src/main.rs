@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+#[cfg(feature = "bench")]
 mod bench;
 mod geodata_cmd;
 mod load;
@@ -24,7 +25,11 @@ enum Command {
     /// Import, generate and inspect city files; route and geocode on them.
     Geodata(geodata_cmd::GeodataArgs),
     /// Measure Muster's components against baselines measured in the same run.
+    #[cfg(feature = "bench")]
     Bench(bench::BenchArgs),
+    /// Measure Muster's components (needs a muster built with `--features bench`).
+    #[cfg(not(feature = "bench"))]
+    Bench(NoBench),
     /// Run the operator API, the wall-display feed and the projections on the embedded store.
     Serve(ServeArgs),
     /// Maintain the projections (views) of the log.
@@ -35,6 +40,14 @@ enum Command {
     Responder(muster_mobile::cli::ResponderArgs),
     /// Run drills in virtual time, compare policies or layouts, replay recorded logs.
     Drill(muster_sim::cli::DrillArgs),
+}
+
+/// `muster bench …` in a build without the `bench` feature: whatever follows is refused.
+#[cfg(not(feature = "bench"))]
+#[derive(Debug, Args)]
+struct NoBench {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    args: Vec<String>,
 }
 
 /// Arguments of `muster serve`.
@@ -96,7 +109,13 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Store(args) => store_cmd::run(args),
         Command::Geodata(args) => geodata_cmd::run(args),
+        #[cfg(feature = "bench")]
         Command::Bench(args) => bench::run(args),
+        #[cfg(not(feature = "bench"))]
+        Command::Bench(_) => anyhow::bail!(
+            "this muster was built without its benchmarks; build it with \
+             `cargo build --release --features bench --bin muster`"
+        ),
         Command::Gateway(args) => muster_mobile::cli::run_gateway(args),
         Command::Responder(args) => muster_mobile::cli::run_responder(args),
         Command::Drill(args) => muster_sim::cli::run(args),
@@ -244,7 +263,7 @@ async fn shutdown_signal() {
 }
 
 fn projections_rebuild(data_dir: &std::path::Path, city: &str) -> anyhow::Result<()> {
-    let report = runtime()?.block_on(muster_server::benches::rebuild_views(data_dir, city))?;
+    let report = runtime()?.block_on(muster_server::views::rebuild_views(data_dir, city))?;
     println!(
         "rebuilt the views from {} events in {:.3} s ({:.0} events/s); checkpoint {}",
         report.events,

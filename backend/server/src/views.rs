@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -27,7 +27,10 @@ use muster_core::value::{
     StationCode, UnitKind,
 };
 use muster_core::{DecodeError, IncidentId, TaskId, UnitId};
-use muster_store::{EventStore, EventStoreExt, Position, RecordedEvent, SubscribeFrom};
+use muster_store::{
+    EmbeddedOptions, EmbeddedStore, EventStore, EventStoreExt, Position, RecordedEvent,
+    SubscribeFrom,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
@@ -932,4 +935,35 @@ pub async fn rebuild(store: &dyn EventStore, areas: &Areas) -> anyhow::Result<(V
         events += page.len() as u64;
     }
     Ok((state, events))
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, Copy)]
+pub struct RebuildReport {
+    /// Events read.
+    pub events: u64,
+    /// Wall time of reading and folding them (not of saving), seconds.
+    pub seconds: f64,
+    /// The checkpoint saved.
+    pub checkpoint: Option<Position>,
+}
+
+/// Rebuilds the views of a data directory from its log and saves them.
+pub async fn rebuild_views(data_dir: &Path, city: &str) -> anyhow::Result<RebuildReport> {
+    let store = Arc::new(
+        EmbeddedStore::open(data_dir, EmbeddedOptions::default())
+            .with_context(|| format!("opening the event store in {}", data_dir.display()))?,
+    );
+    let (areas, _) = Areas::from_setting(city)?;
+    let started = Instant::now();
+    let (state, events) = rebuild(&*store as &dyn EventStore, &areas).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let db = ViewDb::open(data_dir)?;
+    db.save_all(&state)?;
+    store.close();
+    Ok(RebuildReport {
+        events,
+        seconds,
+        checkpoint: state.last,
+    })
 }

@@ -921,7 +921,7 @@ async fn a_rebuild_from_the_log_gives_the_views_the_live_projector_saved() {
     let db = muster_server::views::ViewDb::open(dir.path()).unwrap();
     let live = db.load().unwrap().expect("views saved at shutdown");
     drop(db);
-    let report = muster_server::benches::rebuild_views(dir.path(), "bundled")
+    let report = muster_server::views::rebuild_views(dir.path(), "bundled")
         .await
         .unwrap();
     assert_eq!(report.checkpoint, live.last);

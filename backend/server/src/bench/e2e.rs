@@ -1,8 +1,8 @@
 //! `muster bench e2e` and `muster bench projections`: the command-line side; the
 //! measurements live in `muster_server::benches`.
 
+use super::harness::{E2eSettings, projections_run};
 use clap::Args;
-use muster_server::benches::{E2eSettings, projections_run};
 use serde_json::json;
 
 use super::stats::Summary;
@@ -54,11 +54,10 @@ pub fn run_e2e(args: E2eArgs) -> anyhow::Result<()> {
     let settings = E2eSettings {
         rate_per_s: args.rate,
         seconds: args.seconds,
-        runs: args.runs,
     };
     let mut runs = Vec::new();
     for i in 0..args.runs {
-        let r = rt.block_on(muster_server::benches::e2e_run(settings))?;
+        let r = rt.block_on(super::harness::e2e_run(settings))?;
         if !args.json {
             eprintln!(
                 "run {}: e2e p50 {:.2} ms p99 {:.2} ms; baseline p50 {:.2} ms p99 {:.2} ms; {} of {} deltas seen",
@@ -73,9 +72,7 @@ pub fn run_e2e(args: E2eArgs) -> anyhow::Result<()> {
         }
         runs.push(r);
     }
-    let s = |f: fn(&muster_server::benches::RunFigures) -> f64| {
-        Summary::of(runs.iter().map(f).collect())
-    };
+    let s = |f: fn(&super::harness::RunFigures) -> f64| Summary::of(runs.iter().map(f).collect());
     let (p50, p99, b50, b99) = (
         s(|r| r.e2e_p50_ms),
         s(|r| r.e2e_p99_ms),

@@ -5,6 +5,7 @@ use clap::{Args, Subcommand};
 
 mod dispatch;
 mod e2e;
+mod harness;
 mod stats;
 mod store;
 

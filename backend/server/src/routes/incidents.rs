@@ -353,8 +353,6 @@ async fn add_note(
     Ok(answer(StatusCode::OK, &executed))
 }
 
-/// `POST /api/units`: register a unit.
-
 /// The incident routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/incidents", web::post().to(create_incident))

@@ -1,52 +1,12 @@
-//! `muster bench e2e` and `muster bench projections`.
-
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Instant;
-
-use anyhow::Context;
-use muster_store::{EmbeddedOptions, EmbeddedStore, EventStore, Position};
-
-use crate::areas::Areas;
-use crate::views::{ViewDb, rebuild};
-
-/// What a rebuild did.
-#[derive(Debug, Clone, Copy)]
-pub struct RebuildReport {
-    /// Events read.
-    pub events: u64,
-    /// Wall time of reading and folding them (not of saving), seconds.
-    pub seconds: f64,
-    /// The checkpoint saved.
-    pub checkpoint: Option<Position>,
-}
-
-/// Rebuilds the views of a data directory from its log and saves them.
-pub async fn rebuild_views(data_dir: &Path, city: &str) -> anyhow::Result<RebuildReport> {
-    let store = Arc::new(
-        EmbeddedStore::open(data_dir, EmbeddedOptions::default())
-            .with_context(|| format!("opening the event store in {}", data_dir.display()))?,
-    );
-    let (areas, _) = Areas::from_setting(city)?;
-    let started = Instant::now();
-    let (state, events) = rebuild(&*store as &dyn EventStore, &areas).await?;
-    let seconds = started.elapsed().as_secs_f64();
-    let db = ViewDb::open(data_dir)?;
-    db.save_all(&state)?;
-    store.close();
-    Ok(RebuildReport {
-        events,
-        seconds,
-        checkpoint: state.last,
-    })
-}
-
-// ----------------------------------------------------------------------------------------
-// muster bench e2e
+//! The measuring parts of `muster bench e2e` and `muster bench projections`: a server under
+//! offered load with a wall-display client, and a log filled for rebuilds.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
+use std::time::Instant;
 
 use futures::StreamExt;
 use hdrhistogram::Histogram;
@@ -57,8 +17,12 @@ use muster_core::value::{CallerDetails, IncidentType, LatLon, Priority};
 use muster_store::{EventMetadata, EventStoreExt, ExpectedState, SubscribeFrom};
 use serde_json::json;
 
-use crate::auth::{Role, UserConfig};
-use crate::{Application, Config};
+use anyhow::Context;
+use muster_server::areas::Areas;
+use muster_server::auth::{Role, UserConfig};
+use muster_server::views::rebuild;
+use muster_server::{Application, Config};
+use muster_store::{EmbeddedOptions, EmbeddedStore, EventStore, Position};
 
 /// Settings of `muster bench e2e`.
 #[derive(Debug, Clone, Copy)]
@@ -67,8 +31,6 @@ pub struct E2eSettings {
     pub rate_per_s: u32,
     /// Seconds of load per run.
     pub seconds: f64,
-    /// Runs; figures are medians over them.
-    pub runs: usize,
 }
 
 /// One run's figures, milliseconds.
