@@ -16,5 +16,8 @@ cargo nextest run --workspace --profile "$profile" "$@"
 # The benches are built only with the `bench` feature; keep them compiling and their own tests green.
 cargo nextest run -p muster-server --features bench --bin muster --profile "$profile"
 
+# The API contract from outside: the OpenAPI document validated, schemathesis against a server.
+bash ops/contract.sh
+
 # The wall display: npm packages, chromium, a build, then browser tests on the real server.
 bash backend/web/test.sh

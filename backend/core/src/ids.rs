@@ -49,6 +49,9 @@ macro_rules! uuid_id {
             }
         }
 
+        crate::schema::json_schema!($name, stringify!($name),
+            serde_json::json!({"type": "string", "format": "uuid", "description": concat!("A ", $what, " id.")}));
+
         impl FromStr for $name {
             type Err = InvalidId;
             fn from_str(s: &str) -> Result<Self, Self::Err> {

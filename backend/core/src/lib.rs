@@ -28,6 +28,8 @@
 //!   default set.
 //! - [`duplicates`]: the duplicate check for a new call (geodesic distance, time window,
 //!   related types).
+//! - [`schema`]: the JSON Schemas of the value types, for the API contract (OpenAPI).
+//! - [`stats`]: nearest-rank percentiles and medians, the one rule for every report.
 //! - [`testing`]: a given / when / then harness for decisions.
 //! - [`dispatch`]: the live unit index (R-tree), recommendations by road travel time, joint
 //!   assignment for surges, coverage and move-ups.
@@ -53,6 +55,7 @@ pub mod ids;
 pub mod incident;
 pub mod reaction;
 pub mod runcard;
+pub mod schema;
 pub mod sensor;
 pub mod stats;
 pub mod testing;

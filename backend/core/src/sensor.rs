@@ -17,7 +17,7 @@ use crate::ids::{AlarmId, IncidentId, SensorId};
 use crate::value::{IncidentType, InvalidValue, LatLon, MetricName, Priority, SensorKind, finite};
 
 /// Which side of a threshold is the alarm.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Crossing {
     /// Alarm when the value is at or above `raise_at`; cleared when below `clear_at`.
@@ -35,7 +35,8 @@ pub struct Threshold {
 }
 
 /// A threshold as written in a sensor's configuration; [`Threshold::try_from`] checks it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Threshold)]
 pub struct ThresholdSpec {
     /// The measured quantity.
     pub metric: MetricName,
@@ -49,6 +50,25 @@ pub struct ThresholdSpec {
     pub incident_type: IncidentType,
     /// The incident priority to report.
     pub priority: Priority,
+}
+
+impl utoipa::PartialSchema for Threshold {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <ThresholdSpec as utoipa::PartialSchema>::schema()
+    }
+}
+impl utoipa::ToSchema for Threshold {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("Threshold")
+    }
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <ThresholdSpec as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 impl TryFrom<ThresholdSpec> for Threshold {

@@ -38,7 +38,19 @@ use crate::ids::{IncidentId, TaskId, UnitId};
 use crate::value::{Agency, CallSign, Capability, LatLon, NoteText, StationCode, UnitKind};
 
 /// A unit's status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum UnitStatus {
     /// In service and free.

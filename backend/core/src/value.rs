@@ -52,6 +52,14 @@ pub struct LatLon {
     lon_deg: f64,
 }
 
+crate::schema::json_schema!(
+    LatLon,
+    "LatLon",
+    serde_json::json!({"type": "object", "required": ["lat", "lon"], "description": "WGS 84 degrees.",
+        "properties": {"lat": {"type": "number", "minimum": -90, "maximum": 90},
+                       "lon": {"type": "number", "minimum": -180, "maximum": 180}}})
+);
+
 /// Unchecked coordinates in degrees, as they arrive; [`LatLon::try_from`] checks them.
 /// Deserializes only from an object with named `lat` and `lon`: a bare pair would leave the
 /// order to guesswork.
@@ -196,6 +204,15 @@ pub enum Priority {
     /// Scheduled or informational.
     P5,
 }
+
+crate::schema::json_schema!(
+    Priority,
+    "Priority",
+    crate::schema::codes(
+        &["P1", "P2", "P3", "P4", "P5"],
+        "P1 (immediate threat to life) to P5 (scheduled)."
+    )
+);
 
 impl Priority {
     /// All priorities, most urgent first.
@@ -454,6 +471,9 @@ macro_rules! code_enum {
             }
         }
 
+        crate::schema::json_schema!($name, stringify!($name),
+            crate::schema::codes(&[$($code),+], concat!("A ", $what, ".")));
+
         impl std::str::FromStr for $name {
             type Err = InvalidValue;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -659,7 +679,7 @@ fn parse_slug(what: &'static str, input: &str, max_chars: usize) -> Result<Strin
 }
 
 macro_rules! text_newtype {
-    ($(#[$doc:meta])* $name:ident, $parse:expr) => {
+    ($(#[$doc:meta])* $name:ident, $parse:expr, $schema:expr) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -702,6 +722,8 @@ macro_rules! text_newtype {
                 write!(f, "{}({:?})", stringify!($name), self.0)
             }
         }
+
+        crate::schema::json_schema!($name, stringify!($name), $schema);
     };
 }
 
@@ -710,18 +732,21 @@ text_newtype!(
     /// characters, lower case letters, digits, `_` and `-`, starting with a letter (input is
     /// lower-cased).
     Capability,
-    |s| parse_slug("capability", s, 48)
+    |s| parse_slug("capability", s, 48),
+    crate::schema::slug(48, "A capability, such as aed or thermal_camera.")
 );
 text_newtype!(
     /// The agency a unit belongs to, such as `city-fire`: a code like a capability, up to 64
     /// characters.
     Agency,
-    |s| parse_slug("agency", s, 64)
+    |s| parse_slug("agency", s, 64),
+    crate::schema::slug(64, "An agency code, such as city-fire.")
 );
 text_newtype!(
     /// A unit's home station, as a code such as `station-7`, up to 64 characters.
     StationCode,
-    |s| parse_slug("station", s, 64)
+    |s| parse_slug("station", s, 64),
+    crate::schema::slug(64, "A station code, such as station-7.")
 );
 text_newtype!(
     /// The name a unit answers to on the radio, such as `E7` or `MEDIC 12`: 1 to 16
@@ -742,7 +767,9 @@ text_newtype!(
             ));
         }
         Ok(t)
-    }
+    },
+    serde_json::json!({"type": "string", "minLength": 1, "maxLength": 16, "pattern": "^[A-Za-z0-9 -]*[A-Za-z0-9-][A-Za-z0-9 -]*$",
+        "description": "A radio call sign, such as E7 or MEDIC 12 (stored in upper case)."})
 );
 text_newtype!(
     /// A free-text note on an incident: 1 to 4000 characters; line breaks and tabs allowed,
@@ -760,20 +787,24 @@ text_newtype!(
             return Err(InvalidValue::new("note", "contains a control character"));
         }
         Ok(t.to_owned())
-    }
+    },
+    serde_json::json!({"type": "string", "minLength": 1, "maxLength": MAX_NOTE_CHARS, "pattern": "\\S",
+        "description": "Free text, up to 4000 characters; line breaks and tabs allowed, other control characters not."})
 );
 text_newtype!(
     /// A sensor's measured quantity, such as `temperature_c` or `water_level_m`: a code like a
     /// capability, up to 48 characters.
     MetricName,
-    |s| parse_slug("metric", s, 48)
+    |s| parse_slug("metric", s, 48),
+    crate::schema::slug(48, "A measured quantity, such as temperature_c.")
 );
 
 text_newtype!(
     /// What kind of sensor, such as `smoke_detector`, `water_level` or `gas`: a code like a
     /// capability, up to 48 characters.
     SensorKind,
-    |s| parse_slug("sensor kind", s, 48)
+    |s| parse_slug("sensor kind", s, 48),
+    crate::schema::slug(48, "A sensor kind, such as smoke_detector.")
 );
 
 /// Longest note, in characters.

@@ -1,7 +1,77 @@
-//! The OpenAPI 3.1 document served at `/api/openapi.json`, kept by hand next to the routes;
-//! a test checks that it names every route of [`crate::routes::ROUTES`] and no other.
+//! The OpenAPI 3.1 document served at `/api/openapi.json`. The request bodies' schemas are
+//! generated from the types the handlers parse (utoipa, with each value type's own schema from
+//! `muster_core::schema`); the operations are listed next to the routes, and a test checks that
+//! they name every route of [`crate::routes::ROUTES`] and no other. Every path parameter is
+//! declared from the path itself.
 
 use serde_json::{Value, json};
+use utoipa::OpenApi;
+
+use crate::routes::{devices, dispatch, incidents, roads, sensors, units};
+
+/// The request bodies, by the names the operations refer to.
+#[derive(OpenApi)]
+#[openapi(components(schemas(
+    incidents::CreateIncident,
+    incidents::AssignUnit,
+    incidents::CloseIncident,
+    incidents::AddNote,
+    units::RegisterUnit,
+    units::ChangeStatus,
+    units::ReportPosition,
+    units::Decline,
+    sensors::RegisterSensor,
+    sensors::ReadingIn,
+    roads::CloseRoads,
+    dispatch::DispatchRequest,
+    devices::DeviceTokenRequest,
+)))]
+struct Bodies;
+
+/// The schemas generated from the request types, as JSON.
+fn body_schemas() -> serde_json::Map<String, Value> {
+    let doc = serde_json::to_value(Bodies::openapi()).expect("the generated document serializes");
+    doc["components"]["schemas"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The schema of a path parameter, by its name in the path.
+fn path_parameter(name: &str) -> Value {
+    let schema = match name {
+        "step" => json!({"type": "string", "enum": ["acknowledge", "decline", "complete"]}),
+        _ => json!({"type": "string", "format": "uuid"}),
+    };
+    json!({"name": name, "in": "path", "required": true, "schema": schema})
+}
+
+/// Declares each `{name}` of each path on every operation of it.
+fn declare_path_parameters(paths: &mut Value) {
+    let Some(paths) = paths.as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let names: Vec<&str> = path
+            .split('/')
+            .filter_map(|p| p.strip_prefix('{').and_then(|p| p.strip_suffix('}')))
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        for op in item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|o| o.values_mut())
+        {
+            let mut params: Vec<Value> = names.iter().map(|n| path_parameter(n)).collect();
+            if let Some(Value::Array(others)) = op.get("parameters") {
+                params.extend(others.iter().cloned());
+            }
+            op["parameters"] = Value::Array(params);
+        }
+    }
+}
 
 fn op(summary: &str, roles: &str, body: Option<&str>, ok: &str) -> Value {
     let mut o = json!({
@@ -15,6 +85,7 @@ fn op(summary: &str, roles: &str, body: Option<&str>, ok: &str) -> Value {
             "404": {"$ref": "#/components/responses/Error"},
             "409": {"$ref": "#/components/responses/Error"},
             "413": {"$ref": "#/components/responses/Error"},
+            "415": {"$ref": "#/components/responses/Error"},
             "422": {"$ref": "#/components/responses/Error"},
         },
     });
@@ -30,16 +101,18 @@ fn op(summary: &str, roles: &str, body: Option<&str>, ok: &str) -> Value {
 
 /// The document.
 pub fn document() -> Value {
-    let latlon = json!({"type": "object", "required": ["lat", "lon"], "properties": {
-        "lat": {"type": "number", "minimum": -90, "maximum": 90},
-        "lon": {"type": "number", "minimum": -180, "maximum": 180}}});
     let view_params = json!([
-        {"name": "min_position", "in": "query", "schema": {"type": "integer"}, "description": "wait until the views have applied this log position"},
+        {"name": "min_position", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": "wait until the views have applied this log position"},
         {"name": "include_closed", "in": "query", "schema": {"type": "boolean"}},
         {"name": "bbox", "in": "query", "schema": {"type": "string"}, "description": "west,south,east,north in degrees (GeoJSON layers)"}
     ]);
     let with_params = |mut o: Value| {
         o["parameters"] = view_params.clone();
+        o
+    };
+    let geojson = |mut o: Value| {
+        o["responses"]["200"]["content"] = json!({"application/geo+json": {"schema": {"type": "object", "required": ["type", "features"],
+                "properties": {"type": {"const": "FeatureCollection"}, "features": {"type": "array"}}}}});
         o
     };
     let mut device_token = op(
@@ -48,7 +121,8 @@ pub fn document() -> Value {
         None,
         "201",
     );
-    device_token["requestBody"] = json!({"required": false, "content": {"application/json": {"schema": {"type": "object", "properties": {"valid_hours": {"type": "integer", "minimum": 1, "maximum": 18, "default": 12}}}}}});
+    device_token["responses"]["503"] = json!({"$ref": "#/components/responses/Error"});
+    device_token["requestBody"] = json!({"required": false, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DeviceTokenRequest"}}}});
     let mut wall_geocode = op(
         "Street and house number to positions in the configured city (the console's address lookup)",
         "any",
@@ -65,9 +139,9 @@ pub fn document() -> Value {
     );
     wall_at["parameters"] = json!([
         {"name": "time", "in": "query", "schema": {"type": "string", "format": "date-time"}},
-        {"name": "position", "in": "query", "schema": {"type": "integer"}}
+        {"name": "position", "in": "query", "schema": {"type": "integer", "minimum": 0}}
     ]);
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "Muster operator API", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Commands need a bearer token and an Idempotency-Key header. Errors are {\"error\": {\"code\", \"message\", \"details\"}}."},
@@ -88,7 +162,7 @@ pub fn document() -> Value {
             "/api/units/{id}": {"get": with_params(op("One unit from the board", "any", None, "200"))},
             "/api/units/{id}/status": {"post": op("Change a unit's status", "operator, responder, admin", Some("ChangeStatus"), "200")},
             "/api/units/{id}/position": {"post": op("Report a position fix", "operator, responder, admin", Some("ReportPosition"), "200")},
-            "/api/units/{id}/tasks/{task}/{step}": {"post": op("Acknowledge, decline or complete a task (step: acknowledge | decline | complete)", "operator, responder, admin", Some("TaskStep"), "200")},
+            "/api/units/{id}/tasks/{task}/{step}": {"post": op("Acknowledge, decline or complete a task (step: acknowledge | decline | complete)", "operator, responder, admin", Some("Decline"), "200")},
             "/api/units/{id}/device-token": {"post": device_token},
             "/api/roads/closures": {
                 "post": op("Close the roads within radius_m (5 to 2,000) of a point; the dispatcher routes around them (stream road-closure-<id>)", "operator, admin", Some("CloseRoads"), "201"),
@@ -96,15 +170,15 @@ pub fn document() -> Value {
             },
             "/api/roads/closures/{id}/reopen": {"post": op("Reopen a closure's roads", "operator, admin", None, "200")},
             "/api/sensors": {"post": op("Register a sensor with thresholds", "operator, admin", Some("RegisterSensor"), "201")},
-            "/api/sensors/{id}/readings": {"post": op("Ingest a reading: a threshold crossing raises one alarm and one incident; the clearing is recorded", "operator, admin", Some("Reading"), "200")},
+            "/api/sensors/{id}/readings": {"post": op("Ingest a reading: a threshold crossing raises one alarm and one incident; the clearing is recorded", "operator, admin", Some("ReadingIn"), "200")},
             "/api/areas": {"get": with_params(op("Per-area counts: open incidents by priority, units by status", "any", None, "200"))},
-            "/api/geo/incidents": {"get": with_params(op("Incidents as an RFC 7946 FeatureCollection", "any", None, "200"))},
-            "/api/geo/units": {"get": with_params(op("Units with a known location as an RFC 7946 FeatureCollection", "any", None, "200"))},
+            "/api/geo/incidents": {"get": geojson(with_params(op("Incidents as an RFC 7946 FeatureCollection", "any", None, "200")))},
+            "/api/geo/units": {"get": geojson(with_params(op("Units with a known location as an RFC 7946 FeatureCollection", "any", None, "200")))},
             "/api/incidents/{id}/recommendation": {"get": with_params(op("Units to send, by road travel time, per kind the run card still needs, with reasons; shortfalls and the preemptions a rule allows (min_position waits for the dispatcher)", "any", None, "200"))},
-            "/api/incidents/{id}/dispatch": {"post": op("Assign the recommended units, or the units named; per-unit results (201 when at least one was assigned, 409 when none)", "operator, admin", Some("Dispatch"), "201")},
+            "/api/incidents/{id}/dispatch": {"post": op("Assign the recommended units, or the units named; per-unit results (201 when at least one was assigned, 409 when none)", "operator, admin", Some("DispatchRequest"), "201")},
             "/api/coverage": {"get": {"summary": "Areas without an available unit of the kinds asked within target_s seconds, with move-up suggestions", "description": "Roles: any.", "parameters": [{"name": "kinds", "in": "query", "schema": {"type": "string"}, "description": "unit kinds, comma-separated (default engine)"}, {"name": "target_s", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 86400}}], "responses": {"200": {"description": "Coverage report"}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}},
             "/api/dispatch/rules": {"get": op("The dispatch rules in force: automatic dispatch, preemption, acknowledgement timeout", "any", None, "200")},
-            "/api/feed": {"get": {"summary": "Wall-display websocket: snapshot, then deltas with log positions; ?after=P resumes", "description": "Token in Authorization or ?access_token=.", "parameters": [{"name": "after", "in": "query", "schema": {"type": "integer"}}], "responses": {"101": {"description": "Switching protocols"}, "401": {"$ref": "#/components/responses/Error"}}}},
+            "/api/feed": {"get": {"summary": "Wall-display websocket: snapshot, then deltas with log positions; ?after=P resumes", "description": "Token in Authorization or ?access_token=.", "parameters": [{"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}}], "responses": {"101": {"description": "Switching protocols"}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}}}},
             "/api/wall/city": {"get": op("The configured city for the wall display's base map: name, bounds, districts, stations, hospitals, map lines", "any", None, "200")},
             "/api/wall/geocode": {"get": wall_geocode},
             "/api/wall/timeline": {"get": op("The first and last events' times and positions, for the replay bar", "any", None, "200")},
@@ -120,32 +194,14 @@ pub fn document() -> Value {
             "responses": {"Error": {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
             "schemas": {
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}}}}},
-                "LatLon": latlon,
-                "CreateIncident": {"type": "object", "required": ["incident_type", "priority"], "description": "location, or else address (resolved in the server's city)", "properties": {
-                    "id": {"type": "string", "format": "uuid"}, "location": {"$ref": "#/components/schemas/LatLon"}, "address": {"type": "string"},
-                    "incident_type": {"type": "string"}, "priority": {"enum": ["P1", "P2", "P3", "P4", "P5"]},
-                    "caller": {"type": "object", "properties": {"name": {"type": "string"}, "call_back": {"type": "string"}}},
-                    "source": {"enum": ["hotline", "citizen"]}, "call_received_at": {"type": "string", "format": "date-time"}}},
-                "AssignUnit": {"type": "object", "required": ["unit_id"], "properties": {"unit_id": {"type": "string", "format": "uuid"}}},
-                "CloseIncident": {"type": "object", "required": ["disposition"], "properties": {"disposition": {"enum": ["resolved", "false_alarm", "nothing_found", "cancelled", "transferred"]}}},
-                "AddNote": {"type": "object", "required": ["text"], "properties": {"text": {"type": "string", "maxLength": 4000}}},
-                "RegisterUnit": {"type": "object", "required": ["kind", "call_sign", "agency", "home_station"], "properties": {
-                    "id": {"type": "string", "format": "uuid"}, "kind": {"type": "string"}, "call_sign": {"type": "string"},
-                    "agency": {"type": "string"}, "home_station": {"type": "string"},
-                    "capabilities": {"type": "array", "items": {"type": "string"}}, "location": {"$ref": "#/components/schemas/LatLon"}}},
-                "ChangeStatus": {"type": "object", "required": ["status"], "properties": {"status": {"enum": ["available", "dispatched", "en_route", "on_scene", "transporting", "at_hospital", "returning", "out_of_service"]}}},
-                "ReportPosition": {"type": "object", "required": ["location"], "properties": {"location": {"$ref": "#/components/schemas/LatLon"},
-                    "heading_deg": {"type": "number"}, "speed_m_s": {"type": "number"}, "accuracy_m": {"type": "number"}, "at": {"type": "string", "format": "date-time"}}},
-                "TaskStep": {"type": "object", "properties": {"reason": {"type": "string"}}},
-                "Dispatch": {"type": "object", "properties": {"units": {"type": "array", "items": {"type": "string", "format": "uuid"}, "description": "absent: the recommended units"}}},
-                "RegisterSensor": {"type": "object", "required": ["kind", "location", "thresholds"], "properties": {
-                    "id": {"type": "string", "format": "uuid"}, "kind": {"type": "string"}, "location": {"$ref": "#/components/schemas/LatLon"},
-                    "thresholds": {"type": "array", "items": {"type": "object", "required": ["metric", "crossing", "raise_at", "clear_at", "incident_type", "priority"]}}}},
-                "CloseRoads": {"type": "object", "required": ["location", "radius_m"], "properties": {"location": {"$ref": "#/components/schemas/LatLon"}, "radius_m": {"type": "number", "minimum": 5, "maximum": 2000}, "note": {"type": "string", "maxLength": 500}}},
-                "Reading": {"type": "object", "required": ["metric", "value"], "properties": {"metric": {"type": "string"}, "value": {"type": "number"}, "at": {"type": "string", "format": "date-time"}}},
             }
         }
-    })
+    });
+    declare_path_parameters(&mut doc["paths"]);
+    if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
+        schemas.extend(body_schemas());
+    }
+    doc
 }
 
 #[cfg(test)]
@@ -169,6 +225,41 @@ mod tests {
             .map(|(m, p)| (m.to_string(), p.to_string()))
             .collect();
         assert_eq!(documented, routed);
+    }
+
+    #[test]
+    fn request_bodies_come_from_the_types() {
+        let doc = document();
+        let create = &doc["components"]["schemas"]["CreateIncident"];
+        assert_eq!(create["additionalProperties"], json!(false), "{create}");
+        let required: Vec<&str> = create["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(required, ["incident_type", "priority"]);
+        let priority = &doc["components"]["schemas"]["Priority"];
+        assert_eq!(priority["enum"], json!(["P1", "P2", "P3", "P4", "P5"]));
+        let radius = &doc["components"]["schemas"]["CloseRoads"]["properties"]["radius_m"];
+        assert_eq!(
+            (radius["minimum"].as_f64(), radius["maximum"].as_f64()),
+            (Some(5.0), Some(2000.0))
+        );
+    }
+
+    #[test]
+    fn every_path_parameter_is_declared() {
+        let doc = document();
+        let step = &doc["paths"]["/api/units/{id}/tasks/{task}/{step}"]["post"]["parameters"];
+        let names: Vec<&str> = step
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["in"] == "path")
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["id", "task", "step"]);
     }
 
     #[test]

@@ -40,11 +40,12 @@ pub struct Enrolment {
 }
 
 /// `POST /api/units/{id}/device-token`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceTokenRequest {
     /// How long the token is valid, hours (1 to 18; default 12).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 18)]
     pub valid_hours: Option<u32>,
 }
 

@@ -64,7 +64,7 @@ async fn get_recommendation(
 }
 
 /// `POST /api/incidents/{id}/dispatch`: assign the recommended units, or the ones named.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DispatchRequest {
     /// Units to assign; absent: every unit the recommendation picks.

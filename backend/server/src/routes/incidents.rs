@@ -24,10 +24,13 @@ use crate::error::ApiError;
 
 /// Caller details as they arrive. Personal data: parsed here with errors that never repeat
 /// the value.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Caller)]
 pub struct CallerIn {
+    #[schema(value_type = Option<String>, max_length = 120)]
     name: Option<Value>,
+    #[schema(value_type = Option<String>, max_length = 32)]
     call_back: Option<Value>,
 }
 
@@ -56,7 +59,7 @@ impl CallerIn {
 }
 
 /// `POST /api/incidents`: a call taker enters a call.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateIncident {
     /// Optional id; by default derived from the idempotency key.
@@ -75,6 +78,7 @@ pub struct CreateIncident {
     pub caller: Option<CallerIn>,
     /// `hotline` (default) or `citizen`.
     #[serde(default)]
+    #[schema(pattern = "^(hotline|citizen)$")]
     pub source: Option<String>,
     /// When the call was answered; default now.
     pub call_received_at: Option<DateTime<Utc>>,
@@ -236,7 +240,7 @@ async fn get_incident(
 }
 
 /// `POST /api/incidents/{id}/tasks`: assign a unit.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssignUnit {
     /// The unit.
@@ -288,7 +292,7 @@ pub async fn assign(
 }
 
 /// `POST /api/incidents/{id}/close`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloseIncident {
     /// How it ended.
@@ -319,7 +323,7 @@ async fn close_incident(
 }
 
 /// `POST /api/incidents/{id}/notes`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddNote {
     /// The note.

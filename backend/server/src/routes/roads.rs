@@ -72,15 +72,17 @@ pub fn stream(closure: Uuid) -> StreamName {
 }
 
 /// `POST /api/roads/closures`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloseRoads {
     /// Centre.
     pub location: LatLon,
     /// Radius, metres (5 to 2,000).
+    #[schema(minimum = 5, maximum = 2000)]
     pub radius_m: f64,
     /// Why.
     #[serde(default)]
+    #[schema(max_length = 500)]
     pub note: Option<String>,
 }
 

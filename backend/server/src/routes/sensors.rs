@@ -14,7 +14,7 @@ use super::{Allowed, AppState, Dispatch, Key, answer, parse_id};
 use crate::edge::{Body, command};
 use crate::error::ApiError;
 /// `POST /api/sensors`: register a sensor.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterSensor {
     /// Optional id; by default derived from the idempotency key.
@@ -57,7 +57,7 @@ async fn register_sensor(
 }
 
 /// `POST /api/sensors/{id}/readings`: one reading.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReadingIn {
     /// The metric.

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::edge::{Body, OptionalBody, command, from_value};
 use crate::error::ApiError;
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterUnit {
     /// Optional id; by default derived from the idempotency key.
@@ -126,7 +126,7 @@ async fn get_unit(
 }
 
 /// `POST /api/units/{id}/status`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeStatus {
     /// The new status.
@@ -176,7 +176,7 @@ async fn unit_command(
 }
 
 /// `POST /api/units/{id}/position`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportPosition {
     /// Where.
@@ -221,7 +221,7 @@ async fn report_position(
 }
 
 /// `POST /api/units/{id}/tasks/{task}/decline`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Decline {
     /// Why.

@@ -487,11 +487,8 @@ async fn static_file(
 ) -> Result<HttpResponse, ApiError> {
     let raw = req.match_info().query("tail");
     if raw.starts_with("api/") || raw == "api" {
-        return Err(ApiError::not_found(format!(
-            "there is no route {} {}; see /api/openapi.json",
-            req.method(),
-            req.path()
-        )));
+        // An API path no route took: 405 with `Allow` when another method takes it, else 404.
+        return Ok(crate::edge::no_route(req).await);
     }
     let rel = Path::new(raw);
     if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
