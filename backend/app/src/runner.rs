@@ -18,14 +18,18 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use muster_core::alert::AlertState;
 use muster_core::combined::{Changes, States};
 use muster_core::decision::{Aggregate, Refusal};
+use muster_core::device::DeviceState;
+use muster_core::event::EventSchema;
 use muster_core::event::{self, DecodeError, EncodeError, EventIds, encode_batch};
 use muster_core::incident::IncidentState;
+use muster_core::road::RoadClosureState;
 use muster_core::sensor::SensorState;
 use muster_core::unit::UnitState;
 use muster_core::value::IdempotencyKey;
-use muster_core::{AggregateRef, IncidentId, SensorId, UnitId};
+use muster_core::{AggregateRef, ClosureId, IncidentId, SensorId, TaskId, UnitId};
 use muster_store::{
     Direction, EventMetadata, EventStore, ExpectedState, NewEvent, Position, ReadFrom,
     RecordedEvent, StoreError, StreamAppend, StreamName, StreamRevision,
@@ -193,16 +197,22 @@ enum State {
     Incident(IncidentState),
     Unit(UnitState),
     Sensor(SensorState),
+    RoadClosure(RoadClosureState),
+    Device(DeviceState),
+    Alert(AlertState),
 }
 
 impl State {
     fn empty(stream: &StreamName) -> Result<Self, CommandError> {
-        match AggregateRef::from_stream(stream) {
-            Some(AggregateRef::Incident(_)) => Ok(State::Incident(IncidentState::default())),
-            Some(AggregateRef::Unit(_)) => Ok(State::Unit(UnitState::default())),
-            Some(AggregateRef::Sensor(_)) => Ok(State::Sensor(SensorState::default())),
-            None => Err(CommandError::Stream(stream.to_string())),
-        }
+        Ok(match AggregateRef::from_stream(stream) {
+            Some(AggregateRef::Incident(_)) => State::Incident(IncidentState::default()),
+            Some(AggregateRef::Unit(_)) => State::Unit(UnitState::default()),
+            Some(AggregateRef::Sensor(_)) => State::Sensor(SensorState::default()),
+            Some(AggregateRef::RoadClosure(_)) => State::RoadClosure(RoadClosureState::default()),
+            Some(AggregateRef::Device(_)) => State::Device(DeviceState::default()),
+            Some(AggregateRef::Alert(_)) => State::Alert(AlertState::default()),
+            None => return Err(CommandError::Stream(stream.to_string())),
+        })
     }
 
     fn apply(&mut self, recorded: &RecordedEvent) -> Result<(), DecodeError> {
@@ -210,9 +220,22 @@ impl State {
             State::Incident(s) => s.apply(&event::decode(recorded)?),
             State::Unit(s) => s.apply(&event::decode(recorded)?),
             State::Sensor(s) => s.apply(&event::decode(recorded)?),
+            State::RoadClosure(s) => s.apply(&event::decode(recorded)?),
+            State::Device(s) => s.apply(&event::decode(recorded)?),
+            State::Alert(s) => s.apply(&event::decode(recorded)?),
         }
         Ok(())
     }
+}
+
+/// Picks one aggregate's state out of a [`State`].
+macro_rules! state_of {
+    ($state:expr, $variant:ident, $what:literal) => {
+        match $state {
+            State::$variant(s) => s,
+            _ => unreachable!(concat!("a ", $what, " stream holds a ", $what)),
+        }
+    };
 }
 
 #[derive(Clone, Debug)]
@@ -255,22 +278,26 @@ impl Snapshot {
 impl States for Snapshot {
     type Error = Step;
     fn incident(&self, id: IncidentId) -> Result<&IncidentState, Step> {
-        match self.get(id.stream_name())? {
-            State::Incident(s) => Ok(s),
-            _ => unreachable!("an incident stream holds an incident"),
-        }
+        Ok(state_of!(self.get(id.stream_name())?, Incident, "incident"))
     }
     fn unit(&self, id: UnitId) -> Result<&UnitState, Step> {
-        match self.get(id.stream_name())? {
-            State::Unit(s) => Ok(s),
-            _ => unreachable!("a unit stream holds a unit"),
-        }
+        Ok(state_of!(self.get(id.stream_name())?, Unit, "unit"))
     }
     fn sensor(&self, id: SensorId) -> Result<&SensorState, Step> {
-        match self.get(id.stream_name())? {
-            State::Sensor(s) => Ok(s),
-            _ => unreachable!("a sensor stream holds a sensor"),
-        }
+        Ok(state_of!(self.get(id.stream_name())?, Sensor, "sensor"))
+    }
+    fn road_closure(&self, id: ClosureId) -> Result<&RoadClosureState, Step> {
+        Ok(state_of!(
+            self.get(id.stream_name())?,
+            RoadClosure,
+            "road closure"
+        ))
+    }
+    fn device(&self, unit: UnitId) -> Result<&DeviceState, Step> {
+        Ok(state_of!(self.get(unit.device_stream())?, Device, "device"))
+    }
+    fn alert(&self, task: TaskId) -> Result<&AlertState, Step> {
+        Ok(state_of!(self.get(task.alert_stream())?, Alert, "alert"))
     }
 }
 
@@ -507,19 +534,36 @@ impl Runner {
             ));
             Ok::<_, CommandError>(())
         };
-        for (id, events) in changes.incidents {
-            let stream = id.stream_name();
-            let new = encode_batch(&stream, &events, ids, &command.metadata)?;
-            part(stream, new)?;
+        fn batch<E: EventSchema>(
+            stream: StreamName,
+            events: &[E],
+            ids: EventIds<'_>,
+            metadata: &EventMetadata,
+        ) -> Result<(StreamName, Vec<NewEvent>), CommandError> {
+            let new = encode_batch(&stream, events, ids, metadata)?;
+            Ok((stream, new))
         }
-        for (id, events) in changes.units {
-            let stream = id.stream_name();
-            let new = encode_batch(&stream, &events, ids, &command.metadata)?;
-            part(stream, new)?;
+        let m = &command.metadata;
+        let mut batches = Vec::new();
+        for (id, events) in &changes.incidents {
+            batches.push(batch(id.stream_name(), events, ids, m)?);
         }
-        for (id, events) in changes.sensors {
-            let stream = id.stream_name();
-            let new = encode_batch(&stream, &events, ids, &command.metadata)?;
+        for (id, events) in &changes.units {
+            batches.push(batch(id.stream_name(), events, ids, m)?);
+        }
+        for (id, events) in &changes.sensors {
+            batches.push(batch(id.stream_name(), events, ids, m)?);
+        }
+        for (id, events) in &changes.road_closures {
+            batches.push(batch(id.stream_name(), events, ids, m)?);
+        }
+        for (unit, events) in &changes.devices {
+            batches.push(batch(unit.device_stream(), events, ids, m)?);
+        }
+        for (task, events) in &changes.alerts {
+            batches.push(batch(task.alert_stream(), events, ids, m)?);
+        }
+        for (stream, new) in batches {
             part(stream, new)?;
         }
         Ok(parts)
@@ -592,26 +636,26 @@ impl Runner {
 
     /// An aggregate's state as stored now (for reads that need the stream itself).
     pub async fn incident(&self, id: IncidentId) -> Result<IncidentState, CommandError> {
-        match self.load(&id.stream_name()).await?.state {
-            State::Incident(s) => Ok(s),
-            _ => unreachable!("an incident stream holds an incident"),
-        }
+        let loaded = self.load(&id.stream_name()).await?;
+        Ok(state_of!(loaded.state, Incident, "incident"))
     }
 
     /// A unit's state as stored now.
     pub async fn unit(&self, id: UnitId) -> Result<UnitState, CommandError> {
-        match self.load(&id.stream_name()).await?.state {
-            State::Unit(s) => Ok(s),
-            _ => unreachable!("a unit stream holds a unit"),
-        }
+        let loaded = self.load(&id.stream_name()).await?;
+        Ok(state_of!(loaded.state, Unit, "unit"))
     }
 
     /// A sensor's state as stored now.
     pub async fn sensor(&self, id: SensorId) -> Result<SensorState, CommandError> {
-        match self.load(&id.stream_name()).await?.state {
-            State::Sensor(s) => Ok(s),
-            _ => unreachable!("a sensor stream holds a sensor"),
-        }
+        let loaded = self.load(&id.stream_name()).await?;
+        Ok(state_of!(loaded.state, Sensor, "sensor"))
+    }
+
+    /// A road closure's state as stored now.
+    pub async fn road_closure(&self, id: ClosureId) -> Result<RoadClosureState, CommandError> {
+        let loaded = self.load(&id.stream_name()).await?;
+        Ok(state_of!(loaded.state, RoadClosure, "road closure"))
     }
 }
 

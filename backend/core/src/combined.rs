@@ -8,15 +8,21 @@
 //!   same decision ([`reaction::incident_progress`]).
 //! - Closing an incident completes the tasks of the units it cleared in the same decision.
 //! - A sensor's alarm reports its incident, and its clearing notes it, in the same decision.
+//! - A device token is issued only for a registered unit.
+//! - An acknowledgement alert is raised only while the unit still holds the task
+//!   unacknowledged.
 //!
 //! The states come from a [`States`]: the caller (the command runner) supplies them, and its
 //! error type can ask for a stream it has not loaded yet, so a decision reads only the
 //! aggregates it needs.
 
+use crate::alert::{AlertCommand, AlertEvent, AlertState};
 use crate::decision::{Aggregate, Refusal, RefusalKind};
-use crate::ids::{IncidentId, SensorId, TaskId, UnitId};
+use crate::device::{DeviceCommand, DeviceEvent, DeviceState};
+use crate::ids::{ClosureId, IncidentId, SensorId, TaskId, UnitId};
 use crate::incident::{IncidentCommand, IncidentEvent, IncidentState};
 use crate::reaction;
+use crate::road::{RoadClosureCommand, RoadClosureEvent, RoadClosureState};
 use crate::sensor::{SensorCommand, SensorEvent, SensorState};
 use crate::unit::{UnitCommand, UnitEvent, UnitState};
 use crate::value::Disposition;
@@ -32,6 +38,12 @@ pub trait States {
     fn unit(&self, id: UnitId) -> Result<&UnitState, Self::Error>;
     /// A sensor's state.
     fn sensor(&self, id: SensorId) -> Result<&SensorState, Self::Error>;
+    /// A road closure's state.
+    fn road_closure(&self, id: ClosureId) -> Result<&RoadClosureState, Self::Error>;
+    /// A unit's device enrolment.
+    fn device(&self, unit: UnitId) -> Result<&DeviceState, Self::Error>;
+    /// A task's alerts.
+    fn alert(&self, task: TaskId) -> Result<&AlertState, Self::Error>;
 }
 
 /// The events a decision appends, by aggregate, and the side effects it left out.
@@ -43,6 +55,12 @@ pub struct Changes {
     pub units: Vec<(UnitId, Vec<UnitEvent>)>,
     /// Sensor events, by sensor, in order.
     pub sensors: Vec<(SensorId, Vec<SensorEvent>)>,
+    /// Road closure events, by closure.
+    pub road_closures: Vec<(ClosureId, Vec<RoadClosureEvent>)>,
+    /// Device enrolment events, by unit.
+    pub devices: Vec<(UnitId, Vec<DeviceEvent>)>,
+    /// Alerts, by task.
+    pub alerts: Vec<(TaskId, Vec<AlertEvent>)>,
     /// Effects on other aggregates that their state refused (a time point on an incident
     /// that has ended, a unit still transporting when its incident closes): the command
     /// went through without them.
@@ -55,6 +73,9 @@ impl Changes {
         self.incidents.iter().all(|(_, e)| e.is_empty())
             && self.units.iter().all(|(_, e)| e.is_empty())
             && self.sensors.iter().all(|(_, e)| e.is_empty())
+            && self.road_closures.iter().all(|(_, e)| e.is_empty())
+            && self.devices.iter().all(|(_, e)| e.is_empty())
+            && self.alerts.iter().all(|(_, e)| e.is_empty())
     }
 
     /// Adds incident events (after any already there for the incident).
@@ -70,6 +91,21 @@ impl Changes {
     /// Adds sensor events.
     pub fn sensor(&mut self, id: SensorId, events: Vec<SensorEvent>) {
         push(&mut self.sensors, id, events);
+    }
+
+    /// Adds road closure events.
+    pub fn road_closure(&mut self, id: ClosureId, events: Vec<RoadClosureEvent>) {
+        push(&mut self.road_closures, id, events);
+    }
+
+    /// Adds device enrolment events.
+    pub fn device(&mut self, unit: UnitId, events: Vec<DeviceEvent>) {
+        push(&mut self.devices, unit, events);
+    }
+
+    /// Adds alerts.
+    pub fn alert(&mut self, task: TaskId, events: Vec<AlertEvent>) {
+        push(&mut self.alerts, task, events);
     }
 
     /// The events added for one incident.
@@ -106,6 +142,49 @@ fn after<A: Aggregate>(state: &A, added: &[A::Event]) -> A {
         next.apply(e);
     }
     next
+}
+
+/// A command on one road closure.
+pub fn road_closure_command<S: States>(
+    states: &S,
+    id: ClosureId,
+    command: RoadClosureCommand,
+) -> Result<Changes, S::Error> {
+    let mut changes = Changes::default();
+    changes.road_closure(id, states.road_closure(id)?.decide(command)?);
+    Ok(changes)
+}
+
+/// Records a token issued for a unit's device: the unit must be registered.
+pub fn issue_device_token<S: States>(
+    states: &S,
+    command: DeviceCommand,
+) -> Result<Changes, S::Error> {
+    let DeviceCommand::IssueToken { unit, .. } = command;
+    if states.unit(unit)?.unit.is_none() {
+        return Err(Refusal::not_found(format!("there is no unit {unit}")).into());
+    }
+    let mut changes = Changes::default();
+    changes.device(unit, states.device(unit)?.decide(command)?);
+    Ok(changes)
+}
+
+/// Raises a task's overdue acknowledgement, decided against the unit: nothing when the unit
+/// no longer holds the task unacknowledged (it was acknowledged, declined or completed
+/// meanwhile), or when the alert was raised already.
+pub fn task_ack_overdue<S: States>(states: &S, command: AlertCommand) -> Result<Changes, S::Error> {
+    let AlertCommand::RaiseAckOverdue { task, unit, .. } = command;
+    let pending = states
+        .unit(unit)?
+        .unit
+        .as_ref()
+        .and_then(|u| u.active_task.as_ref())
+        .is_some_and(|t| t.task == task && !t.acknowledged);
+    let mut changes = Changes::default();
+    if pending {
+        changes.alert(task, states.alert(task)?.decide(command)?);
+    }
+    Ok(changes)
 }
 
 /// A command on one incident.
@@ -317,9 +396,13 @@ mod tests {
         incidents: HashMap<IncidentId, IncidentState>,
         units: HashMap<UnitId, UnitState>,
         sensors: HashMap<SensorId, SensorState>,
+        alerts: HashMap<TaskId, AlertState>,
         empty_incident: IncidentState,
         empty_unit: UnitState,
         empty_sensor: SensorState,
+        empty_closure: RoadClosureState,
+        empty_device: DeviceState,
+        empty_alert: AlertState,
     }
 
     impl States for Given {
@@ -332,6 +415,15 @@ mod tests {
         }
         fn sensor(&self, id: SensorId) -> Result<&SensorState, Refusal> {
             Ok(self.sensors.get(&id).unwrap_or(&self.empty_sensor))
+        }
+        fn road_closure(&self, _: ClosureId) -> Result<&RoadClosureState, Refusal> {
+            Ok(&self.empty_closure)
+        }
+        fn device(&self, _: UnitId) -> Result<&DeviceState, Refusal> {
+            Ok(&self.empty_device)
+        }
+        fn alert(&self, task: TaskId) -> Result<&AlertState, Refusal> {
+            Ok(self.alerts.get(&task).unwrap_or(&self.empty_alert))
         }
     }
 
@@ -389,6 +481,60 @@ mod tests {
             let s = g.units.entry(*id).or_default();
             *s = after(s, events);
         }
+    }
+
+    #[test]
+    fn a_device_token_needs_a_registered_unit() {
+        let (_, unit, _) = ids();
+        let issue = |unit| DeviceCommand::IssueToken {
+            unit,
+            issued_by: "op".into(),
+            expires_at: t(3600),
+            fingerprint: "0123456789abcdef".into(),
+            at: t(0),
+        };
+        let changes = issue_device_token(&given(), issue(unit)).unwrap();
+        assert_eq!(changes.devices.len(), 1);
+        assert!(changes.units.is_empty(), "the unit's stream is only read");
+        let stranger = UnitId::from_uuid(Uuid::from_u128(99));
+        let refused = issue_device_token(&given(), issue(stranger)).unwrap_err();
+        assert_eq!(refused.kind, RefusalKind::NotFound);
+    }
+
+    #[test]
+    fn an_overdue_alert_is_raised_only_while_the_task_waits() {
+        let (incident, unit, task) = ids();
+        let mut g = given();
+        let assigned = assign(&g, incident, unit, task, t(5)).unwrap();
+        apply(&mut g, &assigned);
+        let raise = || AlertCommand::RaiseAckOverdue {
+            task,
+            incident,
+            unit,
+            assigned_at: t(5),
+            timeout_secs: 60,
+        };
+        let raised = task_ack_overdue(&g, raise()).unwrap();
+        assert!(matches!(
+            raised.alerts.as_slice(),
+            [(t, events)] if *t == task && events.len() == 1
+        ));
+        let once = after(&AlertState::default(), &raised.alerts[0].1);
+        g.alerts.insert(task, once);
+        assert!(
+            task_ack_overdue(&g, raise()).unwrap().is_empty(),
+            "raised once"
+        );
+        g.alerts.clear();
+        let acked = g.units[&unit]
+            .decide(UnitCommand::AcknowledgeTask { task, at: t(20) })
+            .unwrap();
+        let s = g.units.get_mut(&unit).unwrap();
+        *s = after(s, &acked);
+        assert!(
+            task_ack_overdue(&g, raise()).unwrap().is_empty(),
+            "an acknowledged task raises nothing"
+        );
     }
 
     #[test]

@@ -19,15 +19,18 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::alert::AlertEvent;
+use crate::device::DeviceEvent;
 use crate::ids::AggregateRef;
 use crate::incident::IncidentEvent;
+use crate::road::RoadClosureEvent;
 use crate::sensor::SensorEvent;
 use crate::unit::UnitEvent;
 use crate::value::IdempotencyKey;
 
 /// Every event type name of one aggregate's event enum.
 pub trait EventSchema: Serialize + DeserializeOwned + Clone {
-    /// The stream category (`incident`, `unit`, `sensor`).
+    /// The stream category (`incident`, `unit`, `sensor`, `road-closure`, `device`, `alert`).
     const CATEGORY: &'static str;
     /// Every event type this enum has.
     const EVENT_TYPES: &'static [&'static str];
@@ -113,13 +116,56 @@ impl EventSchema for SensorEvent {
     }
 }
 
+impl EventSchema for RoadClosureEvent {
+    const CATEGORY: &'static str = "road-closure";
+    const EVENT_TYPES: &'static [&'static str] = &["RoadClosed", "RoadReopened"];
+
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::RoadClosed { .. } => "RoadClosed",
+            Self::RoadReopened { .. } => "RoadReopened",
+        }
+    }
+}
+
+impl EventSchema for DeviceEvent {
+    const CATEGORY: &'static str = "device";
+    const EVENT_TYPES: &'static [&'static str] = &["DeviceTokenIssued"];
+
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::DeviceTokenIssued { .. } => "DeviceTokenIssued",
+        }
+    }
+}
+
+impl EventSchema for AlertEvent {
+    const CATEGORY: &'static str = "alert";
+    const EVENT_TYPES: &'static [&'static str] = &["TaskAckOverdue"];
+
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::TaskAckOverdue { .. } => "TaskAckOverdue",
+        }
+    }
+}
+
+/// Every event type of every aggregate, by stream category.
+pub const EVENT_TYPES: &[(&str, &[&str])] = &[
+    (IncidentEvent::CATEGORY, IncidentEvent::EVENT_TYPES),
+    (UnitEvent::CATEGORY, UnitEvent::EVENT_TYPES),
+    (SensorEvent::CATEGORY, SensorEvent::EVENT_TYPES),
+    (RoadClosureEvent::CATEGORY, RoadClosureEvent::EVENT_TYPES),
+    (DeviceEvent::CATEGORY, DeviceEvent::EVENT_TYPES),
+    (AlertEvent::CATEGORY, AlertEvent::EVENT_TYPES),
+];
+
 /// The current schema version of an event type; `None` for a type Muster does not know.
 /// Every type is at version 1 so far.
 pub fn schema_version(event_type: &str) -> Option<u32> {
-    let known = IncidentEvent::EVENT_TYPES
+    let known = EVENT_TYPES
         .iter()
-        .chain(UnitEvent::EVENT_TYPES)
-        .chain(SensorEvent::EVENT_TYPES)
+        .flat_map(|(_, types)| types.iter())
         .any(|t| *t == event_type);
     known.then_some(1)
 }
@@ -133,6 +179,12 @@ pub enum DomainEvent {
     Unit(UnitEvent),
     /// A sensor's event.
     Sensor(SensorEvent),
+    /// A road closure's event.
+    RoadClosure(RoadClosureEvent),
+    /// A unit's device enrolment.
+    Device(DeviceEvent),
+    /// An operator alert about a task.
+    Alert(AlertEvent),
 }
 
 impl DomainEvent {
@@ -142,6 +194,9 @@ impl DomainEvent {
             Self::Incident(e) => e.event_type(),
             Self::Unit(e) => e.event_type(),
             Self::Sensor(e) => e.event_type(),
+            Self::RoadClosure(e) => e.event_type(),
+            Self::Device(e) => e.event_type(),
+            Self::Alert(e) => e.event_type(),
         }
     }
 
@@ -167,6 +222,11 @@ impl DomainEvent {
             AggregateRef::Incident(_) => DomainEvent::Incident(decode_with(recorded, upcasters)?),
             AggregateRef::Unit(_) => DomainEvent::Unit(decode_with(recorded, upcasters)?),
             AggregateRef::Sensor(_) => DomainEvent::Sensor(decode_with(recorded, upcasters)?),
+            AggregateRef::RoadClosure(_) => {
+                DomainEvent::RoadClosure(decode_with(recorded, upcasters)?)
+            }
+            AggregateRef::Device(_) => DomainEvent::Device(decode_with(recorded, upcasters)?),
+            AggregateRef::Alert(_) => DomainEvent::Alert(decode_with(recorded, upcasters)?),
         };
         Ok((aggregate, event))
     }
@@ -193,7 +253,7 @@ pub enum EncodeError {
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     /// The stream is not a domain aggregate's.
-    #[error("stream {stream} is not an incident, unit or sensor stream")]
+    #[error("stream {stream} is not a domain aggregate's stream")]
     ForeignStream {
         /// The stream.
         stream: String,
@@ -478,7 +538,7 @@ mod tests {
     use muster_store::Position;
 
     use super::*;
-    use crate::ids::{AlarmId, IncidentId, SensorId, TaskId, UnitId};
+    use crate::ids::{AlarmId, ClosureId, IncidentId, SensorId, TaskId, UnitId};
     use crate::incident::{ReportSource, TimePoint};
     use crate::sensor::{Crossing, Threshold, ThresholdSpec};
     use crate::unit::UnitStatus;
@@ -659,6 +719,34 @@ mod tests {
                 value: 40.0,
                 at: t(2),
             }),
+            DomainEvent::RoadClosure(crate::road::RoadClosureEvent::RoadClosed {
+                closure: ClosureId::from_uuid(Uuid::from_u128(6)),
+                location: here,
+                radius_m: 150.0,
+                note: Some("water main burst".into()),
+                by: "operator-1".into(),
+                at: t(3),
+            }),
+            DomainEvent::RoadClosure(crate::road::RoadClosureEvent::RoadReopened {
+                closure: ClosureId::from_uuid(Uuid::from_u128(6)),
+                by: "operator-1".into(),
+                at: t(4),
+            }),
+            DomainEvent::Device(crate::device::DeviceEvent::DeviceTokenIssued {
+                unit,
+                issued_by: "operator-1".into(),
+                expires_at: t(3600),
+                fingerprint: "0123456789abcdef".into(),
+                at: t(0),
+            }),
+            DomainEvent::Alert(crate::alert::AlertEvent::TaskAckOverdue {
+                task,
+                incident: inc,
+                unit,
+                assigned_at: t(0),
+                timeout_secs: 90,
+                at: t(90),
+            }),
         ]
     }
 
@@ -680,6 +768,77 @@ mod tests {
                 SensorId::from_uuid(Uuid::from_u128(4)).stream_name(),
                 encode(e, id, meta).unwrap(),
             ),
+            DomainEvent::RoadClosure(e) => (
+                ClosureId::from_uuid(Uuid::from_u128(6)).stream_name(),
+                encode(e, id, meta).unwrap(),
+            ),
+            DomainEvent::Device(e) => (
+                UnitId::from_uuid(Uuid::from_u128(2)).device_stream(),
+                encode(e, id, meta).unwrap(),
+            ),
+            DomainEvent::Alert(e) => (
+                TaskId::from_uuid(Uuid::from_u128(3)).alert_stream(),
+                encode(e, id, meta).unwrap(),
+            ),
+        }
+    }
+
+    /// Road closures, token audits and overdue alerts were stored in this shape before they
+    /// were core's events; those logs must read the same.
+    #[test]
+    fn closures_tokens_and_alerts_keep_their_stored_shape() {
+        let closure = "00000000-0000-0000-0000-000000000006";
+        let unit = "00000000-0000-0000-0000-000000000002";
+        let task = "00000000-0000-0000-0000-000000000003";
+        let incident = "00000000-0000-0000-0000-000000000001";
+        let table = [
+            (
+                format!("road-closure-{closure}"),
+                "RoadClosed",
+                format!(
+                    r#"{{"closure":"{closure}","location":{{"lat":52.5,"lon":13.4}},"radius_m":150.0,"note":"water main burst","by":"operator-1","at":"2026-09-21T14:13:23Z"}}"#
+                ),
+            ),
+            (
+                format!("road-closure-{closure}"),
+                "RoadReopened",
+                format!(
+                    r#"{{"closure":"{closure}","by":"operator-1","at":"2026-09-21T14:13:24Z"}}"#
+                ),
+            ),
+            (
+                format!("device-{unit}"),
+                "DeviceTokenIssued",
+                format!(
+                    r#"{{"unit":"{unit}","issued_by":"operator-1","expires_at":"2026-09-21T15:13:20Z","fingerprint":"0123456789abcdef","at":"2026-09-21T14:13:20Z"}}"#
+                ),
+            ),
+            (
+                format!("alert-{task}"),
+                "TaskAckOverdue",
+                format!(
+                    r#"{{"task":"{task}","incident":"{incident}","unit":"{unit}","assigned_at":"2026-09-21T14:13:20Z","timeout_secs":90,"at":"2026-09-21T14:14:50Z"}}"#
+                ),
+            ),
+        ];
+        let expected = one_of_each();
+        for (stream, event_type, data) in table {
+            let stream = StreamName::parse(stream).unwrap();
+            let mut rec = recorded(
+                &stream,
+                &NewEvent::json(Uuid::from_u128(9), event_type, 1, &Value::Null).unwrap(),
+            );
+            rec.data = data.into_bytes();
+            let (_, event) =
+                DomainEvent::from_recorded(&rec).unwrap_or_else(|e| panic!("{event_type}: {e}"));
+            assert!(
+                expected.contains(&event),
+                "{event_type} decoded as {event:?}"
+            );
+            let (_, again) = encode_any(&event, Uuid::from_u128(9));
+            let stored: Value = serde_json::from_slice(&rec.data).unwrap();
+            let written: Value = serde_json::from_slice(&again.data).unwrap();
+            assert_eq!(written, stored, "{event_type} is written as it was stored");
         }
     }
 
@@ -703,10 +862,9 @@ mod tests {
             assert_eq!(&back, event);
             types.insert(event.event_type());
         }
-        let all: BTreeSet<&str> = IncidentEvent::EVENT_TYPES
+        let all: BTreeSet<&str> = EVENT_TYPES
             .iter()
-            .chain(UnitEvent::EVENT_TYPES)
-            .chain(SensorEvent::EVENT_TYPES)
+            .flat_map(|(_, types)| types.iter())
             .copied()
             .collect();
         assert_eq!(types, all, "the sample covers every event type");

@@ -105,6 +105,11 @@ uuid_id!(
     AlarmId,
     "alarm"
 );
+uuid_id!(
+    /// A road closure; its events live in the stream `road-closure-<id>`.
+    ClosureId,
+    "road closure"
+);
 
 /// Prefix of incident streams.
 pub const INCIDENT_STREAM_PREFIX: &str = "incident-";
@@ -112,6 +117,12 @@ pub const INCIDENT_STREAM_PREFIX: &str = "incident-";
 pub const UNIT_STREAM_PREFIX: &str = "unit-";
 /// Prefix of sensor streams.
 pub const SENSOR_STREAM_PREFIX: &str = "sensor-";
+/// Prefix of road closure streams.
+pub const ROAD_CLOSURE_STREAM_PREFIX: &str = "road-closure-";
+/// Prefix of a unit's device enrolment streams, `device-<unit id>`.
+pub const DEVICE_STREAM_PREFIX: &str = "device-";
+/// Prefix of a task's operator alerts, `alert-<task id>`.
+pub const ALERT_STREAM_PREFIX: &str = "alert-";
 
 fn stream(prefix: &str, id: Uuid) -> StreamName {
     // A prefix plus a hyphenated UUID is always a valid stream name: short, printable, trimmed.
@@ -139,6 +150,27 @@ impl SensorId {
     }
 }
 
+impl ClosureId {
+    /// The closure's stream, `road-closure-<id>`.
+    pub fn stream_name(&self) -> StreamName {
+        stream(ROAD_CLOSURE_STREAM_PREFIX, self.0)
+    }
+}
+
+impl UnitId {
+    /// The stream of the unit's device enrolments, `device-<id>`.
+    pub fn device_stream(&self) -> StreamName {
+        stream(DEVICE_STREAM_PREFIX, self.0)
+    }
+}
+
+impl TaskId {
+    /// The stream of the task's operator alerts, `alert-<id>`.
+    pub fn alert_stream(&self) -> StreamName {
+        stream(ALERT_STREAM_PREFIX, self.0)
+    }
+}
+
 /// Which aggregate a stream belongs to, read from its name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AggregateRef {
@@ -148,6 +180,12 @@ pub enum AggregateRef {
     Unit(UnitId),
     /// `sensor-<id>`.
     Sensor(SensorId),
+    /// `road-closure-<id>`.
+    RoadClosure(ClosureId),
+    /// `device-<unit id>`: the enrolments of a unit's device.
+    Device(UnitId),
+    /// `alert-<task id>`: the operator alerts about a task.
+    Alert(TaskId),
 }
 
 impl AggregateRef {
@@ -162,6 +200,12 @@ impl AggregateRef {
             uuid(rest).map(|u| Self::Unit(UnitId(u)))
         } else if let Some(rest) = name.strip_prefix(SENSOR_STREAM_PREFIX) {
             uuid(rest).map(|u| Self::Sensor(SensorId(u)))
+        } else if let Some(rest) = name.strip_prefix(ROAD_CLOSURE_STREAM_PREFIX) {
+            uuid(rest).map(|u| Self::RoadClosure(ClosureId(u)))
+        } else if let Some(rest) = name.strip_prefix(DEVICE_STREAM_PREFIX) {
+            uuid(rest).map(|u| Self::Device(UnitId(u)))
+        } else if let Some(rest) = name.strip_prefix(ALERT_STREAM_PREFIX) {
+            uuid(rest).map(|u| Self::Alert(TaskId(u)))
         } else {
             None
         }
@@ -173,6 +217,9 @@ impl AggregateRef {
             Self::Incident(id) => id.stream_name(),
             Self::Unit(id) => id.stream_name(),
             Self::Sensor(id) => id.stream_name(),
+            Self::RoadClosure(id) => id.stream_name(),
+            Self::Device(unit) => unit.device_stream(),
+            Self::Alert(task) => task.alert_stream(),
         }
     }
 }
@@ -187,10 +234,18 @@ mod tests {
         let u = UnitId::new_v7();
         let s = SensorId::new_v7();
         assert_eq!(i.stream_name().as_str(), format!("incident-{i}"));
+        let c = ClosureId::new_v7();
+        let t = TaskId::new_v7();
+        assert_eq!(c.stream_name().as_str(), format!("road-closure-{c}"));
+        assert_eq!(u.device_stream().as_str(), format!("device-{u}"));
+        assert_eq!(t.alert_stream().as_str(), format!("alert-{t}"));
         for r in [
             AggregateRef::Incident(i),
             AggregateRef::Unit(u),
             AggregateRef::Sensor(s),
+            AggregateRef::RoadClosure(c),
+            AggregateRef::Device(u),
+            AggregateRef::Alert(t),
         ] {
             assert_eq!(AggregateRef::from_stream(&r.stream_name()), Some(r));
         }
@@ -205,6 +260,11 @@ mod tests {
             (
                 "vehicle-6f1c7f5e-5a8e-4a53-9a0c-2f7b5e1f6d10",
                 "an unknown prefix",
+            ),
+            ("road-closure-7", "a closure id that is not a UUID"),
+            (
+                "$idempotency-6f1c7f5e-5a8e-4a53-9a0c-2f7b5e1f6d10",
+                "a command record",
             ),
         ];
         for (name, why) in table {

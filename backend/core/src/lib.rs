@@ -8,8 +8,9 @@
 //!   [`value::Priority`], [`value::PhoneNumber`] and [`value::PersonName`] (personal data,
 //!   masked in `Debug`), incident types, unit kinds, capabilities, call signs, notes,
 //!   [`value::IdempotencyKey`].
-//! - [`ids`]: UUID newtypes for incidents, units, sensors, tasks and alarms, and the stream
-//!   each aggregate lives in (`incident-<id>`, `unit-<id>`, `sensor-<id>`).
+//! - [`ids`]: UUID newtypes for incidents, units, sensors, tasks, alarms and road closures,
+//!   and the stream each aggregate lives in (`incident-<id>`, `unit-<id>`, `sensor-<id>`,
+//!   `road-closure-<id>`, `device-<unit id>`, `alert-<task id>`).
 //! - [`combined`]: decisions over several aggregates at once (an assignment over the incident
 //!   and the unit, a close that releases its units, a unit's progress on its incident, a
 //!   sensor alarm's incident), appended together by the command runner.
@@ -20,6 +21,9 @@
 //!   stream's revision is the guard against double assignment.
 //! - [`sensor`]: the sensor registry aggregate and the alarm rule (one incident per ongoing
 //!   alarm, the clearing recorded).
+//! - [`road`]: road closures (`road-closure-<id>`), which the dispatcher's routing leaves out.
+//! - [`device`]: the audit of the tokens issued for a unit's device (`device-<unit id>`).
+//! - [`alert`]: operator alerts about a task (`alert-<task id>`): an acknowledgement overdue.
 //! - [`reaction`]: what one aggregate's events ask of another's commands (a unit's
 //!   progress recorded on its incident; a sensor alarm reported as an incident).
 //! - [`event`]: the event schema on the wire: names, schema versions, conversion to
@@ -46,14 +50,17 @@
 //!    loser of a simultaneous assignment learns which incident won
 //!    ([`decision::RefusalKind::UnitBusy`]).
 
+pub mod alert;
 pub mod combined;
 pub mod decision;
+pub mod device;
 pub mod dispatch;
 pub mod duplicates;
 pub mod event;
 pub mod ids;
 pub mod incident;
 pub mod reaction;
+pub mod road;
 pub mod runcard;
 pub mod schema;
 pub mod sensor;
@@ -65,4 +72,4 @@ pub mod value;
 pub use decision::{Aggregate, Refusal, RefusalKind};
 pub use event::{DecodeError, DomainEvent, EncodeError};
 
-pub use ids::{AggregateRef, AlarmId, IncidentId, SensorId, TaskId, UnitId};
+pub use ids::{AggregateRef, AlarmId, ClosureId, IncidentId, SensorId, TaskId, UnitId};
