@@ -1,71 +1,66 @@
 //! The acknowledgement watchdog: a task that its crew has not acknowledged (nor declined nor
-//! completed) within the configured time raises a [`TaskAckOverdue`] event for the operators,
-//! so that the dispatcher can re-plan.
+//! completed) within the configured time raises `TaskAckOverdue` (core's
+//! [`muster_core::alert::AlertEvent`]) in the task's stream `alert-<task id>`, so that the
+//! dispatcher can re-plan.
 //!
 //! The watchdog reads `$all` from the start, so tasks assigned while no gateway ran are
-//! watched too. Each alert has an id derived from its task and data fixed by the log (the
-//! deadline, not the moment the timer fired), so any number of gateway nodes, and restarts,
-//! append it once.
+//! watched too. Each alert goes through the command runner with an idempotency key derived
+//! from its task, decided against the unit's stream (a task acknowledged meanwhile raises
+//! nothing), with data fixed by the log (the deadline, not the moment the timer fired): any
+//! number of gateway nodes, and restarts, append it once.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use muster_app::{Command, CommandKey, Fingerprint, Runner};
+use muster_core::alert::AlertCommand;
 use muster_core::event;
 use muster_core::unit::UnitEvent;
+use muster_core::value::IdempotencyKey;
 use muster_core::{AggregateRef, IncidentId, TaskId, UnitId};
-use muster_store::{
-    EventMetadata, EventStore, EventStoreExt, ExpectedState, NewEvent, StreamName, SubscribeFrom,
-};
-use serde::{Deserialize, Serialize};
+use muster_store::{EventMetadata, EventStore, EventStoreExt, SubscribeFrom};
 use tokio::time::Instant;
-use uuid::Uuid;
-
-/// Stream category of the operator alerts raised by the gateway: `alert-<task id>`.
-pub const ALERT_STREAM_PREFIX: &str = "alert-";
 
 /// Event type of an overdue acknowledgement.
 pub const TASK_ACK_OVERDUE: &str = "TaskAckOverdue";
 
-/// Namespace of alert event ids.
-const ALERT_NAMESPACE: Uuid = Uuid::from_u128(0x6d75_7374_6572_616c_6572_7400_0000_0001);
-
-/// A task's crew did not acknowledge it in time. Stored in `alert-<task id>`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaskAckOverdue {
-    /// The task.
-    pub task: TaskId,
-    /// Its incident.
-    pub incident: IncidentId,
-    /// The unit.
-    pub unit: UnitId,
-    /// When the task was assigned (committed).
-    pub assigned_at: DateTime<Utc>,
-    /// The time allowed.
-    pub timeout_secs: u64,
-    /// When it became overdue.
-    pub at: DateTime<Utc>,
-}
-
-/// The stream of a task's alerts.
-pub fn alert_stream(task: TaskId) -> StreamName {
-    StreamName::parse(format!("{ALERT_STREAM_PREFIX}{task}"))
-        .unwrap_or_else(|_| unreachable!("a uuid makes a valid stream name"))
-}
-
-/// The event for an overdue task, always the same for the same task and timeout.
-pub fn overdue_event(alert: &TaskAckOverdue) -> NewEvent {
-    let id = Uuid::new_v5(&ALERT_NAMESPACE, alert.task.as_uuid().as_bytes());
-    NewEvent::json(id, TASK_ACK_OVERDUE, 1, alert)
-        .unwrap_or_else(|e| unreachable!("an alert is small JSON: {e}"))
-        .with_metadata(EventMetadata {
+/// The command that raises `task`'s overdue alert: the same on every node, so the alert is
+/// appended once.
+pub fn overdue_command(task: TaskId, at: DateTime<Utc>) -> Command {
+    let key = IdempotencyKey::try_from(format!("ack-overdue-{task}"))
+        .expect("a UUID with a prefix is a valid key");
+    Command {
+        key: CommandKey::new("mobile-gateway", key),
+        fingerprint: Fingerprint::of("raise ack overdue", &serde_json::json!({ "task": task })),
+        metadata: EventMetadata {
             actor: Some("mobile-gateway".into()),
             source: Some("field".into()),
             correlation_id: None,
             causation_id: None,
-            occurred_at: Some(alert.at),
+            occurred_at: Some(at),
+        },
+    }
+}
+
+/// Raises the overdue alert of a task through `runner`; nothing when the unit no longer holds
+/// the task unacknowledged. Answers whether an alert was appended now.
+pub async fn raise_overdue(
+    runner: &Runner,
+    command: AlertCommand,
+) -> Result<bool, muster_app::CommandError> {
+    let AlertCommand::RaiseAckOverdue {
+        task, assigned_at, ..
+    } = &command;
+    let executed = runner
+        .execute(&overdue_command(*task, *assigned_at), |s| {
+            let changes = muster_core::combined::task_ack_overdue(s, command.clone())?;
+            let raised = !changes.is_empty();
+            Ok((changes, raised))
         })
+        .await?;
+    Ok(executed.answer && !executed.replayed)
 }
 
 struct Pending {
@@ -79,6 +74,7 @@ struct Pending {
 #[derive(Clone)]
 pub struct AckWatchdog {
     store: Arc<dyn EventStore>,
+    runner: Runner,
     timeout: Duration,
 }
 
@@ -93,7 +89,11 @@ impl std::fmt::Debug for AckWatchdog {
 impl AckWatchdog {
     /// A watchdog raising alerts after `timeout`.
     pub fn new(store: Arc<dyn EventStore>, timeout: Duration) -> Self {
-        Self { store, timeout }
+        Self {
+            runner: Runner::new(store.clone()),
+            store,
+            timeout,
+        }
     }
 
     /// Runs until the store closes or `shutdown` resolves.
@@ -102,7 +102,6 @@ impl AckWatchdog {
         let mut subscription = self.store.subscribe_all(SubscribeFrom::Start);
         let mut pending: HashMap<TaskId, Pending> = HashMap::new();
         let mut timers: BTreeSet<(Instant, TaskId)> = BTreeSet::new();
-        let timeout = chrono::Duration::from_std(self.timeout).unwrap_or(chrono::Duration::MAX);
         loop {
             let next_deadline = timers.first().map(|(d, _)| *d);
             tokio::select! {
@@ -110,23 +109,17 @@ impl AckWatchdog {
                 _ = sleep_until(next_deadline) => {
                     let Some((_, task)) = timers.pop_first() else { continue };
                     let Some(p) = pending.remove(&task) else { continue };
-                    let alert = TaskAckOverdue {
+                    let command = AlertCommand::RaiseAckOverdue {
                         task,
                         incident: p.incident,
                         unit: p.unit,
                         assigned_at: p.assigned_at,
                         timeout_secs: self.timeout.as_secs(),
-                        at: p.assigned_at + timeout,
                     };
-                    let stream = alert_stream(task);
-                    if let Err(e) = self
-                        .store
-                        .append(&stream, ExpectedState::Any, vec![overdue_event(&alert)])
-                        .await
-                    {
-                        tracing::error!(error = %e, %task, "could not record an overdue acknowledgement");
-                    } else {
-                        tracing::info!(%task, unit = %p.unit, "task not acknowledged in time");
+                    match raise_overdue(&self.runner, command).await {
+                        Ok(true) => tracing::info!(%task, unit = %p.unit, "task not acknowledged in time"),
+                        Ok(false) => {}
+                        Err(e) => tracing::error!(error = %e, %task, "could not record an overdue acknowledgement"),
                     }
                 }
                 next = subscription.next() => {

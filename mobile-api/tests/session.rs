@@ -11,7 +11,7 @@ use chrono::Utc;
 use common::*;
 use muster_core::unit::{UnitCommand, UnitStatus};
 use muster_core::value::{IdempotencyKey, IncidentType, LatLon, Priority};
-use muster_mobile::alerts::{AckWatchdog, TASK_ACK_OVERDUE, alert_stream};
+use muster_mobile::alerts::{AckWatchdog, TASK_ACK_OVERDUE};
 use muster_mobile::delivery::Hub;
 use muster_mobile::limits::{IDLE_TIMEOUT, OUTBOUND_QUEUE, PING_INTERVAL, RATE_BURST};
 use muster_mobile::protocol::{ClientMessage, ErrorCode, Outcome, ServerMessage, TaskState, close};
@@ -715,7 +715,7 @@ async fn a_task_not_acknowledged_in_time_raises_one_alert() {
         async move {
             match store
                 .read_stream(
-                    &alert_stream(task),
+                    &muster_core::TaskId::alert_stream(&task),
                     Direction::Forwards,
                     ReadFrom::Start,
                     10,

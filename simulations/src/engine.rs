@@ -21,7 +21,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use muster_core::decision::Aggregate;
 use muster_core::dispatch::{
-    IncidentSpec, NewUnit, PendingIncident, UnitIndex, assign_jointly, recommend,
+    IncidentSpec, PendingIncident, Stations, UnitIndex, assign_jointly, recommend,
 };
 use muster_core::event::{EventIds, EventSchema, encode_batch, expected_state_after};
 use muster_core::ids::{AlarmId, IncidentId, SensorId, TaskId, UnitId};
@@ -182,6 +182,8 @@ struct Engine<'a> {
     store: Arc<MemoryStore>,
     router: Arc<Router>,
     index: UnitIndex,
+    /// The fleet's home stations, for the index.
+    stations: Stations,
     plans: ResponsePlans,
     start: DateTime<Utc>,
     now_ms: i64,
@@ -258,6 +260,7 @@ impl<'a> Engine<'a> {
             policy: options.policy.unwrap_or(scenario.dispatch.policy),
             store: Arc::new(MemoryStore::new()),
             index: UnitIndex::new(router.clone(), muster_core::dispatch::DEFAULT_STALE_AFTER),
+            stations: Stations::default(),
             router,
             plans: ResponsePlans::default_set(),
             start: scenario.start,
@@ -362,8 +365,9 @@ impl Engine<'_> {
         unit.revision = rev;
         unit.state = next;
         let id = unit.id;
-        if let Some(status) = unit.state.unit.as_ref().map(|x| x.status) {
-            self.index.set_status(id, status);
+        let at = self.at();
+        for e in &events {
+            self.index.apply(id, e, at, at, &self.stations);
         }
         for e in &events {
             if let Some((incident, cmd)) = incident_progress(id, e)
@@ -458,15 +462,8 @@ impl Engine<'_> {
                     incident: None,
                     off_duty: false,
                 });
+                self.stations.insert(&entry.station, entry.location);
                 self.unit_command(u, command)?;
-                self.index.upsert(NewUnit {
-                    id,
-                    kind: entry.kind,
-                    capabilities: entry.capabilities.clone(),
-                    agency: Agency::parse(agency(entry.kind)).expect("valid code"),
-                    status: UnitStatus::Available,
-                    station: Some(entry.location),
-                });
                 *self.kinds_in_fleet.entry(entry.kind).or_default() += 1;
                 if let Some((start_h, hours)) = entry.shift {
                     // Shifts keep the clock: `start_hour` is an hour of the day (UTC, like
@@ -1104,8 +1101,6 @@ impl Engine<'_> {
                 at,
             },
         )?;
-        let id = self.units[u].id;
-        self.index.report_position(id, pos, at, at);
         Ok(())
     }
 

@@ -8,12 +8,12 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use muster_core::decision::Aggregate;
-use muster_core::dispatch::{NewUnit, UnitIndex};
+use muster_core::dispatch::{Stations, UnitIndex};
 use muster_core::event::DomainEvent;
 use muster_core::ids::{AggregateRef, IncidentId};
 use muster_core::incident::{IncidentEvent, IncidentState, ReportSource, TimePoint};
 use muster_core::sensor::SensorState;
-use muster_core::unit::{UnitEvent, UnitState, UnitStatus};
+use muster_core::unit::{UnitState, UnitStatus};
 use muster_geodata::Router;
 use muster_store::RecordedEvent;
 
@@ -46,7 +46,10 @@ pub fn into_engine(
     let mut incidents: HashMap<AggregateRef, IncidentState> = HashMap::new();
     let mut units: HashMap<AggregateRef, UnitState> = HashMap::new();
     let mut sensors: HashMap<AggregateRef, SensorState> = HashMap::new();
-    let city = router.as_ref().map(|r| r.city().clone());
+    let stations = router
+        .as_ref()
+        .map(|r| Stations::of_city(r.city()))
+        .unwrap_or_default();
     let mut index = router.map(|r| UnitIndex::new(r, muster_core::dispatch::DEFAULT_STALE_AFTER));
     let first: Option<DateTime<Utc>> = events.first().and_then(|e| e.metadata.occurred_at);
     let mut undecodable = 0;
@@ -68,41 +71,11 @@ pub fn into_engine(
             DomainEvent::Unit(ev) => {
                 units.entry(aggregate).or_default().apply(&ev);
                 if let (Some(ix), AggregateRef::Unit(id)) = (index.as_mut(), aggregate) {
-                    match ev {
-                        UnitEvent::UnitRegistered {
-                            kind,
-                            home_station,
-                            capabilities,
-                            agency,
-                            ..
-                        } => {
-                            let station = city
-                                .as_ref()
-                                .and_then(|c| {
-                                    c.stations
-                                        .iter()
-                                        .find(|s| s.id.eq_ignore_ascii_case(home_station.as_str()))
-                                })
-                                .map(|s| s.location);
-                            ix.upsert(NewUnit {
-                                id,
-                                kind,
-                                capabilities,
-                                agency,
-                                status: UnitStatus::Available,
-                                station,
-                            });
-                        }
-                        UnitEvent::UnitStatusChanged { to, .. } => {
-                            ix.set_status(id, to);
-                        }
-                        UnitEvent::UnitPositionReported { position, at, .. } => {
-                            ix.report_position(id, from_core(position), at, at);
-                        }
-                        _ => {}
-                    }
+                    let at = e.metadata.occurred_at.unwrap_or(e.recorded_at);
+                    ix.apply(id, &ev, at, at, &stations);
                 }
             }
+            DomainEvent::RoadClosure(_) | DomainEvent::Device(_) | DomainEvent::Alert(_) => {}
         }
         if n % 4096 == 0 {
             progress(n);

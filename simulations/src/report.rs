@@ -21,12 +21,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use muster_core::dispatch::{NewUnit, UnitIndex, coverage};
+use muster_core::dispatch::{Stations, UnitIndex, coverage};
 use muster_core::event::DomainEvent;
 use muster_core::ids::{AggregateRef, IncidentId, TaskId, UnitId};
 use muster_core::incident::{IncidentEvent, TimePoint};
 use muster_core::stats::nearest_rank;
-use muster_core::unit::{UnitEvent, UnitStatus};
+use muster_core::unit::UnitEvent;
 use muster_core::value::{IncidentType, Priority, Service, UnitKind};
 use muster_geodata::Router;
 use muster_store::RecordedEvent;
@@ -219,6 +219,10 @@ pub fn build(title: &str, events: &[RecordedEvent], router: Option<Arc<Router>>)
     let mut committed_since: HashMap<UnitId, DateTime<Utc>> = HashMap::new();
     let mut committed_ms: HashMap<UnitKind, i64> = HashMap::new();
     let mut task_count: HashMap<UnitKind, usize> = HashMap::new();
+    let stations = router
+        .as_ref()
+        .map(|r| Stations::of_city(r.city()))
+        .unwrap_or_default();
     let mut index = router
         .clone()
         .map(|r| UnitIndex::new(r, muster_core::dispatch::DEFAULT_STALE_AFTER));
@@ -265,57 +269,34 @@ pub fn build(title: &str, events: &[RecordedEvent], router: Option<Arc<Router>>)
             next_sample = Some(t + Duration::minutes(COVERAGE_EVERY_MIN));
         }
         match (aggregate, event) {
-            (AggregateRef::Unit(id), DomainEvent::Unit(ev)) => match ev {
-                UnitEvent::UnitRegistered {
-                    kind,
-                    home_station,
-                    capabilities,
-                    agency,
-                    ..
-                } => {
-                    kinds.insert(id, kind);
-                    if let (Some(ix), Some(city)) = (index.as_mut(), city.as_ref()) {
-                        let station = city
-                            .stations
-                            .iter()
-                            .find(|s| s.id.eq_ignore_ascii_case(home_station.as_str()))
-                            .map(|s| s.location);
-                        ix.upsert(NewUnit {
-                            id,
-                            kind,
-                            capabilities,
-                            agency,
-                            status: UnitStatus::Available,
-                            station,
-                        });
-                    }
+            (AggregateRef::Unit(id), DomainEvent::Unit(ev)) => {
+                if let Some(ix) = index.as_mut() {
+                    ix.apply(id, &ev, now, now, &stations);
                 }
-                UnitEvent::UnitStatusChanged { from, to, at, .. } => {
-                    if let Some(ix) = index.as_mut() {
-                        ix.set_status(id, to);
+                match ev {
+                    UnitEvent::UnitRegistered { kind, .. } => {
+                        kinds.insert(id, kind);
                     }
-                    if to.is_committed() && !from.is_committed() {
-                        committed_since.insert(id, at);
-                    } else if !to.is_committed()
-                        && from.is_committed()
-                        && let Some(since) = committed_since.remove(&id)
-                        && let Some(kind) = kinds.get(&id)
-                    {
-                        *committed_ms.entry(*kind).or_default() += (at - since).num_milliseconds();
+                    UnitEvent::UnitStatusChanged { from, to, at, .. } => {
+                        if to.is_committed() && !from.is_committed() {
+                            committed_since.insert(id, at);
+                        } else if !to.is_committed()
+                            && from.is_committed()
+                            && let Some(since) = committed_since.remove(&id)
+                            && let Some(kind) = kinds.get(&id)
+                        {
+                            *committed_ms.entry(*kind).or_default() +=
+                                (at - since).num_milliseconds();
+                        }
                     }
+                    UnitEvent::TaskAssigned { .. } => {
+                        if let Some(kind) = kinds.get(&id) {
+                            *task_count.entry(*kind).or_default() += 1;
+                        }
+                    }
+                    _ => {}
                 }
-                UnitEvent::UnitPositionReported { position, at, .. } => {
-                    if let Some(ix) = index.as_mut() {
-                        ix.report_position(id, crate::engine::from_core(position), at, now);
-                    }
-                }
-                UnitEvent::TaskAssigned { .. } => {
-                    if let Some(kind) = kinds.get(&id) {
-                        *task_count.entry(*kind).or_default() += 1;
-                    }
-                }
-                _ => {}
-            },
+            }
             (AggregateRef::Incident(id), DomainEvent::Incident(ev)) => {
                 let inc = incidents.entry(id).or_default();
                 match ev {

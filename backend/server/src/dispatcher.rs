@@ -13,16 +13,18 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
+use muster_core::alert::AlertEvent;
 use muster_core::dispatch::{
-    Commitment, CoverageReport, DispatchRules, IncidentSpec, NewUnit, Preemption, Recommendation,
+    Commitment, CoverageReport, DispatchRules, IncidentSpec, Preemption, Recommendation, Stations,
     UnitIndex, coverage, preemptions, recommend,
 };
 use muster_core::event::DomainEvent;
 use muster_core::incident::IncidentEvent;
+use muster_core::road::RoadClosureEvent;
 use muster_core::runcard::ResponsePlans;
 use muster_core::unit::{UnitEvent, UnitStatus};
 use muster_core::value::{IdempotencyKey, IncidentSource, IncidentType, Priority, UnitKind};
-use muster_core::{IncidentId, TaskId, UnitId};
+use muster_core::{AggregateRef, ClosureId, IncidentId, TaskId, UnitId};
 use muster_geodata::Router;
 use muster_geodata::model::City;
 use muster_store::{
@@ -95,7 +97,7 @@ struct Board {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ClosureInForce {
     /// The closure.
-    pub closure_id: Uuid,
+    pub closure_id: ClosureId,
     /// Its centre.
     pub location: muster_core::value::LatLon,
     /// Its radius, metres.
@@ -115,13 +117,13 @@ pub struct ClosureInForce {
 
 struct Inner {
     router: Arc<Router>,
-    closures: RwLock<std::collections::BTreeMap<Uuid, ClosureInForce>>,
+    closures: RwLock<std::collections::BTreeMap<ClosureId, ClosureInForce>>,
     index: RwLock<UnitIndex>,
     board: RwLock<Board>,
     rules: DispatchRules,
     plans: ResponsePlans,
     runner: Runner,
-    stations: HashMap<String, muster_geodata::LatLon>,
+    stations: Stations,
     caught_up: AtomicBool,
     /// The next log position to apply: everything before it is in the index and the board.
     applied: watch::Sender<Position>,
@@ -141,24 +143,7 @@ fn geo(p: muster_core::value::LatLon) -> Option<muster_geodata::LatLon> {
     muster_geodata::LatLon::new(p.lat_deg(), p.lon_deg()).ok()
 }
 
-/// A city station's id with characters other than letters, digits, `-` and `_` replaced by `-`.
-pub fn station_slug(station_id: &str) -> String {
-    station_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
-}
-
-/// The station code a unit registered at a city station carries: `s-` and its slug.
-pub fn station_code(station_id: &str) -> String {
-    format!("s-{}", station_slug(station_id)).to_lowercase()
-}
+pub use muster_core::dispatch::{station_code, station_slug};
 
 impl Dispatcher {
     /// A dispatcher on `city`'s roads; `None` without a city (no routing, no dispatching).
@@ -169,11 +154,7 @@ impl Dispatcher {
         plans: ResponsePlans,
     ) -> anyhow::Result<Option<Self>> {
         let Some(city) = city else { return Ok(None) };
-        let stations = city
-            .stations
-            .iter()
-            .map(|s| (station_code(&s.id), s.location))
-            .collect();
+        let stations = Stations::of_city(city);
         let router = Arc::new(Router::new(Arc::new(city.clone()))?);
         Ok(Some(Self(Arc::new(Inner {
             router: router.clone(),
@@ -286,34 +267,37 @@ impl Dispatcher {
     }
 
     /// A closure or reopening: the router gets the union of the roads closed now.
-    fn apply_road(&self, recorded: &RecordedEvent) {
+    fn apply_road(&self, event: RoadClosureEvent) {
         let mut closures = self.0.closures.write().expect("closures lock");
-        if recorded.event_type == crate::routes::roads::ROAD_CLOSED {
-            let Ok(c) = recorded.decode::<crate::routes::roads::RoadClosed>() else {
-                tracing::warn!(position = %recorded.position, "an unreadable road closure was skipped");
-                return;
-            };
-            let road_ids = geo(c.location)
-                .map(|p| self.0.router.roads_near(p, c.radius_m))
-                .unwrap_or_default();
-            closures.insert(
-                c.closure,
-                ClosureInForce {
-                    closure_id: c.closure,
-                    location: c.location,
-                    radius_m: c.radius_m,
-                    roads: road_ids.len(),
-                    note: c.note,
-                    by: c.by,
-                    since: c.at,
-                    road_ids,
-                },
-            );
-        } else {
-            let Ok(r) = recorded.decode::<crate::routes::roads::RoadReopened>() else {
-                return;
-            };
-            closures.remove(&r.closure);
+        match event {
+            RoadClosureEvent::RoadClosed {
+                closure,
+                location,
+                radius_m,
+                note,
+                by,
+                at,
+            } => {
+                let road_ids = geo(location)
+                    .map(|p| self.0.router.roads_near(p, radius_m))
+                    .unwrap_or_default();
+                closures.insert(
+                    closure,
+                    ClosureInForce {
+                        closure_id: closure,
+                        location,
+                        radius_m,
+                        roads: road_ids.len(),
+                        note,
+                        by,
+                        since: at,
+                        road_ids,
+                    },
+                );
+            }
+            RoadClosureEvent::RoadReopened { closure, .. } => {
+                closures.remove(&closure);
+            }
         }
         let conditions: muster_geodata::routing::RoadConditions = closures
             .values()
@@ -337,46 +321,32 @@ impl Dispatcher {
         if recorded.stream.is_system() {
             return;
         }
-        if recorded.event_type == crate::routes::roads::ROAD_CLOSED
-            || recorded.event_type == crate::routes::roads::ROAD_REOPENED
-        {
-            self.apply_road(recorded);
-            return;
-        }
-        if recorded.event_type == muster_mobile::alerts::TASK_ACK_OVERDUE {
-            if let Ok(alert) = recorded.decode::<muster_mobile::alerts::TaskAckOverdue>() {
-                self.ack_overdue(alert, live);
-            }
-            return;
-        }
         let Ok((aggregate, event)) = DomainEvent::from_recorded(recorded) else {
             return;
         };
         let now = Utc::now();
-        match event {
-            DomainEvent::Unit(event) => {
-                let muster_core::AggregateRef::Unit(unit) = aggregate else {
-                    return;
-                };
+        match (aggregate, event) {
+            (AggregateRef::Unit(unit), DomainEvent::Unit(event)) => {
                 self.apply_unit(unit, event, now, recorded.recorded_at, live);
             }
-            DomainEvent::Incident(event) => {
-                let muster_core::AggregateRef::Incident(incident) = aggregate else {
-                    return;
-                };
+            (AggregateRef::Incident(incident), DomainEvent::Incident(event)) => {
                 self.apply_incident(incident, event, live);
             }
-            DomainEvent::Sensor(_) => {}
+            (_, DomainEvent::RoadClosure(event)) => self.apply_road(event),
+            (_, DomainEvent::Alert(AlertEvent::TaskAckOverdue { incident, unit, .. })) => {
+                self.ack_overdue(incident, unit, live);
+            }
+            _ => {}
         }
     }
 
     /// A crew did not acknowledge in time: plan the incident as if that unit were not sent.
-    fn ack_overdue(&self, alert: muster_mobile::alerts::TaskAckOverdue, live: bool) {
+    fn ack_overdue(&self, incident: IncidentId, unit: UnitId, live: bool) {
         let replan = {
             let mut board = self.0.board.write().expect("board lock");
-            match board.incidents.get_mut(&alert.incident) {
-                Some(i) if i.units.contains(&alert.unit) => {
-                    i.overdue.insert(alert.unit);
+            match board.incidents.get_mut(&incident) {
+                Some(i) if i.units.contains(&unit) => {
+                    i.overdue.insert(unit);
                     self.0
                         .rules
                         .auto_dispatch_rule(i.incident_type, i.source, i.priority)
@@ -386,13 +356,12 @@ impl Dispatcher {
             }
         };
         if live && replan {
-            self.spawn_auto(alert.incident);
+            self.spawn_auto(incident);
         }
     }
 
-    /// Folds one unit event into the index and the board. A fix counts as taken no later
-    /// than the store recorded it, so a phone whose clock runs ahead cannot hold the unit at
-    /// an old place.
+    /// Folds one unit event into the index (core's one fold, [`UnitIndex::apply`]) and the
+    /// board.
     fn apply_unit(
         &self,
         unit: UnitId,
@@ -402,24 +371,9 @@ impl Dispatcher {
         live: bool,
     ) {
         let mut index = self.0.index.write().expect("index lock");
+        index.apply(unit, &event, recorded_at, now, &self.0.stations);
         match event {
-            UnitEvent::UnitRegistered {
-                kind,
-                call_sign,
-                agency,
-                home_station,
-                capabilities,
-                ..
-            } => {
-                let station = self.0.stations.get(home_station.as_str()).copied();
-                index.upsert(NewUnit {
-                    id: unit,
-                    kind,
-                    capabilities,
-                    agency,
-                    status: UnitStatus::Available,
-                    station,
-                });
+            UnitEvent::UnitRegistered { call_sign, .. } => {
                 self.0
                     .board
                     .write()
@@ -427,21 +381,7 @@ impl Dispatcher {
                     .call_signs
                     .insert(unit, call_sign.as_str().to_owned());
             }
-            UnitEvent::UnitCapabilitiesChanged { capabilities, .. } => {
-                if let Some(u) = index.unit(unit).cloned() {
-                    let station = u.station;
-                    index.upsert(NewUnit {
-                        id: unit,
-                        kind: u.kind,
-                        capabilities,
-                        agency: u.agency,
-                        status: u.status,
-                        station,
-                    });
-                }
-            }
             UnitEvent::UnitStatusChanged { to, .. } => {
-                index.set_status(unit, to);
                 if to == UnitStatus::OnScene {
                     let mut board = self.0.board.write().expect("board lock");
                     if let Some(incident) = board.commitments.get(&unit).copied()
@@ -449,11 +389,6 @@ impl Dispatcher {
                     {
                         i.served.insert(unit);
                     }
-                }
-            }
-            UnitEvent::UnitPositionReported { position, at, .. } => {
-                if let Some(p) = geo(position) {
-                    index.report_position(unit, p, at.min(recorded_at), now);
                 }
             }
             UnitEvent::TaskAssigned { incident, .. } => {
@@ -505,6 +440,7 @@ impl Dispatcher {
                     i.overdue.remove(&unit);
                 }
             }
+            UnitEvent::UnitCapabilitiesChanged { .. } | UnitEvent::UnitPositionReported { .. } => {}
         }
     }
 
@@ -1036,23 +972,31 @@ mod tests {
             .unwrap()
             .task;
 
-        let alert = muster_mobile::alerts::TaskAckOverdue {
+        let raise = muster_core::alert::AlertCommand::RaiseAckOverdue {
             task,
             incident,
             unit: pick,
             assigned_at: Utc::now(),
             timeout_secs: 60,
-            at: Utc::now(),
         };
+        assert!(
+            muster_mobile::alerts::raise_overdue(&runner, raise)
+                .await
+                .unwrap()
+        );
         let stored = store
-            .append(
-                &muster_mobile::alerts::alert_stream(task),
-                muster_store::ExpectedState::Any,
-                vec![muster_mobile::alerts::overdue_event(&alert)],
+            .read_stream(
+                &task.alert_stream(),
+                muster_store::Direction::Forwards,
+                muster_store::ReadFrom::Start,
+                1,
             )
             .await
             .unwrap();
-        assert!(d.wait_for(stored.position, Duration::from_secs(10)).await);
+        assert!(
+            d.wait_for(stored[0].position, Duration::from_secs(10))
+                .await
+        );
         let again = d.recommendation(incident).unwrap();
         assert_eq!(again.not_acknowledged_in_time, vec![pick]);
         let replacement = again

@@ -222,7 +222,10 @@ impl ViewState {
                     _ => None,
                 }
             }
-            DomainEvent::Sensor(_) => None,
+            DomainEvent::Sensor(_)
+            | DomainEvent::RoadClosure(_)
+            | DomainEvent::Device(_)
+            | DomainEvent::Alert(_) => None,
         })
     }
 
@@ -657,6 +660,19 @@ impl Views {
     pub async fn wait_for(&self, position: Position, timeout: Duration) -> bool {
         let mut rx = self.inner.applied.subscribe();
         let reached = |p: &Option<Position>| p.is_some_and(|p| p >= position);
+        tokio::time::timeout(timeout, rx.wait_for(reached))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Waits until the views have applied every event committed before `head` (the store's
+    /// head when the caller looked), at most `timeout`. Answers whether they have.
+    pub async fn wait_for_head(&self, head: Position, timeout: Duration) -> bool {
+        if head == Position::START {
+            return true;
+        }
+        let mut rx = self.inner.applied.subscribe();
+        let reached = |p: &Option<Position>| p.is_some_and(|p| p.next() >= head);
         tokio::time::timeout(timeout, rx.wait_for(reached))
             .await
             .is_ok_and(|r| r.is_ok())

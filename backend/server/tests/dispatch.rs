@@ -431,14 +431,20 @@ async fn a_road_closure_is_routed_around_until_it_is_reopened() {
         .post(
             "/api/roads/closures",
             "closure-0000001",
-            json!({"location": {"lat": station.lat(), "lon": station.lon()}, "radius_m": 120}),
+            json!({"location": {"lat": station.lat(), "lon": station.lon()}, "radius_m": 120, "note": "burst water main"}),
         )
         .await;
     assert_eq!(status, 201, "{again}");
-    assert_eq!(
-        again["closure_id"], closed["closure_id"],
-        "a repeat closes nothing new"
-    );
+    assert_eq!(again, closed, "a repeat is answered as the first time");
+    let (status, other) = app
+        .post(
+            "/api/roads/closures",
+            "closure-0000001",
+            json!({"location": {"lat": station.lat(), "lon": station.lon()}, "radius_m": 120}),
+        )
+        .await;
+    assert_eq!(status, 422, "{other}");
+    assert_eq!(other["error"]["code"], "idempotency_key_reused", "{other}");
     let (_, list) = app.get("/api/roads/closures").await;
     assert_eq!(list["closures"].as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list["closures"][0]["note"], "burst water main");

@@ -4,6 +4,9 @@
 //! Position reports and status changes update it in place (a remove and an insert in the
 //! tree), never by rebuilding it. A unit whose newest fix is older than the configured limit
 //! is moved to its home station by [`UnitIndex::refresh_stale`], and recommendations say so.
+//!
+//! [`UnitIndex::apply`] is the one fold of a unit's events into the index: the server's
+//! dispatcher, drills, replays and reports all call it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -14,8 +17,8 @@ use muster_geodata::point::PlanarM;
 use rstar::{AABB, PointDistance, RTree, RTreeObject};
 
 use crate::ids::UnitId;
-use crate::unit::UnitStatus;
-use crate::value::{Agency, Capability, UnitKind};
+use crate::unit::{UnitEvent, UnitStatus};
+use crate::value::{Agency, Capability, StationCode, UnitKind};
 
 /// Default age after which a unit's position no longer counts and its station stands in
 /// (one published CAD system uses 30 minutes).
@@ -98,6 +101,52 @@ pub enum Applied {
     OutsideCoverage,
     /// No such unit.
     UnknownUnit,
+}
+
+/// A city station's id with characters other than letters, digits, `-` and `_` replaced by `-`.
+pub fn station_slug(station_id: &str) -> String {
+    station_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// The station code a unit registered at a city station carries: `s-` and its slug.
+pub fn station_code(station_id: &str) -> String {
+    format!("s-{}", station_slug(station_id)).to_lowercase()
+}
+
+/// Where units' home stations are, by the codes units register with: a city station's
+/// [`station_code`] or its own id (any case).
+#[derive(Clone, Debug, Default)]
+pub struct Stations(HashMap<String, muster_geodata::LatLon>);
+
+impl Stations {
+    /// The stations of a city.
+    pub fn of_city(city: &muster_geodata::model::City) -> Self {
+        let mut stations = Self::default();
+        for s in &city.stations {
+            stations.insert(&s.id, s.location);
+            stations.insert(&station_code(&s.id), s.location);
+        }
+        stations
+    }
+
+    /// Adds a station under `code`.
+    pub fn insert(&mut self, code: &str, at: muster_geodata::LatLon) {
+        self.0.insert(code.to_lowercase(), at);
+    }
+
+    /// The station of a code.
+    pub fn get(&self, code: &StationCode) -> Option<muster_geodata::LatLon> {
+        self.0.get(&code.as_str().to_lowercase()).copied()
+    }
 }
 
 /// The live unit index.
@@ -225,6 +274,59 @@ impl UnitIndex {
             },
         );
         self.put_in(unit.id)
+    }
+
+    /// Folds one of `unit`'s events into the index. `recorded_at` is when the log recorded it
+    /// and `now` the time the index runs at (wall time live, the log's time in a replay): a
+    /// fix counts as taken no later than it was recorded, so a device whose clock runs ahead
+    /// cannot hold the unit at an old place.
+    pub fn apply(
+        &mut self,
+        unit: UnitId,
+        event: &UnitEvent,
+        recorded_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        stations: &Stations,
+    ) -> Applied {
+        match event {
+            UnitEvent::UnitRegistered {
+                kind,
+                agency,
+                home_station,
+                capabilities,
+                ..
+            } => self.upsert(NewUnit {
+                id: unit,
+                kind: *kind,
+                capabilities: capabilities.clone(),
+                agency: agency.clone(),
+                status: UnitStatus::Available,
+                station: stations.get(home_station),
+            }),
+            UnitEvent::UnitCapabilitiesChanged { capabilities, .. } => {
+                let Some(u) = self.units.get_mut(&unit) else {
+                    return Applied::UnknownUnit;
+                };
+                u.capabilities = capabilities.clone();
+                if u.in_tree {
+                    Applied::Indexed
+                } else {
+                    Applied::NotACandidate
+                }
+            }
+            UnitEvent::UnitStatusChanged { to, .. } => self.set_status(unit, *to),
+            UnitEvent::UnitPositionReported { position, at, .. } => {
+                match muster_geodata::LatLon::new(position.lat_deg(), position.lon_deg()) {
+                    Ok(p) => self.report_position(unit, p, (*at).min(recorded_at), now),
+                    Err(_) => Applied::OutsideCoverage,
+                }
+            }
+            _ => match self.units.get(&unit) {
+                None => Applied::UnknownUnit,
+                Some(u) if u.in_tree => Applied::Indexed,
+                Some(_) => Applied::NotACandidate,
+            },
+        }
     }
 
     /// Applies a position fix taken at `taken`. Older fixes than the one held are ignored.

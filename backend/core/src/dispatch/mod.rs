@@ -18,7 +18,10 @@ pub mod recommend;
 pub mod surge;
 
 pub use coverage::{CoverageReport, coverage};
-pub use index::{Applied, DEFAULT_STALE_AFTER, IndexedUnit, NewUnit, UnitIndex, Whereabouts};
+pub use index::{
+    Applied, DEFAULT_STALE_AFTER, IndexedUnit, NewUnit, Stations, UnitIndex, Whereabouts,
+    station_code, station_slug,
+};
 pub use policy::{Commitment, DispatchRules, Preemption, preemptions};
 pub use recommend::{
     Candidate, IncidentSpec, Reason, RecommendError, Recommendation, Shortfall, recommend,

@@ -1,32 +1,30 @@
 //! Enrolling a crew's device: `POST /api/units/{id}/device-token` issues the token the unit's
 //! phone presents to the mobile gateway (docs/api.md, mobile-api/PROTOCOL.md).
 //!
-//! Issuing a credential is audited: each token issued appends a `DeviceTokenIssued` event
-//! (who, for which unit, until when, and a fingerprint of the token, never the token) to the
-//! stream `device-<unit id>`.
+//! Issuing a credential is audited: each token issued is a `DeviceTokenIssued` event (core's
+//! [`muster_core::device`]: who, for which unit, until when, and a fingerprint of the token,
+//! never the token) in the stream `device-<unit id>`, written through the command runner and
+//! decided against the unit's stream (only a registered unit gets one).
 
 use std::sync::Arc;
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use chrono::{DateTime, Duration, Utc};
-use muster_core::UnitId;
+use chrono::{Duration, Utc};
+use muster_app::{Command, CommandKey, Fingerprint};
+use muster_core::device::{DeviceCommand, MAX_VALID_HOURS};
+use muster_core::value::IdempotencyKey;
+use muster_core::{UnitId, combined};
 use muster_mobile::token::HmacTokens;
-use muster_store::{
-    Direction, EventMetadata, ExpectedState, NewEvent, ReadFrom, StoreError, StreamName,
-};
-use serde::{Deserialize, Serialize};
+use muster_store::EventMetadata;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{Allowed, AppState, Dispatch};
+use super::{Allowed, AppState, Dispatch, answer};
 use crate::edge::OptionalBody;
 use crate::error::ApiError;
 
-/// Event type of an issued device token.
-pub const DEVICE_TOKEN_ISSUED: &str = "DeviceTokenIssued";
-
-/// Longest validity of a device token, hours (a shift and a half).
-pub const MAX_VALID_HOURS: u32 = 18;
 /// Validity when the request does not say, hours.
 pub const DEFAULT_VALID_HOURS: u32 = 12;
 
@@ -47,27 +45,6 @@ pub struct DeviceTokenRequest {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 18)]
     pub valid_hours: Option<u32>,
-}
-
-/// The audit record of an issued token (stored in `device-<unit id>`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceTokenIssued {
-    /// The unit.
-    pub unit: UnitId,
-    /// Who asked for it.
-    pub issued_by: String,
-    /// When it stops being accepted.
-    pub expires_at: DateTime<Utc>,
-    /// The first 16 hex digits of the token's SHA-256: names it without revealing it.
-    pub fingerprint: String,
-    /// When it was issued.
-    pub at: DateTime<Utc>,
-}
-
-/// The stream of a unit's device enrolments.
-pub fn device_stream(unit: UnitId) -> StreamName {
-    StreamName::parse(format!("device-{unit}"))
-        .unwrap_or_else(|_| unreachable!("a uuid makes a valid stream name"))
 }
 
 async fn issue(
@@ -91,56 +68,54 @@ async fn issue(
         ))
         .with_details(serde_json::json!({"field": "valid_hours"})));
     }
-    // The unit's first event says it is registered; its (long) stream is not read.
-    let registered = match state
-        .runner
-        .store()
-        .read_stream(&unit.stream_name(), Direction::Forwards, ReadFrom::Start, 1)
-        .await
-    {
-        Ok(first) => !first.is_empty(),
-        Err(StoreError::StreamNotFound(_)) => false,
-        Err(e) => return Err(ApiError::internal(e)),
-    };
-    if !registered {
-        return Err(ApiError::not_found(format!("there is no unit {unit}")));
-    }
     let now = Utc::now();
     let expires_at = now + Duration::hours(i64::from(hours));
     let token = enrolment.tokens.issue(unit, expires_at);
     let digest = Sha256::digest(token.as_bytes());
     let fingerprint: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    let record = DeviceTokenIssued {
+    // Every request issues a new token: its command has a key of its own.
+    let key = IdempotencyKey::try_from(format!("device-token-{}", Uuid::now_v7()))
+        .expect("a UUID with a prefix is a valid key");
+    let cmd = Command {
+        key: CommandKey::new(caller.name.clone(), key),
+        fingerprint: Fingerprint::of(
+            "POST /api/units/{id}/device-token",
+            &serde_json::json!({ "unit": unit, "fingerprint": fingerprint }),
+        ),
+        metadata: EventMetadata {
+            actor: Some(caller.name.clone()),
+            source: Some("operator".into()),
+            correlation_id: None,
+            causation_id: None,
+            occurred_at: Some(now),
+        },
+    };
+    let issue = DeviceCommand::IssueToken {
         unit,
         issued_by: caller.name.clone(),
         expires_at,
         fingerprint: fingerprint.clone(),
         at: now,
     };
-    let event = NewEvent::json(Uuid::now_v7(), DEVICE_TOKEN_ISSUED, 1, &record)
-        .map_err(ApiError::internal)?
-        .with_metadata(EventMetadata {
-            actor: Some(caller.name.clone()),
-            source: Some("operator".into()),
-            correlation_id: None,
-            causation_id: None,
-            occurred_at: Some(now),
-        });
-    let written = state
+    // The stored answer names the token by its fingerprint; the token itself is in this
+    // response only.
+    let mut executed = state
         .runner
-        .store()
-        .append(&device_stream(unit), ExpectedState::Any, vec![event])
-        .await
-        .map_err(ApiError::internal)?;
+        .execute(&cmd, |s| {
+            Ok((
+                combined::issue_device_token(s, issue.clone())?,
+                serde_json::json!({
+                    "unit_id": unit,
+                    "expires_at": expires_at,
+                    "fingerprint": fingerprint,
+                    "gateway_port": enrolment.gateway_port,
+                }),
+            ))
+        })
+        .await?;
     tracing::info!(%unit, by = %caller.name, %fingerprint, "device token issued");
-    Ok(HttpResponse::Created().json(serde_json::json!({
-        "unit_id": unit,
-        "token": token,
-        "expires_at": expires_at,
-        "fingerprint": fingerprint,
-        "gateway_port": enrolment.gateway_port,
-        "position": written.position.0,
-    })))
+    executed.answer["token"] = serde_json::Value::String(token);
+    Ok(answer(StatusCode::CREATED, &executed))
 }
 
 /// The route.
