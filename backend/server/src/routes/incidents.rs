@@ -134,6 +134,13 @@ async fn create_incident(
         call_received_at: received,
         at: now,
     };
+    // The duplicate check sees every call stored before this one, even one the views have
+    // not applied yet.
+    let head = state.runner.store().head();
+    state
+        .views
+        .wait_for_head(head, super::MIN_POSITION_WAIT)
+        .await;
     let duplicates = state.views.read(|live| {
         let open: Vec<OpenIncident> = live
             .state
