@@ -21,13 +21,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use muster_core::decision::Aggregate;
 use muster_core::dispatch::{
-    IncidentSpec, PendingIncident, Stations, UnitIndex, assign_jointly, recommend,
+    Board, DispatchRules, Needs, PendingIncident, Stations, UnitIndex, assign_jointly, recommend,
 };
 use muster_core::event::{EventIds, EventSchema, encode_batch, expected_state_after};
 use muster_core::ids::{AlarmId, IncidentId, SensorId, TaskId, UnitId};
 use muster_core::incident::{IncidentCommand, IncidentState, ReportSource};
 use muster_core::reaction::{incident_progress, sensor_follow_up};
-use muster_core::runcard::{ResponsePlan, ResponsePlans, UnitRequirement};
+use muster_core::runcard::ResponsePlans;
 use muster_core::sensor::{
     Crossing, Reading, SensorCommand, SensorState, Threshold, ThresholdSpec,
 };
@@ -168,8 +168,6 @@ struct SimIncident {
     revision: Option<StreamRevision>,
     state: IncidentState,
     call: Call,
-    needs: Vec<(UnitKind, u8)>,
-    exclude: Vec<UnitId>,
     assigned: Vec<usize>,
     waiting: bool,
     closed: bool,
@@ -184,6 +182,10 @@ struct Engine<'a> {
     index: UnitIndex,
     /// The fleet's home stations, for the index.
     stations: Stations,
+    /// The open incidents as the dispatcher plans them: what each still needs.
+    board: Board,
+    /// No rule dispatches by itself here: the drill's policy dispatches every call.
+    rules: DispatchRules,
     plans: ResponsePlans,
     start: DateTime<Utc>,
     now_ms: i64,
@@ -261,6 +263,11 @@ impl<'a> Engine<'a> {
             store: Arc::new(MemoryStore::new()),
             index: UnitIndex::new(router.clone(), muster_core::dispatch::DEFAULT_STALE_AFTER),
             stations: Stations::default(),
+            board: Board::default(),
+            rules: DispatchRules {
+                auto_dispatch: Vec::new(),
+                ..DispatchRules::default()
+            },
             router,
             plans: ResponsePlans::default_set(),
             start: scenario.start,
@@ -368,6 +375,7 @@ impl Engine<'_> {
         let at = self.at();
         for e in &events {
             self.index.apply(id, e, at, at, &self.stations);
+            self.board.apply_unit(id, e, &self.rules);
         }
         for e in &events {
             if let Some((incident, cmd)) = incident_progress(id, e)
@@ -391,6 +399,10 @@ impl Engine<'_> {
         let rev = self.append(&stream, self.incidents[i].revision, &events)?;
         self.incidents[i].revision = rev;
         self.incidents[i].state = next;
+        let id = self.incidents[i].id;
+        for e in &events {
+            self.board.apply_incident(id, e, &self.rules);
+        }
         Ok(true)
     }
 
@@ -592,16 +604,13 @@ impl Engine<'_> {
                     if freed.values().all(Vec::is_empty) {
                         break;
                     }
-                    let inc = &self.incidents[i];
+                    let Some(needs) = self.needs(i) else { continue };
                     let mut wanted = false;
-                    for (k, n) in &inc.needs {
-                        if *n == 0 {
-                            continue;
-                        }
-                        if let Some(units) = freed.get_mut(k)
+                    for need in &needs.plan.units {
+                        if let Some(units) = freed.get_mut(&need.kind)
                             && let Some(at) = units
                                 .iter()
-                                .position(|&u| !inc.exclude.contains(&self.units[u].id))
+                                .position(|&u| !needs.exclude.contains(&self.units[u].id))
                         {
                             units.remove(at);
                             wanted = true;
@@ -787,21 +796,12 @@ impl Engine<'_> {
         let call = self.calls[c].clone();
         let id = IncidentId::from_uuid(self.new_uuid());
         let i = self.incidents.len();
-        let mut needs: Vec<(UnitKind, u8)> = self
-            .plans
-            .plan_for(call.incident_type, call.priority)
-            .map(|p| p.units.iter().map(|u| (u.kind, u.count)).collect())
-            .unwrap_or_default();
-        // Kinds the fleet does not have at all can never be sent.
-        needs.retain(|(k, _)| self.kinds_in_fleet.contains_key(k));
         self.incidents.push(SimIncident {
             id,
             stream: id.stream_name(),
             revision: None,
             state: IncidentState::default(),
             call: call.clone(),
-            needs,
-            exclude: Vec::new(),
             assigned: Vec::new(),
             waiting: false,
             closed: false,
@@ -887,38 +887,37 @@ impl Engine<'_> {
         Ok(())
     }
 
-    fn spec(&self, i: usize) -> (IncidentSpec, ResponsePlan) {
+    /// What an open incident still needs (the board's answer, less kinds the fleet does not
+    /// have at all, which can never be sent); `None` once it is closed or has no plan.
+    fn needs(&self, i: usize) -> Option<Needs> {
         let inc = &self.incidents[i];
-        let spec = IncidentSpec {
-            location: inc.call.location,
-            agency: None,
-            required_capabilities: Vec::new(),
-        };
-        let plan = ResponsePlan {
-            incident_type: inc.call.incident_type,
-            priority: None,
-            units: inc
-                .needs
-                .iter()
-                .filter(|(_, n)| *n > 0)
-                .map(|&(kind, count)| UnitRequirement { kind, count })
-                .collect(),
-        };
-        (spec, plan)
+        if inc.closed {
+            return None;
+        }
+        let mut needs = self.board.needs(inc.id, &self.plans, &self.index).ok()?;
+        needs
+            .plan
+            .units
+            .retain(|u| self.kinds_in_fleet.contains_key(&u.kind));
+        Some(needs)
+    }
+
+    /// Whether an incident still needs units.
+    fn needs_units(&self, i: usize) -> bool {
+        self.needs(i).is_some_and(|n| !n.plan.units.is_empty())
     }
 
     fn dispatch_closest(&mut self, i: usize) -> Result<(), DrillError> {
-        if self.incidents[i].closed || self.incidents[i].needs.iter().all(|(_, n)| *n == 0) {
+        let Some(needs) = self.needs(i).filter(|n| !n.plan.units.is_empty()) else {
             self.incidents[i].waiting = false;
             self.waiting.remove(&i);
             return Ok(());
-        }
-        let (spec, plan) = self.spec(i);
+        };
         let picks: Vec<UnitId> = match recommend(
             &self.index,
-            &spec,
-            &plan,
-            &self.incidents[i].exclude,
+            &needs.spec,
+            &needs.plan,
+            &needs.exclude,
             self.at(),
         ) {
             Ok(rec) => rec.picks().map(|c| c.unit).collect(),
@@ -932,43 +931,39 @@ impl Engine<'_> {
     }
 
     fn dispatch_jointly(&mut self, pending: Vec<usize>) -> Result<(), DrillError> {
-        let pending: Vec<usize> = pending
+        let pending: Vec<(usize, Needs)> = pending
             .into_iter()
-            .filter(|&i| {
-                !self.incidents[i].closed && self.incidents[i].needs.iter().any(|(_, n)| *n > 0)
-            })
+            .filter_map(|i| self.needs(i).map(|n| (i, n)))
+            .filter(|(_, n)| !n.plan.units.is_empty())
             .collect();
         if pending.is_empty() {
             return Ok(());
         }
         let batch: Vec<PendingIncident> = pending
             .iter()
-            .map(|&i| {
-                let (spec, plan) = self.spec(i);
-                PendingIncident {
-                    spec,
-                    priority: self.incidents[i].call.priority,
-                    plan,
-                }
+            .map(|(i, needs)| PendingIncident {
+                spec: needs.spec.clone(),
+                priority: self.incidents[*i].call.priority,
+                plan: needs.plan.clone(),
             })
             .collect();
         let plan = assign_jointly(&self.index, &batch);
         for a in &plan.assignments {
-            let i = pending[a.incident];
-            if !self.incidents[i].exclude.contains(&a.unit) {
-                self.assign(a.unit, i)?;
+            let (i, needs) = &pending[a.incident];
+            if !needs.exclude.contains(&a.unit) {
+                self.assign(a.unit, *i)?;
             }
         }
-        for i in pending {
+        for (i, _) in pending {
             self.update_waiting(i);
         }
         Ok(())
     }
 
     fn update_waiting(&mut self, i: usize) {
-        let inc = &mut self.incidents[i];
-        inc.waiting = !inc.closed && inc.needs.iter().any(|(_, n)| *n > 0);
-        if inc.waiting {
+        let waiting = self.needs_units(i);
+        self.incidents[i].waiting = waiting;
+        if waiting {
             self.waiting.insert(i);
         } else {
             self.waiting.remove(&i);
@@ -1000,11 +995,7 @@ impl Engine<'_> {
         unit.incident = Some(i);
         let epoch = unit.epoch;
         let kind = unit.kind;
-        let inc = &mut self.incidents[i];
-        inc.assigned.push(u);
-        if let Some(need) = inc.needs.iter_mut().find(|(k, n)| *k == kind && *n > 0) {
-            need.1 -= 1;
-        }
+        self.incidents[i].assigned.push(u);
         let r = &self.scenario.responders;
         let (p_unreachable, p_decline, ack, turnout) = (
             r.unreachable_probability,
@@ -1036,20 +1027,14 @@ impl Engine<'_> {
         self.units.iter().position(|u| u.id == id)
     }
 
-    /// The unit left its incident without serving it (declined, or stood down): the
-    /// incident needs another unit of its kind.
+    /// The unit left its incident without serving it (declined, or stood down): the board
+    /// has it released from the incident, which needs another unit of its kind.
     fn release(&mut self, u: usize, redispatch: bool) -> Result<(), DrillError> {
         let unit = &mut self.units[u];
         unit.epoch += 1;
-        let kind = unit.kind;
-        let id = unit.id;
         if let Some(i) = unit.incident.take() {
             let inc = &mut self.incidents[i];
             inc.assigned.retain(|x| *x != u);
-            inc.exclude.push(id);
-            if let Some(need) = inc.needs.iter_mut().find(|(k, _)| *k == kind) {
-                need.1 += 1;
-            }
             if redispatch && !inc.closed {
                 self.schedule(self.now_ms, Ev::Dispatch(i));
                 // It waits for a unit from now on, so the retry below looks past it.

@@ -7,23 +7,22 @@
 //! revision guards against double booking), with idempotency keys derived from the incident
 //! and the unit, so a repeat (a restart catching up, a retried request) writes nothing.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
-use muster_core::alert::AlertEvent;
 use muster_core::dispatch::{
-    Commitment, CoverageReport, DispatchRules, IncidentSpec, Preemption, Recommendation, Stations,
+    Board, CoverageReport, DispatchRules, NeedsError, Preemption, Recommendation, Stations,
     UnitIndex, coverage, preemptions, recommend,
 };
 use muster_core::event::DomainEvent;
 use muster_core::incident::IncidentEvent;
 use muster_core::road::RoadClosureEvent;
 use muster_core::runcard::ResponsePlans;
-use muster_core::unit::{UnitEvent, UnitStatus};
-use muster_core::value::{IdempotencyKey, IncidentSource, IncidentType, Priority, UnitKind};
+use muster_core::unit::UnitEvent;
+use muster_core::value::{IdempotencyKey, IncidentType, Priority, UnitKind};
 use muster_core::{AggregateRef, ClosureId, IncidentId, TaskId, UnitId};
 use muster_geodata::Router;
 use muster_geodata::model::City;
@@ -67,30 +66,6 @@ pub enum DispatchError {
     /// An assignment did not go through.
     #[error(transparent)]
     Command(#[from] CommandError),
-}
-
-/// An open incident as the dispatcher sees it.
-#[derive(Clone, Debug)]
-struct OpenIncident {
-    location: muster_core::value::LatLon,
-    incident_type: IncidentType,
-    priority: Priority,
-    source: IncidentSource,
-    units: BTreeSet<UnitId>,
-    declined: BTreeSet<UnitId>,
-    /// Assigned units whose crews did not acknowledge in time: not counted as sent.
-    overdue: BTreeSet<UnitId>,
-    /// Units that reached the scene: they count toward the run card after they clear, so a
-    /// unit that has done its part is not asked for again. (A unit stood down before
-    /// arriving, to go elsewhere, leaves a need behind.)
-    served: BTreeSet<UnitId>,
-}
-
-#[derive(Debug, Default)]
-struct Board {
-    incidents: HashMap<IncidentId, OpenIncident>,
-    commitments: HashMap<UnitId, IncidentId>,
-    call_signs: HashMap<UnitId, String>,
 }
 
 /// A road closure in force, as the dispatcher applies it.
@@ -226,22 +201,12 @@ impl Dispatcher {
         self.0.caught_up.store(true, Ordering::SeqCst);
         // Incidents reported while no dispatcher ran, that a rule dispatches and that have no
         // unit yet.
-        let waiting: Vec<IncidentId> = {
-            let board = self.0.board.read().expect("board lock");
-            board
-                .incidents
-                .iter()
-                .filter(|(_, i)| {
-                    i.units.is_empty()
-                        && self
-                            .0
-                            .rules
-                            .auto_dispatch_rule(i.incident_type, i.source, i.priority)
-                            .is_some()
-                })
-                .map(|(id, _)| *id)
-                .collect()
-        };
+        let waiting = self
+            .0
+            .board
+            .read()
+            .expect("board lock")
+            .waiting_for_rule(&self.0.rules);
         for id in waiting {
             self.spawn_auto(id);
         }
@@ -333,29 +298,24 @@ impl Dispatcher {
                 self.apply_incident(incident, event, live);
             }
             (_, DomainEvent::RoadClosure(event)) => self.apply_road(event),
-            (_, DomainEvent::Alert(AlertEvent::TaskAckOverdue { incident, unit, .. })) => {
-                self.ack_overdue(incident, unit, live);
+            (_, DomainEvent::Alert(event)) => {
+                let replan = self
+                    .0
+                    .board
+                    .write()
+                    .expect("board lock")
+                    .apply_alert(&event, &self.0.rules);
+                self.replan(replan, live);
             }
             _ => {}
         }
     }
 
-    /// A crew did not acknowledge in time: plan the incident as if that unit were not sent.
-    fn ack_overdue(&self, incident: IncidentId, unit: UnitId, live: bool) {
-        let replan = {
-            let mut board = self.0.board.write().expect("board lock");
-            match board.incidents.get_mut(&incident) {
-                Some(i) if i.units.contains(&unit) => {
-                    i.overdue.insert(unit);
-                    self.0
-                        .rules
-                        .auto_dispatch_rule(i.incident_type, i.source, i.priority)
-                        .is_some()
-                }
-                _ => false,
-            }
-        };
-        if live && replan {
+    /// Dispatches an incident a rule wants (re)planned, once the log is caught up.
+    fn replan(&self, incident: Option<IncidentId>, live: bool) {
+        if let Some(incident) = incident
+            && live
+        {
             self.spawn_auto(incident);
         }
     }
@@ -370,148 +330,29 @@ impl Dispatcher {
         recorded_at: chrono::DateTime<Utc>,
         live: bool,
     ) {
-        let mut index = self.0.index.write().expect("index lock");
-        index.apply(unit, &event, recorded_at, now, &self.0.stations);
-        match event {
-            UnitEvent::UnitRegistered { call_sign, .. } => {
-                self.0
-                    .board
-                    .write()
-                    .expect("board lock")
-                    .call_signs
-                    .insert(unit, call_sign.as_str().to_owned());
-            }
-            UnitEvent::UnitStatusChanged { to, .. } => {
-                if to == UnitStatus::OnScene {
-                    let mut board = self.0.board.write().expect("board lock");
-                    if let Some(incident) = board.commitments.get(&unit).copied()
-                        && let Some(i) = board.incidents.get_mut(&incident)
-                    {
-                        i.served.insert(unit);
-                    }
-                }
-            }
-            UnitEvent::TaskAssigned { incident, .. } => {
-                let mut board = self.0.board.write().expect("board lock");
-                board.commitments.insert(unit, incident);
-                if let Some(i) = board.incidents.get_mut(&incident) {
-                    i.units.insert(unit);
-                }
-            }
-            UnitEvent::TaskAcknowledged { incident, .. } => {
-                if let Some(i) = self
-                    .0
-                    .board
-                    .write()
-                    .expect("board lock")
-                    .incidents
-                    .get_mut(&incident)
-                {
-                    i.overdue.remove(&unit);
-                }
-            }
-            UnitEvent::TaskDeclined { incident, .. } => {
-                let replan = {
-                    let mut board = self.0.board.write().expect("board lock");
-                    board.commitments.remove(&unit);
-                    match board.incidents.get_mut(&incident) {
-                        Some(i) => {
-                            i.units.remove(&unit);
-                            i.overdue.remove(&unit);
-                            i.declined.insert(unit);
-                            self.0
-                                .rules
-                                .auto_dispatch_rule(i.incident_type, i.source, i.priority)
-                                .is_some()
-                        }
-                        None => false,
-                    }
-                };
-                if live && replan {
-                    drop(index);
-                    self.spawn_auto(incident);
-                }
-            }
-            UnitEvent::TaskCompleted { incident, .. } => {
-                let mut board = self.0.board.write().expect("board lock");
-                board.commitments.remove(&unit);
-                if let Some(i) = board.incidents.get_mut(&incident) {
-                    i.units.remove(&unit);
-                    i.overdue.remove(&unit);
-                }
-            }
-            UnitEvent::UnitCapabilitiesChanged { .. } | UnitEvent::UnitPositionReported { .. } => {}
-        }
+        self.0.index.write().expect("index lock").apply(
+            unit,
+            &event,
+            recorded_at,
+            now,
+            &self.0.stations,
+        );
+        let replan =
+            self.0
+                .board
+                .write()
+                .expect("board lock")
+                .apply_unit(unit, &event, &self.0.rules);
+        self.replan(replan, live);
     }
 
     fn apply_incident(&self, incident: IncidentId, event: IncidentEvent, live: bool) {
-        let auto = {
-            let mut board = self.0.board.write().expect("board lock");
-            match event {
-                IncidentEvent::IncidentReported {
-                    source,
-                    location,
-                    incident_type,
-                    priority,
-                    ..
-                } => {
-                    let open = OpenIncident {
-                        location,
-                        incident_type,
-                        priority,
-                        source: source.kind(),
-                        units: BTreeSet::new(),
-                        declined: BTreeSet::new(),
-                        overdue: BTreeSet::new(),
-                        served: BTreeSet::new(),
-                    };
-                    let auto = self
-                        .0
-                        .rules
-                        .auto_dispatch_rule(incident_type, open.source, priority)
-                        .is_some();
-                    board.incidents.insert(incident, open);
-                    auto
-                }
-                IncidentEvent::IncidentTriaged {
-                    incident_type,
-                    priority,
-                    ..
-                } => {
-                    if let Some(i) = board.incidents.get_mut(&incident) {
-                        i.incident_type = incident_type;
-                        i.priority = priority;
-                    }
-                    false
-                }
-                IncidentEvent::IncidentLocationUpdated { location, .. } => {
-                    if let Some(i) = board.incidents.get_mut(&incident) {
-                        i.location = location;
-                    }
-                    false
-                }
-                IncidentEvent::IncidentTypeUpdated { incident_type, .. } => {
-                    if let Some(i) = board.incidents.get_mut(&incident) {
-                        i.incident_type = incident_type;
-                    }
-                    false
-                }
-                IncidentEvent::IncidentPriorityUpdated { priority, .. } => {
-                    if let Some(i) = board.incidents.get_mut(&incident) {
-                        i.priority = priority;
-                    }
-                    false
-                }
-                IncidentEvent::IncidentClosed { .. } | IncidentEvent::IncidentMerged { .. } => {
-                    board.incidents.remove(&incident);
-                    false
-                }
-                _ => false,
-            }
-        };
-        if auto && live {
-            self.spawn_auto(incident);
-        }
+        let replan = self.0.board.write().expect("board lock").apply_incident(
+            incident,
+            &event,
+            &self.0.rules,
+        );
+        self.replan(replan, live);
     }
 
     /// The recommendation for an open incident, with the preemptions a rule allows for what
@@ -520,83 +361,46 @@ impl Dispatcher {
         &self,
         incident: IncidentId,
     ) -> Result<RecommendationAnswer, DispatchError> {
-        let open = {
-            let board = self.0.board.read().expect("board lock");
-            board.incidents.get(&incident).cloned()
-        }
-        .ok_or(DispatchError::NoOpenIncident(incident))?;
-        let plan = self
-            .0
-            .plans
-            .plan_for(open.incident_type, open.priority)
-            .cloned()
-            .ok_or(DispatchError::NoPlan {
-                incident_type: open.incident_type,
-                priority: open.priority,
-            })?;
-        let location = geo(open.location).ok_or(DispatchError::UnusableLocation)?;
-        let spec = IncidentSpec {
-            location,
-            agency: None,
-            required_capabilities: vec![],
-        };
-        let exclude: Vec<UnitId> = open
-            .units
-            .iter()
-            .chain(open.declined.iter())
-            .copied()
-            .collect();
-        // Units already sent count toward the plan, unless their crews did not acknowledge
-        // in time; so do units that reached the scene and have cleared.
-        let mut plan = plan;
-        {
-            let index = self.0.index.read().expect("index lock");
-            let counted: BTreeSet<UnitId> = open.units.union(&open.served).copied().collect();
-            for need in &mut plan.units {
-                let sent = counted
-                    .difference(&open.overdue)
-                    .filter(|u| index.unit(**u).is_some_and(|x| x.kind == need.kind))
-                    .count();
-                need.count = need.count.saturating_sub(sent.min(255) as u8);
-            }
-        }
-        plan.units.retain(|n| n.count > 0);
+        let board = self.0.board.read().expect("board lock");
         let index = self.0.index.read().expect("index lock");
-        let recommendation = recommend(&index, &spec, &plan, &exclude, Utc::now())
-            .map_err(|e| DispatchError::Recommend(e.to_string()))?;
+        let open = board
+            .incident(incident)
+            .ok_or(DispatchError::NoOpenIncident(incident))?;
+        let needs = board
+            .needs(incident, &self.0.plans, &index)
+            .map_err(|e| match e {
+                NeedsError::NotOpen(id) => DispatchError::NoOpenIncident(id),
+                NeedsError::NoPlan {
+                    incident_type,
+                    priority,
+                } => DispatchError::NoPlan {
+                    incident_type,
+                    priority,
+                },
+                NeedsError::UnusableLocation => DispatchError::UnusableLocation,
+            })?;
+        let recommendation =
+            recommend(&index, &needs.spec, &needs.plan, &needs.exclude, Utc::now())
+                .map_err(|e| DispatchError::Recommend(e.to_string()))?;
         let preempt = if recommendation.shortfall.is_empty() {
             Vec::new()
         } else {
-            let board = self.0.board.read().expect("board lock");
-            let committed: Vec<Commitment> = board
-                .commitments
-                .iter()
-                .filter(|(_, i)| **i != incident)
-                .filter_map(|(u, i)| {
-                    board.incidents.get(i).map(|inc| Commitment {
-                        unit: *u,
-                        incident: *i,
-                        priority: inc.priority,
-                    })
-                })
-                .collect();
             preemptions(
                 &index,
                 &self.0.rules,
-                &spec,
+                &needs.spec,
                 open.priority,
                 &recommendation.shortfall,
-                &committed,
+                &board.commitments(incident),
             )
         };
-        let board = self.0.board.read().expect("board lock");
         let call_signs = recommendation
             .kinds
             .iter()
             .flat_map(|k| k.candidates.iter())
             .map(|c| c.unit)
             .chain(preempt.iter().map(|p| p.unit))
-            .filter_map(|u| board.call_signs.get(&u).map(|c| (u, c.clone())))
+            .filter_map(|u| board.call_sign(u).map(|c| (u, c.to_owned())))
             .collect();
         Ok(RecommendationAnswer {
             incident_id: incident,
@@ -713,19 +517,15 @@ impl Dispatcher {
 
     /// Dispatches an incident a rule allows, filling its plan with the recommended units.
     pub async fn auto_dispatch(&self, incident: IncidentId) -> Result<usize, DispatchError> {
-        let rule = {
-            let board = self.0.board.read().expect("board lock");
-            let Some(i) = board.incidents.get(&incident) else {
-                return Ok(0);
-            };
-            match self
-                .0
-                .rules
-                .auto_dispatch_rule(i.incident_type, i.source, i.priority)
-            {
-                Some(r) => r.name.clone(),
-                None => return Ok(0),
-            }
+        let Some(rule) = self
+            .0
+            .board
+            .read()
+            .expect("board lock")
+            .auto_rule(incident, &self.0.rules)
+            .map(|r| r.name.clone())
+        else {
+            return Ok(0);
         };
         let mut assigned = 0;
         let mut refused: Vec<UnitId> = Vec::new();
@@ -749,9 +549,7 @@ impl Dispatcher {
                             .board
                             .write()
                             .expect("board lock")
-                            .incidents
-                            .get_mut(&incident)
-                            .map(|i| i.units.insert(unit));
+                            .mark_sent(incident, unit);
                     }
                     Ok(false) => {
                         tracing::info!(%incident, %unit, "automatic assignment refused; trying another unit");
@@ -872,7 +670,7 @@ mod tests {
                 call_sign: CallSign::parse(&format!("E{n}")).unwrap(),
                 agency: Agency::parse("city-fire").unwrap(),
                 home_station: code.clone(),
-                capabilities: BTreeSet::new(),
+                capabilities: std::collections::BTreeSet::new(),
                 at,
             },
         )

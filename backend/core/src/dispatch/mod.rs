@@ -4,6 +4,8 @@
 //! recommendations into commands.
 //!
 //! - [`index`]: the live [`UnitIndex`], updated in place by position reports and status changes.
+//! - [`board`]: the open incidents as the dispatcher plans them: what each still needs, and
+//!   when a rule dispatches it without an operator.
 //! - [`recommend`]: [`recommend()`](recommend::recommend) for one incident, nearest by road,
 //!   proven exact by a straight-line bound.
 //! - [`surge`]: [`assign_jointly`](surge::assign_jointly) (min-cost) and the greedy baseline.
@@ -11,12 +13,14 @@
 //! - [`policy`]: dispatch rules as data (automatic dispatch, preemption, acknowledgement
 //!   timeout) and the preemption candidates they allow.
 
+pub mod board;
 pub mod coverage;
 pub mod index;
 pub mod policy;
 pub mod recommend;
 pub mod surge;
 
+pub use board::{Board, Needs, NeedsError, OpenIncident};
 pub use coverage::{CoverageReport, coverage};
 pub use index::{
     Applied, DEFAULT_STALE_AFTER, IndexedUnit, NewUnit, Stations, UnitIndex, Whereabouts,
