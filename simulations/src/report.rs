@@ -550,3 +550,247 @@ pub fn build(title: &str, events: &[RecordedEvent], router: Option<Arc<Router>>)
         log_sha256: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! A small log whose answers are worked out by hand: ten medical calls, one structure
+    //! fire with three units and one call no unit reached.
+
+    use std::collections::BTreeSet;
+
+    use chrono::TimeZone;
+    use muster_core::event::encode;
+    use muster_core::incident::ReportSource;
+    use muster_core::value::{Agency, CallSign, CallerDetails, LatLon, StationCode};
+    use muster_store::{EventMetadata, Position, StreamName};
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap() + Duration::seconds(s)
+    }
+
+    #[derive(Default)]
+    struct Log {
+        events: Vec<RecordedEvent>,
+        revisions: HashMap<String, u64>,
+        ids: u128,
+    }
+
+    impl Log {
+        fn next_id(&mut self) -> Uuid {
+            self.ids += 1;
+            Uuid::from_u128(self.ids)
+        }
+
+        fn push<E: muster_core::event::EventSchema>(
+            &mut self,
+            stream: StreamName,
+            event: &E,
+            at: DateTime<Utc>,
+        ) {
+            let id = self.next_id();
+            let metadata = EventMetadata {
+                occurred_at: Some(at),
+                ..Default::default()
+            };
+            let new = encode(event, id, metadata).unwrap();
+            let revision = self
+                .revisions
+                .entry(stream.as_str().to_owned())
+                .or_insert(0);
+            self.events.push(RecordedEvent {
+                stream,
+                revision: *revision,
+                position: Position(self.events.len() as u64 + 1),
+                id: new.id,
+                event_type: new.event_type,
+                schema_version: new.schema_version,
+                data: new.data,
+                metadata: new.metadata,
+                recorded_at: at,
+            });
+            *revision += 1;
+        }
+
+        fn unit(&mut self, kind: UnitKind, call_sign: &str) -> UnitId {
+            let id = UnitId::from_uuid(self.next_id());
+            let event = UnitEvent::UnitRegistered {
+                unit_id: id,
+                kind,
+                call_sign: CallSign::parse(call_sign).unwrap(),
+                agency: Agency::parse("city").unwrap(),
+                home_station: StationCode::parse("st-1").unwrap(),
+                capabilities: BTreeSet::new(),
+                at: t(0),
+            };
+            self.push(id.stream_name(), &event, t(0));
+            id
+        }
+
+        fn call(&mut self, incident_type: IncidentType, received_s: i64) -> IncidentId {
+            let id = IncidentId::from_uuid(self.next_id());
+            let reported = IncidentEvent::IncidentReported {
+                incident_id: id,
+                source: ReportSource::Hotline,
+                location: LatLon::from_lat_lon(60.17, 24.94).unwrap(),
+                incident_type,
+                priority: Priority::P1,
+                caller: CallerDetails::default(),
+                at: t(received_s),
+            };
+            self.push(id.stream_name(), &reported, t(received_s));
+            self.point(id, TimePoint::CallReceived, None, None, received_s);
+            id
+        }
+
+        fn point(
+            &mut self,
+            incident: IncidentId,
+            point: TimePoint,
+            unit: Option<UnitId>,
+            task: Option<TaskId>,
+            at_s: i64,
+        ) {
+            let event = IncidentEvent::TimePointRecorded {
+                point,
+                unit,
+                task,
+                at: t(at_s),
+            };
+            self.push(incident.stream_name(), &event, t(at_s));
+        }
+
+        /// A unit's task on an incident: dispatched, then en route and on scene if given.
+        fn task(
+            &mut self,
+            incident: IncidentId,
+            unit: UnitId,
+            dispatched_s: i64,
+            en_route_s: Option<i64>,
+            on_scene_s: Option<i64>,
+        ) {
+            let task = TaskId::from_uuid(self.next_id());
+            let (u, k) = (Some(unit), Some(task));
+            self.point(incident, TimePoint::Dispatched, u, k, dispatched_s);
+            if let Some(s) = en_route_s {
+                self.point(incident, TimePoint::EnRoute, u, k, s);
+            }
+            if let Some(s) = on_scene_s {
+                self.point(incident, TimePoint::OnScene, u, k, s);
+            }
+        }
+    }
+
+    /// Ten medical calls, 10 to 100 s of call processing, each an ambulance with a turnout of
+    /// 55 to 64 s and 300 s of travel; a structure fire: two engines and a ladder in the first
+    /// dispatch, a second ladder later; a call dispatched to a unit that never turned out.
+    fn known_log() -> Vec<RecordedEvent> {
+        let mut log = Log::default();
+        let ambulance = log.unit(UnitKind::AlsAmbulance, "M1");
+        let e1 = log.unit(UnitKind::Engine, "E1");
+        let e2 = log.unit(UnitKind::Engine, "E2");
+        let l1 = log.unit(UnitKind::Ladder, "L1");
+        let l2 = log.unit(UnitKind::Ladder, "L2");
+        for i in 0..10 {
+            let start = 10_000 * (i + 1);
+            let call = log.call(IncidentType::Medical, start);
+            let d = start + 10 * (i + 1);
+            log.task(call, ambulance, d, Some(d + 55 + i), Some(d + 55 + i + 300));
+        }
+        let fire = log.call(IncidentType::StructureFire, 200_000);
+        // First engine: dispatched at +70, turnout 70 s, travel 200 s.
+        log.task(fire, e1, 200_070, Some(200_140), Some(200_340));
+        // Second engine, 40 s after the first dispatch: turnout 90 s, travel 270 s.
+        log.task(fire, e2, 200_110, Some(200_200), Some(200_470));
+        // A ladder 60 s after the first dispatch, still of the first alarm: turnout 40 s,
+        // travel 500 s.
+        log.task(fire, l1, 200_130, Some(200_170), Some(200_670));
+        // A ladder sent 10 minutes later is not of the first alarm: turnout 30 s, travel 900 s.
+        log.task(fire, l2, 200_700, Some(200_730), Some(201_630));
+        // Dispatched after 120 s to a unit that never turned out.
+        let unreached = log.call(IncidentType::Medical, 300_000);
+        log.task(unreached, ambulance, 300_120, None, None);
+        log.events
+    }
+
+    fn target<'a>(report: &'a Report, measure: &str) -> &'a Target {
+        report
+            .targets
+            .iter()
+            .find(|t| t.measure == measure)
+            .unwrap_or_else(|| panic!("no target {measure:?}"))
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank_over_the_log() {
+        let report = build("known", &known_log(), None);
+        assert_eq!(report.incidents, 12);
+        assert_eq!(report.never_reached, 1);
+        // Call processing: 10, 20, ..., 100 s, the fire's 70 s and the unreached call's 120 s.
+        let cp = &target(&report, "call processing").distribution;
+        assert_eq!(cp.count, 12);
+        // Sorted: 10 20 30 40 50 60 70 70 80 90 100 120; ranks 6 and 11 (10.8 rounded up).
+        assert_eq!(cp.p50_s, Some(60.0));
+        assert_eq!(cp.p90_s, Some(100.0));
+        assert_eq!(cp.max_s, Some(120.0));
+        assert_eq!(cp.histogram_30s[..6], [2, 3, 4, 2, 1, 0]);
+        assert_eq!(report.overall.call_processing, *cp);
+        // EMS turnout 55..=64 s: the 5th and the 9th of ten.
+        let ems = &target(&report, "turnout, EMS").distribution;
+        assert_eq!(
+            (ems.count, ems.p50_s, ems.p90_s),
+            (10, Some(59.0), Some(63.0))
+        );
+        // Call to first on scene: 365 + 11 k s for k = 0..=9, and the fire's 340 s.
+        let total = &report.overall.total;
+        assert_eq!(total.count, 11);
+        assert_eq!(total.p50_s, Some(409.0));
+        assert_eq!(total.max_s, Some(464.0));
+    }
+
+    #[test]
+    fn nfpa_verdicts_compare_the_90th_percentile_with_the_target() {
+        let report = build("known", &known_log(), None);
+        let verdict = |m: &str| {
+            let t = target(&report, m);
+            (t.distribution.p90_s, t.met, t.within_share)
+        };
+        // 100 s at p90 against 60 s; six of twelve within.
+        assert_eq!(
+            verdict("call processing"),
+            (Some(100.0), Some(false), Some(0.5))
+        );
+        // 63 s against 60 s: missed, though six of ten were within.
+        assert_eq!(
+            verdict("turnout, EMS"),
+            (Some(63.0), Some(false), Some(0.6))
+        );
+        // Fire: 70, 90, 40 and 30 s against 80 s: rank 4 of 4 is 90 s, three of four within.
+        assert_eq!(
+            verdict("turnout, fire and others"),
+            (Some(90.0), Some(false), Some(0.75))
+        );
+        // The first engine to arrive travelled 200 s (the other engine's 270 s does not count).
+        assert_eq!(
+            verdict("first engine travel"),
+            (Some(200.0), Some(true), Some(1.0))
+        );
+        // The first alarm (dispatched within 60 s of the first unit): 200, 270 and 500 s;
+        // the ladder sent later (900 s) is not part of it.
+        assert_eq!(
+            verdict("full first alarm travel (structure fires)"),
+            (Some(500.0), Some(false), Some(0.0))
+        );
+    }
+
+    #[test]
+    fn a_log_without_samples_gives_no_verdict() {
+        let report = build("empty", &[], None);
+        for t in &report.targets {
+            assert_eq!(t.distribution.count, 0, "{}", t.measure);
+            assert_eq!((t.met, t.within_share), (None, None), "{}", t.measure);
+        }
+    }
+}

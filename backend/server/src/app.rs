@@ -7,8 +7,8 @@
 //! everything committed and saves the views with their checkpoint, then the store closes.
 
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use actix_web::{App, HttpResponse, dev::ServerHandle, web};
 use anyhow::Context;
@@ -124,15 +124,34 @@ impl Stopper {
     }
 }
 
-struct Readiness(Arc<AtomicBool>);
+struct Readiness {
+    ready: Arc<AtomicBool>,
+    at_start: Arc<OnceLock<ViewsAtStart>>,
+}
+
+/// How the views got ready: loaded at a checkpoint, then the events after it applied from
+/// the log (all of it when there was no checkpoint). An operator reads it in `/readyz` and
+/// in the log line at start.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+struct ViewsAtStart {
+    /// The checkpoint the saved views were loaded at; `null` when they were folded from the
+    /// start of the log.
+    loaded_checkpoint: Option<Position>,
+    /// Events applied from the log until the views had caught up with it.
+    events_applied: u64,
+}
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "alive"}))
 }
 
 async fn readyz(ready: web::Data<Readiness>, state: web::Data<AppState>) -> HttpResponse {
-    if ready.0.load(Ordering::SeqCst) {
-        HttpResponse::Ok().json(json!({"status": "ready", "position": state.views.last()}))
+    if ready.ready.load(Ordering::SeqCst) {
+        HttpResponse::Ok().json(json!({
+            "status": "ready",
+            "position": state.views.last(),
+            "views_at_start": ready.at_start.get(),
+        }))
     } else {
         actix_web::ResponseError::error_response(&ApiError::unavailable(
             "not ready: the views are catching up with the log, or the server is stopping",
@@ -187,8 +206,9 @@ impl Application {
             stop_rx.clone(),
         ));
         let ready = Arc::new(AtomicBool::new(false));
+        let at_start = Arc::new(OnceLock::new());
         {
-            let ready = ready.clone();
+            let (ready, at_start) = (ready.clone(), at_start.clone());
             let views = views.clone();
             tokio::spawn(async move {
                 if head > Position::START {
@@ -197,6 +217,21 @@ impl Application {
                         .await
                     {}
                 }
+                let got = ViewsAtStart {
+                    loaded_checkpoint: views.loaded_checkpoint(),
+                    events_applied: views.events_applied(),
+                };
+                match got.loaded_checkpoint {
+                    Some(p) => tracing::info!(
+                        "views ready: loaded at checkpoint {p}, then {} events applied from the log",
+                        got.events_applied
+                    ),
+                    None => tracing::info!(
+                        "views ready: no checkpoint, {} events applied from the start of the log",
+                        got.events_applied
+                    ),
+                }
+                let _ = at_start.set(got);
                 ready.store(true, Ordering::SeqCst);
             });
         }
@@ -231,7 +266,10 @@ impl Application {
         let port = listener.local_addr()?.port();
         let data = web::Data::new(state.clone());
         let tokens = web::Data::new(tokens);
-        let readiness = web::Data::new(Readiness(ready.clone()));
+        let readiness = web::Data::new(Readiness {
+            ready: ready.clone(),
+            at_start,
+        });
         let feed_shutdown = web::Data::new(FeedShutdown(stop_rx));
         let wall = web::Data::new(routes::wall::WallState::new(
             city.clone(),

@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -595,6 +596,10 @@ struct Inner {
     areas: Areas,
     applied: watch::Sender<Option<Position>>,
     feed: broadcast::Sender<Delta>,
+    /// The checkpoint the views started from (`None`: from the start of the log).
+    loaded_checkpoint: Option<Position>,
+    /// Events applied since the views were made.
+    events_applied: AtomicU64,
 }
 
 impl std::fmt::Debug for Views {
@@ -608,6 +613,7 @@ impl std::fmt::Debug for Views {
 impl Views {
     /// Views starting from a saved state.
     pub fn new(state: ViewState, areas: Areas) -> Self {
+        let loaded_checkpoint = state.last;
         let (applied, _) = watch::channel(state.last);
         let (feed, _) = broadcast::channel(FEED_QUEUE);
         Self {
@@ -621,6 +627,8 @@ impl Views {
                 areas,
                 applied,
                 feed,
+                loaded_checkpoint,
+                events_applied: AtomicU64::new(0),
             }),
         }
     }
@@ -643,6 +651,17 @@ impl Views {
         let live = self.inner.live.read().unwrap_or_else(|e| e.into_inner());
         let rx = self.inner.feed.subscribe();
         (f(&live), rx)
+    }
+
+    /// The checkpoint the views were loaded at (`None` when they started from the start of
+    /// the log).
+    pub fn loaded_checkpoint(&self) -> Option<Position> {
+        self.inner.loaded_checkpoint
+    }
+
+    /// How many events the views have applied since they were made (loaded or empty).
+    pub fn events_applied(&self) -> u64 {
+        self.inner.events_applied.load(Ordering::Relaxed)
     }
 
     /// The last position applied.
@@ -712,6 +731,9 @@ impl Views {
                 let _ = self.inner.feed.send(delta);
             }
         }
+        self.inner
+            .events_applied
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.inner.applied.send_replace(Some(last.position));
         Ok(())
     }

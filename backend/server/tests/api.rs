@@ -112,6 +112,29 @@ impl TestApp {
         self.get_as(Role::Operator, path).await
     }
 
+    /// `/readyz` once it answers 200 (the views have caught up with the log), within the
+    /// deadline.
+    async fn ready(&self) -> Value {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let r = self
+                .client
+                .get(format!("{}/readyz", self.base))
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 200 {
+                return r.json().await.unwrap();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not ready: {}",
+                r.text().await.unwrap_or_default()
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+
     /// A view read that waits until the views hold `position`.
     async fn view(&self, path: &str, position: &Value) -> Value {
         let sep = if path.contains('?') { '&' } else { '?' };
@@ -869,6 +892,14 @@ async fn views_restart_from_their_checkpoint() {
     let dir = app.stop().await;
     assert!(dir.path().join("views.redb").exists());
     let app = spawn_in(dir).await;
+    // The views came from the checkpoint, not from folding the log again: nothing was
+    // applied to get ready.
+    let ready = app.ready().await;
+    assert_eq!(
+        ready["views_at_start"],
+        json!({"loaded_checkpoint": a["position"], "events_applied": 0}),
+        "{ready}"
+    );
     let (status, board) = app.get("/api/incidents").await;
     assert_eq!(status, 200);
     assert_eq!(

@@ -62,6 +62,8 @@ export class WallMap {
   private selected: string | null = null;
   /** Frame durations (ms) of drawing, kept for the benchmark. */
   frameTimes: number[] = [];
+  /** When each draw began (`performance.now()`), kept for the benchmark. */
+  drawnAt: number[] = [];
   onPick: ((what: "incident" | "unit", id: string) => void) | null = null;
   onMapClick: ((lat: number, lon: number) => void) | null = null;
   /** Road closures in force, drawn under the units. */
@@ -298,7 +300,9 @@ export class WallMap {
     this.draw(now);
     this.lastDrawMs = performance.now() - t0;
     this.frameTimes.push(this.lastDrawMs);
+    this.drawnAt.push(t0);
     if (this.frameTimes.length > 10000) this.frameTimes.splice(0, 5000);
+    if (this.drawnAt.length > 10000) this.drawnAt.splice(0, 5000);
   }
 
   private draw(now: number) {

@@ -152,6 +152,8 @@ async function main() {
     });
 
     let incidentId = null;
+    // Wall-clock moments bracketing the incident's open life, for time travel.
+    let callEnteredAt = 0, closedAt = 0;
     await step("a call entered in the form appears in the queue and on the map", async () => {
       await page.fill("#f-address", "Mannerheimintie 5");
       await page.click("#lookup");
@@ -162,19 +164,34 @@ async function main() {
       await page.waitForSelector("[data-selected-incident]");
       incidentId = await page.getAttribute("[data-selected-incident]", "data-selected-incident");
       await page.waitForSelector(`tr.incident-row[data-incident="${incidentId}"]`);
+      callEnteredAt = Date.now();
       const onMap = await page.evaluate((id) => window.muster.map["incidents"].has(id), incidentId);
       if (!onMap) throw new Error("the incident is not on the map layer");
-      // It is drawn (on the next animation frame): the ring's pixel is not transparent.
-      const lit = await page.waitForFunction((id) => {
+      // It is drawn (on the next animation frame) where it is, as a P1 incident: a ring of the
+      // P1 colour around its point (at least three of the four compass points, as a unit
+      // may cover one) with the dark fill inside it, below the priority written at its centre.
+      const ringAt = async (id) => {
+        await new Promise((r) => requestAnimationFrame(r));
         const m = window.muster.map;
         const i = m["incidents"].get(id);
         const p = m.map.latLngToContainerPoint([i.location.lat, i.location.lon]);
         const c = document.querySelector(".live-layer");
         const dpr = window.devicePixelRatio || 1;
-        const d = c.getContext("2d").getImageData(Math.round((p.x + 13) * dpr), Math.round(p.y * dpr), 1, 1).data;
-        return d[3] > 0;
-      }, incidentId).then(() => true, () => false);
-      if (!lit) throw new Error("nothing is drawn at the incident's point");
+        const scale = Math.max(1, Math.min(2.2, m.map.getSize().y / 900));
+        const px = (dx, dy) => Array.from(c.getContext("2d").getImageData(Math.round((p.x + dx) * dpr), Math.round((p.y + dy) * dpr), 1, 1).data);
+        const like = (d, rgb) => d[3] > 200 && rgb.every((v, k) => Math.abs(d[k] - v) <= 40);
+        const r = 13 * scale;
+        const ring = [[r, 0], [-r, 0], [0, r], [0, -r]].map(([dx, dy]) => px(dx, dy));
+        const fill = px(0, 8 * scale);
+        const p1 = [0xd5, 0x5e, 0x00];
+        return { ok: ring.filter((d) => like(d, p1)).length >= 3 && like(fill, [0x11, 0x11, 0x11]), ring, fill };
+      };
+      const deadline = Date.now() + STEP_MS;
+      for (;;) {
+        const seen = await page.evaluate(ringAt, incidentId);
+        if (seen.ok) break;
+        if (Date.now() > deadline) throw new Error(`no P1 ring at the incident's point: ring pixels ${JSON.stringify(seen.ring)}, fill ${JSON.stringify(seen.fill)}`);
+      }
       await page.screenshot({ path: path.join(artifacts, "03-incident-created.png") });
     });
 
@@ -200,12 +217,22 @@ async function main() {
     });
 
     await step("after a restart the page recovers by itself and catches up", async () => {
+      // Offline first: the connection is lost and the banner up. A mark on this document
+      // tells a recovery from a reload of the page.
+      const before = await page.evaluate(() => {
+        window.__sameDocument = true;
+        return { state: window.muster.live.connection, position: window.muster.live.position, stale: !document.querySelector("#stale-banner").hidden };
+      });
+      if (before.state !== "lost" || !before.stale) throw new Error(`the page is not offline before the restart: ${JSON.stringify(before)}`);
       await startServer(dataDir, port);
       // A change made while the page was away must reach it.
       await api(port, "POST", `/api/units/${unitId}/status`, { status: "en_route" });
       await page.waitForSelector('#conn[data-state="live"]', { timeout: 60_000 });
       await page.waitForSelector("#stale-banner", { state: "hidden" });
       await page.waitForSelector(`tr.unit-row[data-unit="${unitId}"][data-status="en_route"]`);
+      const after = await page.evaluate(() => ({ same: window.__sameDocument === true, position: window.muster.live.position }));
+      if (!after.same) throw new Error("the page was reloaded: it did not recover by itself");
+      if (!(after.position > before.position)) throw new Error(`the page's log position did not move on: ${before.position} -> ${after.position}`);
       await page.screenshot({ path: path.join(artifacts, "06-recovered.png") });
     });
 
@@ -223,18 +250,36 @@ async function main() {
     await step("closing the incident takes it out of the queue", async () => {
       await page.click(`tr.incident-row[data-incident="${incidentId}"]`);
       await page.selectOption("#f-disposition", "resolved");
+      closedAt = Date.now();
       await page.click("#close");
       await page.waitForSelector(`tr.incident-row[data-incident="${incidentId}"]`, { state: "detached" });
     });
 
     await step("time travel shows the city before the call, plays forward, then live again", async () => {
+      // The live queue is empty now (the incident was closed). Between the call and its
+      // close, the past shows it open: the page shows the moment asked for, not the live
+      // state.
+      const slide = async (at) => {
+        const first = Date.parse((await api(port, "GET", "/api/wall/timeline")).first.at);
+        await page.evaluate(([at, first]) => {
+          // The page maps the range over the log's first event to now, as of this input.
+          const r = document.querySelector("#tt-range");
+          r.value = String(Math.max(1, Math.min(999, Math.round(((at - first) / (Date.now() - first)) * 1000))));
+          r.dispatchEvent(new Event("input"));
+        }, [at, first]);
+      };
+      await slide((callEnteredAt + closedAt) / 2);
+      await page.waitForSelector("#history-banner:not([hidden])");
+      await page.waitForSelector(`tr.incident-row[data-incident="${incidentId}"]`);
+      // Before the call: the units, and no incident.
       await page.evaluate(() => {
         const r = document.querySelector("#tt-range");
         r.value = "1";
         r.dispatchEvent(new Event("input"));
       });
-      await page.waitForSelector("#history-banner:not([hidden])");
-      await page.waitForFunction(() => document.querySelectorAll("tr.incident-row").length === 0);
+      await page.waitForSelector(`tr.incident-row[data-incident="${incidentId}"]`, { state: "detached" });
+      const before = await page.evaluate(() => ({ incidents: document.querySelectorAll("tr.incident-row").length, units: document.querySelectorAll("tr.unit-row").length }));
+      if (before.incidents !== 0 || before.units < 1) throw new Error(`before the call the page shows ${JSON.stringify(before)}`);
       await page.screenshot({ path: path.join(artifacts, "07-history.png") });
       // Play forward at 1x from near the log's start: the moment shown advances.
       await page.selectOption("#tt-speed", "1");
@@ -247,8 +292,27 @@ async function main() {
     });
 
     await step("a 4K wall shows the same page, scaled", async () => {
+      const measure = () => page.evaluate(() => ({
+        font: parseFloat(getComputedStyle(document.documentElement).fontSize),
+        row: document.querySelector("tr.unit-row").getBoundingClientRect().height,
+        units: document.querySelectorAll("tr.unit-row").length,
+        canvas: document.querySelector(".live-layer").getBoundingClientRect().width,
+        map: document.querySelector("#map").getBoundingClientRect().width,
+        overflows: document.documentElement.scrollWidth > window.innerWidth || document.documentElement.scrollHeight > window.innerHeight,
+      }));
+      const hd = await measure();
       await page.setViewportSize({ width: 3840, height: 2160 });
       await page.waitForSelector('#conn[data-state="live"]');
+      // The map's drawing layer follows the new size.
+      await page.waitForFunction((w) => document.querySelector(".live-layer").getBoundingClientRect().width > 1.9 * w, hd.canvas).catch(() => {});
+      const uhd = await measure();
+      const bad = [];
+      if (uhd.font < 1.5 * hd.font) bad.push(`text ${hd.font}px -> ${uhd.font}px`);
+      if (uhd.row < 1.5 * hd.row) bad.push(`unit rows ${hd.row}px -> ${uhd.row}px high`);
+      if (uhd.units !== hd.units) bad.push(`${hd.units} -> ${uhd.units} unit rows`);
+      if (uhd.map < 1.9 * hd.map || Math.abs(uhd.canvas - uhd.map) > 1) bad.push(`map ${hd.map}px -> ${uhd.map}px wide, its drawing layer ${uhd.canvas}px`);
+      if (uhd.overflows) bad.push("the page overflows the screen");
+      if (bad.length) throw new Error(`not the same page scaled: ${bad.join("; ")}`);
       await page.screenshot({ path: path.join(artifacts, "08-4k.png") });
     });
 

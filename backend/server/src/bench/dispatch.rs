@@ -2,9 +2,11 @@
 //!
 //! 10,000 units of the usual kinds at 100 stations, each with a fresh position somewhere in
 //! the city. Recommendations for random incidents follow the default run cards, road travel
-//! times included; the baseline, measured in the same run, ranks every unit of the kinds
-//! needed by one full Dijkstra search from the incident. While a thread runs
-//! recommendations, another applies position reports to the index.
+//! times included; the baseline, measured in the same run on the same incidents (each timed
+//! right after the recommendation for it), ranks every unit of the kinds needed by one full
+//! backward Dijkstra search from the incident: the search depends only on the incident, so
+//! one search serves every kind of the run card. While a thread runs recommendations,
+//! another applies position reports to the index.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,7 +14,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::Args;
 use muster_core::UnitId;
 use muster_core::dispatch::{
@@ -23,7 +25,7 @@ use muster_core::runcard::{ResponsePlan, ResponsePlans};
 use muster_core::unit::UnitStatus;
 use muster_core::value::{Agency, IncidentType, Priority, UnitKind};
 use muster_geodata::generate::{GenerateParams, generate};
-use muster_geodata::{LatLon, Router};
+use muster_geodata::{LatLon, RouteError, Router};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -199,23 +201,11 @@ pub fn run(mut args: DispatchBenchArgs) -> anyhow::Result<()> {
         say(&format!("recommendations, run {}/{}", run + 1, args.runs));
         let mut rng = StdRng::seed_from_u64(args.seed + 100 + run as u64);
         let cases: Vec<_> = (0..args.incidents).map(|_| incident(&mut rng)).collect();
-        let mut lat = Latencies::default();
-        for (spec, plan, _) in &cases {
-            let t = Instant::now();
-            let rec = recommend(&index, spec, plan, &[], now)?;
-            lat.record_ns(t.elapsed());
-            std::hint::black_box(rec);
-        }
-        rec50.push(lat.quantile_ms(0.5));
-        rec99.push(lat.quantile_ms(0.99));
-        let mut base = Latencies::default();
-        for (spec, plan, _) in cases.iter().take(args.incidents.min(300)) {
-            let t = Instant::now();
-            std::hint::black_box(full_dijkstra(&index, spec, plan)?);
-            base.record_ns(t.elapsed());
-        }
-        base50.push(lat_ms(&base, 0.5));
-        base99.push(lat_ms(&base, 0.99));
+        let timed = time_cases(&index, &cases, now)?;
+        rec50.push(timed.recommend.quantile_ms(0.5));
+        rec99.push(timed.recommend.quantile_ms(0.99));
+        base50.push(timed.baseline.quantile_ms(0.5));
+        base99.push(timed.baseline.quantile_ms(0.99));
     }
 
     say("straight-line nearest against road nearest");
@@ -397,8 +387,35 @@ pub fn run(mut args: DispatchBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn lat_ms(l: &Latencies, q: f64) -> f64 {
-    l.quantile_ms(q)
+/// One incident to recommend for: where, its run card and its priority.
+type Case = (IncidentSpec, ResponsePlan, Priority);
+
+/// The recommender's and the baseline's latencies over the same cases.
+struct Timed {
+    recommend: Latencies,
+    baseline: Latencies,
+}
+
+/// Times the recommendation and then the baseline for each case in turn, so that both see
+/// the same incidents under the same load.
+fn time_cases(index: &UnitIndex, cases: &[Case], now: DateTime<Utc>) -> anyhow::Result<Timed> {
+    let router = index.router();
+    let mut search =
+        |sources: &[LatLon], target: LatLon| router.travel_times_to_by_dijkstra(sources, target);
+    let (mut recommend_lat, mut baseline) = (Latencies::default(), Latencies::default());
+    for (spec, plan, _) in cases {
+        let t = Instant::now();
+        let rec = recommend(index, spec, plan, &[], now)?;
+        recommend_lat.record_ns(t.elapsed());
+        std::hint::black_box(rec);
+        let t = Instant::now();
+        std::hint::black_box(full_dijkstra(index, spec, plan, &mut search)?);
+        baseline.record_ns(t.elapsed());
+    }
+    Ok(Timed {
+        recommend: recommend_lat,
+        baseline,
+    })
 }
 
 fn place(u: &muster_core::dispatch::IndexedUnit) -> Option<LatLon> {
@@ -408,30 +425,143 @@ fn place(u: &muster_core::dispatch::IndexedUnit) -> Option<LatLon> {
     }
 }
 
-/// The baseline: every unit of each kind needed, timed by one full Dijkstra from the incident.
+/// Travel times from each source to a target, as [`Router::travel_times_to_by_dijkstra`]
+/// answers them.
+type TravelTimes = Vec<Result<Duration, RouteError>>;
+
+/// A search for the travel times from sources to a target.
+type Search<'a> = dyn FnMut(&[LatLon], LatLon) -> Result<TravelTimes, RouteError> + 'a;
+
+/// The baseline: every unit of the kinds needed, timed by one full Dijkstra search from the
+/// incident (`search`), then the nearest of each kind by road. The search is backwards from
+/// the target and depends on nothing else, so one serves every kind of the run card.
 fn full_dijkstra(
     index: &UnitIndex,
     spec: &IncidentSpec,
     plan: &ResponsePlan,
+    search: &mut Search<'_>,
 ) -> anyhow::Result<Vec<(UnitId, Duration)>> {
+    let units: Vec<(UnitId, UnitKind, LatLon)> = index
+        .units()
+        .filter(|u| plan.units.iter().any(|n| n.kind == u.kind) && u.status.can_take_task())
+        .filter_map(|u| place(u).map(|p| (u.id, u.kind, p)))
+        .collect();
+    let sources: Vec<LatLon> = units.iter().map(|u| u.2).collect();
+    let times = search(&sources, spec.location)?;
+    let mut ranked: Vec<(Duration, UnitId, UnitKind)> = units
+        .iter()
+        .zip(times)
+        .filter_map(|(u, t)| t.ok().map(|t| (t, u.0, u.1)))
+        .collect();
+    ranked.sort_unstable_by_key(|r| (r.0, r.1));
+    let mut taken = BTreeSet::new();
     let mut picks = Vec::new();
     for need in &plan.units {
-        let units: Vec<(UnitId, LatLon)> = index
-            .units()
-            .filter(|u| u.kind == need.kind && u.status.can_take_task())
-            .filter_map(|u| place(u).map(|p| (u.id, p)))
-            .collect();
-        let sources: Vec<LatLon> = units.iter().map(|u| u.1).collect();
-        let times = index
-            .router()
-            .travel_times_to_by_dijkstra(&sources, spec.location)?;
-        let mut ranked: Vec<(UnitId, Duration)> = units
+        for &(eta, id, _) in ranked
             .iter()
-            .zip(times)
-            .filter_map(|(u, t)| t.ok().map(|t| (u.0, t)))
-            .collect();
-        ranked.sort_by_key(|r| r.1);
-        picks.extend(ranked.into_iter().take(usize::from(need.count)));
+            .filter(|r| r.2 == need.kind && !taken.contains(&r.1))
+            .take(usize::from(need.count))
+        {
+            picks.push((id, eta));
+        }
+        taken.extend(picks.iter().map(|p| p.0));
     }
     Ok(picks)
+}
+
+#[cfg(test)]
+mod tests {
+    use muster_core::runcard::UnitRequirement;
+
+    use super::*;
+
+    /// A 4 km generated city with 300 units of the usual kinds at 10 stations, and 40
+    /// incidents with the default run cards.
+    fn setup() -> (UnitIndex, Vec<Case>, DateTime<Utc>) {
+        let city = generate(GenerateParams::new(4.0, 3).unwrap());
+        let router = Arc::new(Router::new(Arc::new(city)).unwrap());
+        let mut rng = StdRng::seed_from_u64(3);
+        let now = Utc::now();
+        let stations: Vec<LatLon> = (0..10).map(|_| random_point(&mut rng, &router)).collect();
+        let mut index = UnitIndex::new(router.clone(), chrono::Duration::minutes(30));
+        for i in 0..300 {
+            let id = UnitId::new_v7();
+            index.upsert(NewUnit {
+                id,
+                kind: kind_for(&mut rng),
+                capabilities: BTreeSet::new(),
+                agency: Agency::parse("city").unwrap(),
+                status: UnitStatus::Available,
+                station: Some(stations[i % stations.len()]),
+            });
+            index.report_position(id, random_point(&mut rng, &router), now, now);
+        }
+        let plans = ResponsePlans::default_set();
+        let cases = (0..40)
+            .map(|i| {
+                let kind = INCIDENT_TYPES[i % INCIDENT_TYPES.len()];
+                let priority = Priority::ALL[i % 3];
+                let plan = plans.plan_for(kind, priority).cloned().unwrap();
+                let spec = IncidentSpec {
+                    location: random_point(&mut rng, &router),
+                    agency: None,
+                    required_capabilities: vec![],
+                };
+                (spec, plan, priority)
+            })
+            .collect();
+        (index, cases, now)
+    }
+
+    #[test]
+    fn the_recommender_and_the_baseline_are_timed_on_the_same_cases() {
+        let (index, cases, now) = setup();
+        // More cases than any prefix the baseline was ever limited to (300).
+        let cases: Vec<Case> = cases.iter().cycle().take(400).cloned().collect();
+        let timed = time_cases(&index, &cases, now).unwrap();
+        assert_eq!(timed.recommend.count(), cases.len() as u64);
+        assert_eq!(timed.baseline.count(), cases.len() as u64);
+    }
+
+    #[test]
+    fn the_baseline_searches_once_per_incident_whatever_its_run_card_needs() {
+        let (index, cases, _) = setup();
+        let (spec, _, _) = &cases[0];
+        let plan = ResponsePlan {
+            incident_type: IncidentType::StructureFire,
+            priority: None,
+            units: [UnitKind::Engine, UnitKind::Ladder, UnitKind::AlsAmbulance]
+                .map(|kind| UnitRequirement { kind, count: 2 })
+                .to_vec(),
+        };
+        let mut searches = 0;
+        let mut search = |sources: &[LatLon], target: LatLon| {
+            searches += 1;
+            index.router().travel_times_to_by_dijkstra(sources, target)
+        };
+        let picks = full_dijkstra(&index, spec, &plan, &mut search).unwrap();
+        assert_eq!(searches, 1);
+        assert_eq!(picks.len(), 6);
+    }
+
+    #[test]
+    fn the_baseline_picks_what_the_recommender_picks() {
+        let (index, cases, now) = setup();
+        let mut search = |sources: &[LatLon], target: LatLon| {
+            index.router().travel_times_to_by_dijkstra(sources, target)
+        };
+        for (i, (spec, plan, _)) in cases.iter().enumerate() {
+            let rec = recommend(&index, spec, plan, &[], now).unwrap();
+            let want: Vec<(UnitId, u128)> = rec
+                .picks()
+                .map(|c| (c.unit, (c.eta_s * 1000.0).round() as u128))
+                .collect();
+            let got: Vec<(UnitId, u128)> = full_dijkstra(&index, spec, plan, &mut search)
+                .unwrap()
+                .into_iter()
+                .map(|(id, eta)| (id, eta.as_millis()))
+                .collect();
+            assert_eq!(got, want, "case {i}: {:?}", plan.incident_type);
+        }
+    }
 }
