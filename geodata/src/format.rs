@@ -199,8 +199,8 @@ mod tests {
     use crate::point::LatLon;
 
     fn tiny_city() -> City {
-        let a = LatLon::new(60.0, 24.0).unwrap();
-        let b = LatLon::new(60.001, 24.001).unwrap();
+        let a = LatLon::from_lat_lon(60.0, 24.0).unwrap();
+        let b = LatLon::from_lat_lon(60.001, 24.001).unwrap();
         City {
             meta: CityMeta {
                 name: "tiny".into(),

@@ -62,7 +62,7 @@ pub fn generate(params: GenerateParams) -> City {
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
     let size_m = params.size_km * 1000.0;
     let n = (size_m / BLOCK_M).round() as usize + 1;
-    let centre = LatLon::new(55.0, -30.0).expect("constant");
+    let centre = LatLon::from_lat_lon(55.0, -30.0).expect("constant");
     let projection = Projection::new(centre);
     let half = size_m / 2.0;
     let phase = rng.random_range(0.0..std::f64::consts::TAU);
@@ -128,7 +128,7 @@ pub fn generate(params: GenerateParams) -> City {
         if class == RoadClass::Residential && one_way.is_none() && rng.random_bool(0.06) {
             return; // a missing link
         }
-        let length_m = nodes[a as usize].haversine_m(nodes[b as usize]) as f32;
+        let length_m = nodes[a as usize].haversine_distance_m(nodes[b as usize]) as f32;
         roads.push(Road {
             from: a,
             to: b,

@@ -234,9 +234,9 @@ impl Geocoder {
             .collect();
         points.extend(addrs.iter().map(|&i| city.addresses[i].location));
         let n = points.len().max(1) as f64;
-        let mean = LatLon::new(
-            points.iter().map(|p| p.lat()).sum::<f64>() / n,
-            points.iter().map(|p| p.lon()).sum::<f64>() / n,
+        let mean = LatLon::from_lat_lon(
+            points.iter().map(|p| p.lat_deg()).sum::<f64>() / n,
+            points.iter().map(|p| p.lon_deg()).sum::<f64>() / n,
         )
         .ok();
         // Snap the mean onto the street itself so the result is on it.

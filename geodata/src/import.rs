@@ -262,7 +262,10 @@ pub fn import_pbf(path: &Path, options: &ImportOptions) -> Result<City, ImportEr
                     if first.0 == last.0 {
                         continue;
                     }
-                    let length_m: f64 = part.windows(2).map(|w| w[0].1.haversine_m(w[1].1)).sum();
+                    let length_m: f64 = part
+                        .windows(2)
+                        .map(|w| w[0].1.haversine_distance_m(w[1].1))
+                        .sum();
                     roads.push(Road {
                         from: node_index(first.0, first.1),
                         to: node_index(last.0, last.1),
@@ -320,9 +323,9 @@ pub fn import_pbf(path: &Path, options: &ImportOptions) -> Result<City, ImportEr
             continue;
         }
         let n = pts.len() as f64;
-        let lat = pts.iter().map(|p| p.lat()).sum::<f64>() / n;
-        let lon = pts.iter().map(|p| p.lon()).sum::<f64>() / n;
-        if let Ok(location) = LatLon::new(lat, lon) {
+        let lat = pts.iter().map(|p| p.lat_deg()).sum::<f64>() / n;
+        let lon = pts.iter().map(|p| p.lon_deg()).sum::<f64>() / n;
+        if let Ok(location) = LatLon::from_lat_lon(lat, lon) {
             addresses.push(Address {
                 street: a.street,
                 number: a.number,

@@ -56,14 +56,14 @@ pub struct Bounds {
 
 impl Bounds {
     pub fn contains(&self, p: LatLon) -> bool {
-        (self.south_west.lat()..=self.north_east.lat()).contains(&p.lat())
-            && (self.south_west.lon()..=self.north_east.lon()).contains(&p.lon())
+        (self.south_west.lat_deg()..=self.north_east.lat_deg()).contains(&p.lat_deg())
+            && (self.south_west.lon_deg()..=self.north_east.lon_deg()).contains(&p.lon_deg())
     }
 
     pub fn centre(&self) -> LatLon {
-        LatLon::new(
-            (self.south_west.lat() + self.north_east.lat()) / 2.0,
-            (self.south_west.lon() + self.north_east.lon()) / 2.0,
+        LatLon::from_lat_lon(
+            (self.south_west.lat_deg() + self.north_east.lat_deg()) / 2.0,
+            (self.south_west.lon_deg() + self.north_east.lon_deg()) / 2.0,
         )
         .expect("the middle of two valid points is valid")
     }
@@ -72,16 +72,21 @@ impl Bounds {
     pub fn around(points: impl IntoIterator<Item = LatLon>) -> Option<Bounds> {
         let mut it = points.into_iter();
         let first = it.next()?;
-        let (mut s, mut w, mut n, mut e) = (first.lat(), first.lon(), first.lat(), first.lon());
+        let (mut s, mut w, mut n, mut e) = (
+            first.lat_deg(),
+            first.lon_deg(),
+            first.lat_deg(),
+            first.lon_deg(),
+        );
         for p in it {
-            s = s.min(p.lat());
-            n = n.max(p.lat());
-            w = w.min(p.lon());
-            e = e.max(p.lon());
+            s = s.min(p.lat_deg());
+            n = n.max(p.lat_deg());
+            w = w.min(p.lon_deg());
+            e = e.max(p.lon_deg());
         }
         Some(Bounds {
-            south_west: LatLon::new(s, w).ok()?,
-            north_east: LatLon::new(n, e).ok()?,
+            south_west: LatLon::from_lat_lon(s, w).ok()?,
+            north_east: LatLon::from_lat_lon(n, e).ok()?,
         })
     }
 }
@@ -299,7 +304,7 @@ pub struct MapLine {
 }
 
 fn lonlat(p: LatLon) -> Value {
-    json!([p.lon(), p.lat()])
+    json!([p.lon_deg(), p.lat_deg()])
 }
 
 /// A city whose parts do not fit together (an index out of range, a road to nowhere).

@@ -67,8 +67,8 @@ fn import_is_sane() {
     assert!(city.stations.iter().all(|s| s.name.starts_with("Demo ")));
     // Inside the extract's box (24.9352,60.1642 — 24.9534,60.1791), give or take clipping.
     let b = city.meta.bounds;
-    assert!(b.south_west.lat() > 60.15 && b.north_east.lat() < 60.19);
-    assert!(b.south_west.lon() > 24.92 && b.north_east.lon() < 24.97);
+    assert!(b.south_west.lat_deg() > 60.15 && b.north_east.lat_deg() < 60.19);
+    assert!(b.south_west.lon_deg() > 24.92 && b.north_east.lon_deg() < 24.97);
     // Every node reaches every other.
     let comp = strongly_connected_components(city.nodes.len(), &arcs(&city.roads));
     assert!(comp.iter().all(|&c| c == comp[0]));
@@ -90,13 +90,13 @@ fn committed_city_loads_and_matches_a_fresh_import() {
 fn routes_across_the_centre_and_refuses_points_outside() {
     let router = Router::new(Arc::new(committed_city())).unwrap();
     // Rautatientori (railway square) to Kauppatori (market square).
-    let rautatientori = LatLon::new(60.1706, 24.9448).unwrap();
-    let kauppatori = LatLon::new(60.1675, 24.9526).unwrap();
+    let rautatientori = LatLon::from_lat_lon(60.1706, 24.9448).unwrap();
+    let kauppatori = LatLon::from_lat_lon(60.1675, 24.9526).unwrap();
     let t = router.travel_time(rautatientori, kauppatori).unwrap();
-    let straight_m = rautatientori.haversine_m(kauppatori);
+    let straight_m = rautatientori.haversine_distance_m(kauppatori);
     assert!(t.as_secs_f64() > straight_m / (60.0 / 3.6), "{t:?}");
     assert!(t.as_secs_f64() < 600.0, "{t:?}");
-    let tallinn = LatLon::new(59.437, 24.7536).unwrap();
+    let tallinn = LatLon::from_lat_lon(59.437, 24.7536).unwrap();
     assert!(matches!(
         router.travel_time(rautatientori, tallinn),
         Err(RouteError::OutsideCoverage { .. })
@@ -188,7 +188,7 @@ fn geocoding_finds_real_addresses_and_back() {
     assert_eq!(hit.street, "Mannerheimintie");
     assert!(
         hit.location
-            .haversine_m(LatLon::new(60.1686, 24.9414).unwrap())
+            .haversine_distance_m(LatLon::from_lat_lon(60.1686, 24.9414).unwrap())
             < 400.0
     );
     // Unknown number on a known street: the nearest number, not exact.
@@ -205,7 +205,7 @@ fn geocoding_finds_real_addresses_and_back() {
         "{err}"
     );
     // Far from everything: no answer rather than a wrong one.
-    assert_eq!(geo.reverse(LatLon::new(60.0, 25.5).unwrap()), None);
+    assert_eq!(geo.reverse(LatLon::from_lat_lon(60.0, 25.5).unwrap()), None);
 }
 
 #[test]
@@ -240,5 +240,8 @@ fn base_map_is_geojson_with_attribution_and_districts_hold_their_stations() {
             .expect("every demo station is in a district");
         assert_eq!(d, &city.districts[s.district as usize], "{}", s.id);
     }
-    assert_eq!(city.district_at(LatLon::new(60.3, 25.2).unwrap()), None);
+    assert_eq!(
+        city.district_at(LatLon::from_lat_lon(60.3, 25.2).unwrap()),
+        None
+    );
 }

@@ -114,9 +114,9 @@ fn oracle(city: &City, conditions: &RoadConditions, s: &Snap, t: &Snap) -> Optio
 
 fn random_point(city: &City, rng: &mut ChaCha8Rng) -> LatLon {
     let b = city.meta.bounds;
-    LatLon::new(
-        rng.random_range(b.south_west.lat()..=b.north_east.lat()),
-        rng.random_range(b.south_west.lon()..=b.north_east.lon()),
+    LatLon::from_lat_lon(
+        rng.random_range(b.south_west.lat_deg()..=b.north_east.lat_deg()),
+        rng.random_range(b.south_west.lon_deg()..=b.north_east.lon_deg()),
     )
     .unwrap()
 }
@@ -208,9 +208,9 @@ fn points_outside_the_city_are_outside_coverage_not_a_panic() {
     let router = Router::new(small_city()).unwrap();
     let inside = router.city().meta.bounds.centre();
     let far = [
-        LatLon::new(0.0, 0.0).unwrap(),
-        LatLon::new(-89.9, 179.9).unwrap(),
-        LatLon::new(inside.lat() + 0.5, inside.lon()).unwrap(),
+        LatLon::from_lat_lon(0.0, 0.0).unwrap(),
+        LatLon::from_lat_lon(-89.9, 179.9).unwrap(),
+        LatLon::from_lat_lon(inside.lat_deg() + 0.5, inside.lon_deg()).unwrap(),
     ];
     for p in far {
         assert!(matches!(
@@ -360,8 +360,15 @@ fn routes_follow_connected_roads_from_start_to_end() {
         };
         assert_eq!(Ok(route.travel_time), router.travel_time(a, b));
         let (sa, sb) = (router.snap(a).unwrap(), router.snap(b).unwrap());
-        assert!(route.points[0].haversine_m(sa.on_road) < 1.0);
-        assert!(route.points.last().unwrap().haversine_m(sb.on_road) < 1.0);
+        assert!(route.points[0].haversine_distance_m(sa.on_road) < 1.0);
+        assert!(
+            route
+                .points
+                .last()
+                .unwrap()
+                .haversine_distance_m(sb.on_road)
+                < 1.0
+        );
         for w in route.roads.windows(2) {
             let (r0, r1) = (&city.roads[w[0] as usize], &city.roads[w[1] as usize]);
             let shared = [r0.from, r0.to]
@@ -371,7 +378,7 @@ fn routes_follow_connected_roads_from_start_to_end() {
         }
         // No jumps: consecutive points are at most one road segment apart.
         for w in route.points.windows(2) {
-            assert!(w[0].haversine_m(w[1]) < 400.0);
+            assert!(w[0].haversine_distance_m(w[1]) < 400.0);
         }
     }
 }
@@ -397,12 +404,13 @@ fn a_point_inside_a_closure_is_reached_at_its_edge_and_one_off_the_map_is_not() 
         snap.road
     );
     assert!(snap.distance_m > 500.0, "{}", snap.distance_m);
-    if from.haversine_m(inside) > 1_500.0 {
+    if from.haversine_distance_m(inside) > 1_500.0 {
         assert!(router.travel_time(from, inside).is_ok());
     }
     // Off the map there is no road at all, closed or open, within reach.
     let b = city.meta.bounds;
-    let off = LatLon::new(b.north_east.lat() + 0.1, b.north_east.lon() + 0.1).unwrap();
+    let off =
+        LatLon::from_lat_lon(b.north_east.lat_deg() + 0.1, b.north_east.lon_deg() + 0.1).unwrap();
     assert!(matches!(
         router.snap(off),
         Err(RouteError::OutsideCoverage { .. })

@@ -61,7 +61,7 @@ struct Job {
 
 /// Moves `from` towards `to` by at most `metres`; the new position and whether it arrived.
 pub fn step_towards(from: LatLon, to: LatLon, metres: f64) -> (LatLon, bool) {
-    let distance = from.haversine_distance_m(&to);
+    let distance = from.haversine_distance_m(to);
     if distance <= metres || distance == 0.0 {
         return (to, true);
     }

@@ -112,7 +112,7 @@ pub fn point_near(city: &City, centre: LatLon, radius_m: f64, rng: &mut ChaCha8R
         .addresses
         .iter()
         .map(|a| a.location)
-        .filter(|p| p.haversine_m(centre) <= radius_m)
+        .filter(|p| p.haversine_distance_m(centre) <= radius_m)
         .collect();
     if near.is_empty() {
         return centre;

@@ -39,8 +39,8 @@ pub fn nearest_hospital(city: &City, here: LatLon) -> Option<LatLon> {
     city.hospitals
         .iter()
         .min_by(|a, b| {
-            here.haversine_m(a.location)
-                .total_cmp(&here.haversine_m(b.location))
+            here.haversine_distance_m(a.location)
+                .total_cmp(&here.haversine_distance_m(b.location))
         })
         .map(|h| h.location)
 }
@@ -65,7 +65,7 @@ impl Path {
                 let mut acc = 0.0;
                 cum.push(0.0);
                 for w in route.points.windows(2) {
-                    acc += w[0].haversine_m(w[1]);
+                    acc += w[0].haversine_distance_m(w[1]);
                     cum.push(acc);
                 }
                 route
@@ -83,7 +83,7 @@ impl Path {
                     .collect()
             }
             _ => {
-                let ms = (from.haversine_m(to) / OFF_ROAD_M_S * 1000.0).round() as i64;
+                let ms = (from.haversine_distance_m(to) / OFF_ROAD_M_S * 1000.0).round() as i64;
                 vec![(0, from), (ms.max(1_000), to)]
             }
         };
@@ -121,14 +121,14 @@ impl Path {
         let (f, speed) = if t1 > t0 {
             (
                 (ms - t0) as f64 / (t1 - t0) as f64,
-                a.haversine_m(b) / ((t1 - t0) as f64 / 1000.0),
+                a.haversine_distance_m(b) / ((t1 - t0) as f64 / 1000.0),
             )
         } else {
             (1.0, 0.0)
         };
-        let p = LatLon::new(
-            a.lat() + (b.lat() - a.lat()) * f,
-            a.lon() + (b.lon() - a.lon()) * f,
+        let p = LatLon::from_lat_lon(
+            a.lat_deg() + (b.lat_deg() - a.lat_deg()) * f,
+            a.lon_deg() + (b.lon_deg() - a.lon_deg()) * f,
         )
         .unwrap_or(a);
         (p, heading(a, b), speed)
@@ -138,8 +138,8 @@ impl Path {
 /// The heading from `a` to `b`, degrees clockwise from north, to a tenth of a degree (so a
 /// drill's log does not depend on the last bits of trigonometry).
 pub fn heading(a: LatLon, b: LatLon) -> f64 {
-    let dy = b.lat() - a.lat();
-    let dx = (b.lon() - a.lon()) * a.lat().to_radians().cos();
+    let dy = b.lat_deg() - a.lat_deg();
+    let dx = (b.lon_deg() - a.lon_deg()) * a.lat_deg().to_radians().cos();
     let h = dx.atan2(dy).to_degrees();
     let h = if h < 0.0 { h + 360.0 } else { h };
     let h = (h * 10.0).round() / 10.0;

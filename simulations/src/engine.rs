@@ -809,7 +809,7 @@ impl Engine<'_> {
         });
         self.incident_by_id.insert(id, i);
         let received = self.start + Duration::milliseconds(call.at_ms);
-        let location = to_core(call.location);
+        let location = call.location;
         if call.sensor {
             // A sensor alarm: the sensor registers, its reading raises an alarm, and the
             // core's sensor rule reports the incident.
@@ -1075,7 +1075,7 @@ impl Engine<'_> {
     ) -> Result<(), DrillError> {
         self.units[u].pos = pos;
         let at = self.at();
-        let position = to_core(pos);
+        let position = pos;
         self.unit_command(
             u,
             UnitCommand::ReportPosition {
@@ -1211,16 +1211,6 @@ pub(crate) fn prefix(kind: UnitKind) -> &'static str {
         UnitKind::PatrolCar => "P",
         UnitKind::PoliceSupervisor => "PS",
     }
-}
-
-/// A geodata position as the core's value type.
-pub fn to_core(p: LatLon) -> muster_core::value::LatLon {
-    muster_core::value::LatLon::from_lat_lon(p.lat(), p.lon()).expect("a geodata position is valid")
-}
-
-/// The core's value type as a geodata position.
-pub fn from_core(p: muster_core::value::LatLon) -> LatLon {
-    LatLon::new(p.lat_deg(), p.lon_deg()).expect("a core position is valid")
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::drive::{Dest, Path, agency, may_transport, nearest_hospital};
-use crate::engine::{Call, to_core};
+use crate::engine::Call;
 use crate::scenario::{Range, Scenario, Scripted};
 
 /// Namespace of the ids of units a live drill registers: the same scenario registers the
@@ -315,7 +315,7 @@ fn fleet(scenario: &Scenario) -> Vec<(UnitSpec, Value)> {
                 "agency": agency(entry.kind),
                 "home_station": entry.station,
                 "capabilities": entry.capabilities,
-                "location": to_core(entry.location),
+                "location": entry.location,
             });
             units.push((
                 UnitSpec {
@@ -426,7 +426,7 @@ impl Device {
     }
 
     fn go_home(&mut self) {
-        if self.pos.haversine_m(self.unit.station) > 30.0 {
+        if self.pos.haversine_distance_m(self.unit.station) > 30.0 {
             self.drive_to(self.unit.station, Dest::Station);
         } else {
             if self.status == Some(UnitStatus::Returning) {
@@ -547,7 +547,7 @@ impl Device {
                 let total = drive.path.total_ms();
                 let (p, heading, speed) = drive.path.at(ms.min(total));
                 self.pos = p;
-                self.client.position(to_core(p), Some(heading), Some(speed));
+                self.client.position(p, Some(heading), Some(speed));
                 note(&self.stats, |s| s.positions += 1);
                 if ms < total {
                     let interval_ms = (self.fix_interval_s() * 1000.0) as i64;
@@ -637,12 +637,9 @@ impl Device {
         tracing::debug!(unit = %self.unit.id, phase = ?self.phase_name(), job = ?self.job.map(|j| j.task), "live drill: device event {event:?}");
         match event {
             ClientEvent::Connected { .. } => note(&self.stats, |s| s.connections += 1),
-            ClientEvent::Task { task, .. } => self.on_task(
-                task.task,
-                task.incident,
-                task.location.map(crate::engine::from_core),
-                task.incident_type,
-            ),
+            ClientEvent::Task { task, .. } => {
+                self.on_task(task.task, task.incident, task.location, task.incident_type)
+            }
             ClientEvent::TaskUpdate { task, state, .. } => {
                 // Ended by someone else (the incident closed, the operator stood it down).
                 if self.job.is_some_and(|j| j.task == task) && state == TaskState::Completed {
@@ -748,7 +745,7 @@ async fn work_call(
         () = tokio::time::sleep(clock.wall(entry_s)) => {}
         _ = stop.wait_for(|s| *s) => return Ok(()),
     }
-    let location = to_core(call.location);
+    let location = call.location;
     let entered = if call.sensor {
         let sensor = api
             .post(
@@ -928,7 +925,7 @@ async fn close_roads(
     let Some(closed) = api
         .post(
             "/api/roads/closures",
-            json!({"location": to_core(location), "radius_m": radius_m, "note": "drill: road closure"}),
+            json!({"location": location, "radius_m": radius_m, "note": "drill: road closure"}),
         )
         .await?
     else {

@@ -17,7 +17,7 @@ use muster_core::unit::{UnitState, UnitStatus};
 use muster_geodata::Router;
 use muster_store::RecordedEvent;
 
-use crate::engine::{Call, from_core};
+use crate::engine::Call;
 
 /// What a replay did.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,7 +136,7 @@ pub fn calls_of(events: &[RecordedEvent], start: DateTime<Utc>) -> Vec<Call> {
             let answered = received.get(&id).copied().unwrap_or(at);
             calls.push(Call {
                 at_ms: (answered - start).num_milliseconds(),
-                location: from_core(location),
+                location: location,
                 incident_type,
                 priority,
                 sensor: matches!(source, ReportSource::Sensor { .. }),

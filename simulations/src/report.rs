@@ -310,10 +310,7 @@ pub fn build(title: &str, events: &[RecordedEvent], router: Option<Arc<Router>>)
                         inc.priority = Some(priority);
                         inc.area = city
                             .as_ref()
-                            .and_then(|c| {
-                                c.district_at(crate::engine::from_core(location))
-                                    .map(|d| d.id.clone())
-                            })
+                            .and_then(|c| c.district_at(location).map(|d| d.id.clone()))
                             .unwrap_or_else(|| "unknown".into());
                     }
                     IncidentEvent::IncidentTriaged {

@@ -567,8 +567,8 @@ impl Checker<'_> {
 
     fn point(&self, v: &S<PointSpec>, key: &str, city: &City) -> Result<LatLon, ScenarioError> {
         let p = v.get_ref();
-        let point =
-            LatLon::new(p.lat, p.lon).or_else(|e| self.err(v.span(), key, e.to_string()))?;
+        let point = LatLon::from_lat_lon(p.lat, p.lon)
+            .or_else(|e| self.err(v.span(), key, e.to_string()))?;
         if !city.meta.bounds.contains(point) {
             return self.err(
                 v.span(),
@@ -578,10 +578,10 @@ impl Checker<'_> {
                     p.lat,
                     p.lon,
                     city.meta.name,
-                    city.meta.bounds.south_west.lat(),
-                    city.meta.bounds.south_west.lon(),
-                    city.meta.bounds.north_east.lat(),
-                    city.meta.bounds.north_east.lon()
+                    city.meta.bounds.south_west.lat_deg(),
+                    city.meta.bounds.south_west.lon_deg(),
+                    city.meta.bounds.north_east.lat_deg(),
+                    city.meta.bounds.north_east.lon_deg()
                 ),
             );
         }

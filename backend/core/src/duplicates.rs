@@ -118,7 +118,7 @@ pub fn suggest_duplicates<'a>(
             if age_s.abs() > window.max_age_s {
                 return None;
             }
-            let distance_m = o.location.haversine_distance_m(&call.location);
+            let distance_m = o.location.haversine_distance_m(call.location);
             (distance_m <= window.max_distance_m).then_some(DuplicateSuggestion {
                 incident: o.id,
                 distance_m,
@@ -271,7 +271,7 @@ mod tests {
             let found = suggest_duplicates(&incidents, &call, &window);
             let mut expected: Vec<IncidentId> = Vec::new();
             for o in &incidents {
-                let d = o.location.haversine_distance_m(&call.location);
+                let d = o.location.haversine_distance_m(call.location);
                 let age = (call.at - o.reported_at).num_seconds().abs();
                 if o.incident_type.is_related_to(call.incident_type) && d <= max_distance_m && age <= max_age_s {
                     expected.push(o.id);

@@ -6,7 +6,6 @@
 
 use std::fmt;
 
-use geo::{Distance, Haversine, Point};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -40,149 +39,19 @@ fn shorten(s: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Location
 
-/// A WGS 84 position. Finite, latitude in [-90, 90], longitude in [-180, 180].
-///
-/// The constructors name their argument order, because GeoJSON puts longitude first and most
-/// people say latitude first: [`LatLon::from_lat_lon`], [`LatLon::from_lon_lat`].
-/// Serialized as `{"lat": .., "lon": ..}`.
-#[derive(Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "RawLatLon", into = "RawLatLon")]
-pub struct LatLon {
-    lat_deg: f64,
-    lon_deg: f64,
-}
+/// A WGS 84 position: geodata's, the one position type of every crate (finite, latitude
+/// in [-90, 90], longitude in [-180, 180], held to 1e-7 degree, `{"lat": .., "lon": ..}` in
+/// JSON).
+pub use muster_geodata::LatLon;
 
-crate::schema::json_schema!(
-    LatLon,
-    "LatLon",
-    serde_json::json!({"type": "object", "required": ["lat", "lon"], "description": "WGS 84 degrees.",
-        "properties": {"lat": {"type": "number", "minimum": -90, "maximum": 90},
-                       "lon": {"type": "number", "minimum": -180, "maximum": 180}}})
-);
-
-/// Unchecked coordinates in degrees, as they arrive; [`LatLon::try_from`] checks them.
-/// Deserializes only from an object with named `lat` and `lon`: a bare pair would leave the
-/// order to guesswork.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct RawLatLon {
-    /// Latitude, degrees north.
-    pub lat: f64,
-    /// Longitude, degrees east.
-    pub lon: f64,
-}
-
-impl<'de> Deserialize<'de> for RawLatLon {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        struct Fields {
-            lat: f64,
-            lon: f64,
-        }
-        struct MapOnly;
-        impl<'de> serde::de::Visitor<'de> for MapOnly {
-            type Value = RawLatLon;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object with \"lat\" and \"lon\" in degrees")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                map: A,
-            ) -> Result<RawLatLon, A::Error> {
-                let f = Fields::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                Ok(RawLatLon {
-                    lat: f.lat,
-                    lon: f.lon,
-                })
-            }
-        }
-        d.deserialize_map(MapOnly)
-    }
-}
-
-impl LatLon {
-    /// Latitude first, then longitude, in degrees.
-    pub fn from_lat_lon(lat_deg: f64, lon_deg: f64) -> Result<Self, InvalidValue> {
-        if !lat_deg.is_finite() {
-            return Err(InvalidValue::new(
-                "latitude",
-                format!("{lat_deg} is not a finite number"),
-            ));
-        }
-        if !lon_deg.is_finite() {
-            return Err(InvalidValue::new(
-                "longitude",
-                format!("{lon_deg} is not a finite number"),
-            ));
-        }
-        if !(-90.0..=90.0).contains(&lat_deg) {
-            return Err(InvalidValue::new(
-                "latitude",
-                format!("{lat_deg} is outside -90 to 90 degrees"),
-            ));
-        }
-        if !(-180.0..=180.0).contains(&lon_deg) {
-            return Err(InvalidValue::new(
-                "longitude",
-                format!("{lon_deg} is outside -180 to 180 degrees"),
-            ));
-        }
-        // -0.0 and 0.0 are the same place; keep one of them so equality and hashing agree.
-        Ok(Self {
-            lat_deg: lat_deg + 0.0,
-            lon_deg: lon_deg + 0.0,
-        })
-    }
-
-    /// Longitude first (GeoJSON order), then latitude, in degrees.
-    pub fn from_lon_lat(lon_deg: f64, lat_deg: f64) -> Result<Self, InvalidValue> {
-        Self::from_lat_lon(lat_deg, lon_deg)
-    }
-
-    /// Latitude, degrees north.
-    pub fn lat_deg(&self) -> f64 {
-        self.lat_deg
-    }
-
-    /// Longitude, degrees east.
-    pub fn lon_deg(&self) -> f64 {
-        self.lon_deg
-    }
-
-    /// `[lon, lat]`, the order of a GeoJSON position.
-    pub fn to_geojson_position(&self) -> [f64; 2] {
-        [self.lon_deg, self.lat_deg]
-    }
-
-    /// A `geo` point (x = longitude, y = latitude).
-    pub fn to_point(&self) -> Point<f64> {
-        Point::new(self.lon_deg, self.lat_deg)
-    }
-
-    /// Great-circle distance in metres (haversine on a sphere of the mean Earth radius).
-    pub fn haversine_distance_m(&self, other: &LatLon) -> f64 {
-        Haversine.distance(self.to_point(), other.to_point())
-    }
-}
-
-impl TryFrom<RawLatLon> for LatLon {
-    type Error = InvalidValue;
-    fn try_from(raw: RawLatLon) -> Result<Self, Self::Error> {
-        Self::from_lat_lon(raw.lat, raw.lon)
-    }
-}
-
-impl From<LatLon> for RawLatLon {
-    fn from(p: LatLon) -> Self {
-        RawLatLon {
-            lat: p.lat_deg,
-            lon: p.lon_deg,
-        }
-    }
-}
-
-impl fmt::Debug for LatLon {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "LatLon(lat {}, lon {})", self.lat_deg, self.lon_deg)
+impl From<muster_geodata::point::LatLonError> for InvalidValue {
+    fn from(e: muster_geodata::point::LatLonError) -> Self {
+        use muster_geodata::point::LatLonError;
+        let what = match e {
+            LatLonError::Latitude => "latitude",
+            LatLonError::Longitude => "longitude",
+        };
+        InvalidValue::new(what, e.to_string())
     }
 }
 
@@ -941,72 +810,6 @@ pub fn check_source_time(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn latlon_refuses_bad_coordinates() {
-        let table: &[(f64, f64, &str)] = &[
-            (f64::NAN, 0.0, "latitude is NaN"),
-            (0.0, f64::NAN, "longitude is NaN"),
-            (f64::INFINITY, 0.0, "latitude is infinite"),
-            (0.0, f64::NEG_INFINITY, "longitude is minus infinity"),
-            (90.000_001, 0.0, "latitude above the north pole"),
-            (-90.5, 0.0, "latitude below the south pole"),
-            (0.0, 180.000_001, "longitude past the antimeridian east"),
-            (0.0, -181.0, "longitude past the antimeridian west"),
-            (
-                152.5,
-                13.4,
-                "a longitude given where the latitude goes: 152.5 is no latitude",
-            ),
-        ];
-        for &(a, b, why) in table {
-            let result = LatLon::from_lat_lon(a, b);
-            assert!(result.is_err(), "({a}, {b}) should be refused: {why}");
-        }
-    }
-
-    #[test]
-    fn latlon_accepts_the_edges_and_names_its_order() {
-        for (lat, lon) in [(90.0, 180.0), (-90.0, -180.0), (0.0, 0.0), (52.52, 13.405)] {
-            let p = LatLon::from_lat_lon(lat, lon).unwrap();
-            assert_eq!((p.lat_deg(), p.lon_deg()), (lat, lon));
-            assert_eq!(LatLon::from_lon_lat(lon, lat).unwrap(), p);
-            assert_eq!(p.to_geojson_position(), [lon, lat]);
-        }
-    }
-
-    #[test]
-    fn latlon_json_is_checked() {
-        let ok: LatLon = serde_json::from_str(r#"{"lat": 52.5, "lon": 13.4}"#).unwrap();
-        assert_eq!(ok.lat_deg(), 52.5);
-        let table = [
-            (r#"{"lat": 91, "lon": 0}"#, "latitude out of range"),
-            (r#"{"lat": 0}"#, "longitude missing"),
-            (r#"{"lat": "52", "lon": 13}"#, "latitude is a string"),
-            (r#"[52.5, 13.4]"#, "an array does not say which is which"),
-        ];
-        for (json, why) in table {
-            assert!(
-                serde_json::from_str::<LatLon>(json).is_err(),
-                "{json}: {why}"
-            );
-        }
-    }
-
-    #[test]
-    fn haversine_distance_is_in_metres() {
-        // One degree of latitude is about 111.2 km on the haversine sphere.
-        let a = LatLon::from_lat_lon(0.0, 0.0).unwrap();
-        let b = LatLon::from_lat_lon(1.0, 0.0).unwrap();
-        let d_m = a.haversine_distance_m(&b);
-        assert!((d_m - 111_195.0).abs() < 100.0, "{d_m}");
-        // One degree of longitude at 60° N is half as long as at the equator: not Euclidean
-        // on degrees.
-        let c = LatLon::from_lat_lon(60.0, 0.0).unwrap();
-        let e = LatLon::from_lat_lon(60.0, 1.0).unwrap();
-        let d60_m = c.haversine_distance_m(&e);
-        assert!((d60_m - 55_597.0).abs() < 100.0, "{d60_m}");
-    }
 
     #[test]
     fn priority_parses_p1_to_p5_only() {

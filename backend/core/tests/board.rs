@@ -12,8 +12,7 @@ use muster_core::incident::{IncidentEvent, ReportSource};
 use muster_core::runcard::ResponsePlans;
 use muster_core::unit::{UnitEvent, UnitStatus};
 use muster_core::value::{
-    Agency, CallSign, CallerDetails, Disposition, IncidentType, LatLon, Priority, StationCode,
-    UnitKind,
+    Agency, CallSign, CallerDetails, Disposition, IncidentType, Priority, StationCode, UnitKind,
 };
 use muster_core::{IncidentId, TaskId, UnitId};
 use muster_geodata::Router;
@@ -90,7 +89,7 @@ impl Given {
             &IncidentEvent::IncidentReported {
                 incident_id: incident,
                 source,
-                location: LatLon::from_lat_lon(at.lat(), at.lon()).unwrap(),
+                location: at,
                 incident_type: IncidentType::StructureFire,
                 priority,
                 caller: CallerDetails::default(),
@@ -303,7 +302,7 @@ fn a_fix_from_a_clock_running_ahead_counts_as_taken_when_recorded() {
     );
     let fix =
         |at: muster_geodata::LatLon, claimed: DateTime<Utc>| UnitEvent::UnitPositionReported {
-            position: LatLon::from_lat_lon(at.lat(), at.lon()).unwrap(),
+            position: at,
             heading_deg: None,
             speed_m_s: None,
             accuracy_m: None,

@@ -40,9 +40,9 @@ fn now() -> DateTime<Utc> {
 
 fn random_point(rng: &mut impl Rng, router: &Router) -> LatLon {
     let b = router.city().meta.bounds;
-    LatLon::new(
-        rng.random_range(b.south_west.lat()..b.north_east.lat()),
-        rng.random_range(b.south_west.lon()..b.north_east.lon()),
+    LatLon::from_lat_lon(
+        rng.random_range(b.south_west.lat_deg()..b.north_east.lat_deg()),
+        rng.random_range(b.south_west.lon_deg()..b.north_east.lon_deg()),
     )
     .unwrap()
 }
@@ -207,7 +207,7 @@ fn position_reports_and_status_changes_update_the_index_in_place() {
         index.report_position(UnitId::new_v7(), station, now(), now()),
         Applied::UnknownUnit
     );
-    let outside = LatLon::new(0.0, 0.0).unwrap();
+    let outside = LatLon::from_lat_lon(0.0, 0.0).unwrap();
     assert_eq!(
         index.report_position(id, outside, now(), now()),
         Applied::OutsideCoverage

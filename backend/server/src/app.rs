@@ -389,9 +389,7 @@ pub async fn register_demo_units(
     app: &Application,
     operator: &UserConfig,
 ) -> anyhow::Result<Vec<(muster_core::UnitId, String)>> {
-    use muster_core::value::{
-        Agency, CallSign, Capability, IdempotencyKey, LatLon, StationCode, UnitKind,
-    };
+    use muster_core::value::{Agency, CallSign, Capability, IdempotencyKey, StationCode, UnitKind};
     use muster_geodata::model::StationKind;
     let Some(city) = app.city() else {
         return Ok(Vec::new());
@@ -424,10 +422,7 @@ pub async fn register_demo_units(
                 .map(|c| Capability::parse(c))
                 .collect::<Result<_, _>>()
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
-            location: Some(
-                LatLon::from_lat_lon(station.location.lat(), station.location.lon())
-                    .map_err(|e| anyhow::anyhow!("{e}"))?,
-            ),
+            location: Some(station.location),
         };
         let id = muster_core::UnitId::from_uuid(uuid::Uuid::new_v5(
             &uuid::Uuid::from_u128(0x6d75_7374_6572_2d64_656d_6f2d_756e_6974),

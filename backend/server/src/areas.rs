@@ -119,10 +119,8 @@ impl Areas {
 
     /// The area of a point.
     pub fn area_of(&self, p: LatLon) -> AreaRef {
-        if let Some(projection) = &self.projection
-            && let Ok(q) = muster_geodata::point::LatLon::new(p.lat_deg(), p.lon_deg())
-        {
-            let xy = projection.project(q);
+        if let Some(projection) = &self.projection {
+            let xy = projection.project(p);
             let point = Point::new(xy.x_m, xy.y_m);
             if let Some(d) = self.districts.iter().find(|d| d.polygon.contains(&point)) {
                 return AreaRef {
@@ -166,7 +164,7 @@ mod tests {
         let (areas, city) = Areas::from_setting("bundled").unwrap();
         let city = city.unwrap();
         let station = &city.stations[0];
-        let inside = LatLon::from_lat_lon(station.location.lat(), station.location.lon()).unwrap();
+        let inside = station.location;
         assert!(!areas.area_of(inside).id.starts_with("grid-"));
         let far = LatLon::from_lat_lon(-33.9, 18.4).unwrap();
         assert!(areas.area_of(far).id.starts_with("grid-"));

@@ -57,9 +57,6 @@ pub enum DispatchError {
         /// Its priority.
         priority: Priority,
     },
-    /// The incident's location cannot be routed to.
-    #[error("the incident's location is not usable")]
-    UnusableLocation,
     /// The recommender refused the request.
     #[error("{0}")]
     Recommend(String),
@@ -112,10 +109,6 @@ impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatcher").finish_non_exhaustive()
     }
-}
-
-fn geo(p: muster_core::value::LatLon) -> Option<muster_geodata::LatLon> {
-    muster_geodata::LatLon::new(p.lat_deg(), p.lon_deg()).ok()
 }
 
 pub use muster_core::dispatch::{station_code, station_slug};
@@ -214,7 +207,7 @@ impl Dispatcher {
 
     /// How many roads a closure of `radius_m` around `location` would close.
     pub fn roads_near(&self, location: muster_core::value::LatLon, radius_m: f64) -> usize {
-        geo(location).map_or(0, |p| self.0.router.roads_near(p, radius_m).len())
+        self.0.router.roads_near(location, radius_m).len()
     }
 
     /// The road closures in force, oldest first.
@@ -243,9 +236,7 @@ impl Dispatcher {
                 by,
                 at,
             } => {
-                let road_ids = geo(location)
-                    .map(|p| self.0.router.roads_near(p, radius_m))
-                    .unwrap_or_default();
+                let road_ids = self.0.router.roads_near(location, radius_m);
                 closures.insert(
                     closure,
                     ClosureInForce {
@@ -377,7 +368,6 @@ impl Dispatcher {
                     incident_type,
                     priority,
                 },
-                NeedsError::UnusableLocation => DispatchError::UnusableLocation,
             })?;
         let recommendation =
             recommend(&index, &needs.spec, &needs.plan, &needs.exclude, Utc::now())
@@ -613,7 +603,7 @@ mod tests {
     use super::*;
     use muster_core::incident::{IncidentCommand, ReportSource};
     use muster_core::unit::UnitCommand;
-    use muster_core::value::{Agency, CallSign, CallerDetails, LatLon, StationCode};
+    use muster_core::value::{Agency, CallSign, CallerDetails, StationCode};
     use muster_store::MemoryStore;
 
     fn meta() -> EventMetadata {
@@ -680,8 +670,7 @@ mod tests {
             &format!("position-{n:04}"),
             unit,
             UnitCommand::ReportPosition {
-                position: LatLon::from_lat_lon(station.location.lat(), station.location.lon())
-                    .unwrap(),
+                position: station.location,
                 heading_deg: None,
                 speed_m_s: None,
                 accuracy_m: None,
@@ -724,7 +713,7 @@ mod tests {
         let report = IncidentCommand::Report {
             incident_id: incident,
             source: ReportSource::Hotline,
-            location: LatLon::from_lat_lon(at.lat(), at.lon()).unwrap(),
+            location: at,
             incident_type: IncidentType::VehicleFire,
             priority: Priority::P3,
             caller: CallerDetails::default(),

@@ -88,7 +88,7 @@ fn parse_latlon(s: &str) -> Result<LatLon, String> {
         .ok_or_else(|| format!("expected \"lat,lon\", got \"{s}\""))?;
     let lat: f64 = lat.trim().parse().map_err(|e| format!("latitude: {e}"))?;
     let lon: f64 = lon.trim().parse().map_err(|e| format!("longitude: {e}"))?;
-    LatLon::new(lat, lon).map_err(|e| e.to_string())
+    LatLon::from_lat_lon(lat, lon).map_err(|e| e.to_string())
 }
 
 fn load(path: &Path) -> anyhow::Result<City> {
@@ -167,13 +167,13 @@ pub fn run(args: GeodataArgs) -> anyhow::Result<()> {
             let length_m: f64 = route
                 .points
                 .windows(2)
-                .map(|w| w[0].haversine_m(w[1]))
+                .map(|w| w[0].haversine_distance_m(w[1]))
                 .sum();
             println!(
                 "{:.1} s by road, {length_m:.0} m over {} roads ({:.0} m in a straight line)",
                 route.travel_time.as_secs_f64(),
                 route.roads.len(),
-                from.haversine_m(to)
+                from.haversine_distance_m(to)
             );
             Ok(())
         }
@@ -272,9 +272,9 @@ pub fn bench(args: GeodataBenchArgs) -> anyhow::Result<()> {
 
     let b = city.meta.bounds;
     let random_point = |rng: &mut rand::rngs::StdRng| {
-        LatLon::new(
-            rng.random_range(b.south_west.lat()..=b.north_east.lat()),
-            rng.random_range(b.south_west.lon()..=b.north_east.lon()),
+        LatLon::from_lat_lon(
+            rng.random_range(b.south_west.lat_deg()..=b.north_east.lat_deg()),
+            rng.random_range(b.south_west.lon_deg()..=b.north_east.lon_deg()),
         )
         .expect("inside the bounds")
     };

@@ -37,7 +37,7 @@ async fn engines(app: &App) -> Vec<(String, muster_geodata::LatLon)> {
                 json!({
                     "kind": "engine", "call_sign": format!("E{}", i + 1), "agency": "city-fire",
                     "home_station": station_code(&s.id), "capabilities": ["pump"],
-                    "location": {"lat": s.location.lat(), "lon": s.location.lon()},
+                    "location": {"lat": s.location.lat_deg(), "lon": s.location.lon_deg()},
                 }),
             )
             .await;
@@ -63,7 +63,7 @@ async fn report(
         .post(
             "/api/incidents",
             key,
-            json!({"location": {"lat": at.lat(), "lon": at.lon()}, "incident_type": kind, "priority": priority}),
+            json!({"location": {"lat": at.lat_deg(), "lon": at.lon_deg()}, "incident_type": kind, "priority": priority}),
         )
         .await;
     assert_eq!(status, 201, "{body}");
@@ -81,9 +81,11 @@ async fn the_recommendation_is_nearest_by_road_and_accepting_it_dispatches_once(
     let router = muster_geodata::Router::new(Arc::new(city.clone())).unwrap();
     // Between the first two stations, nearer the first.
     let (a, b) = (engines[0].1, engines[1].1);
-    let at =
-        muster_geodata::LatLon::new(a.lat() * 0.7 + b.lat() * 0.3, a.lon() * 0.7 + b.lon() * 0.3)
-            .unwrap();
+    let at = muster_geodata::LatLon::from_lat_lon(
+        a.lat_deg() * 0.7 + b.lat_deg() * 0.3,
+        a.lon_deg() * 0.7 + b.lon_deg() * 0.3,
+    )
+    .unwrap();
     let (incident, position) = report(&app, "fire-call-0001", at, "structure_fire", "P2").await;
 
     let (status, rec) = app
@@ -196,7 +198,7 @@ async fn a_p1_sensor_fire_alarm_is_dispatched_without_an_operator() {
     let at = engines[0].1;
     let (status, s) = app
         .post("/api/sensors", "smoke-sensor-1", json!({
-            "kind": "smoke", "location": {"lat": at.lat(), "lon": at.lon()},
+            "kind": "smoke", "location": {"lat": at.lat_deg(), "lon": at.lon_deg()},
             "thresholds": [{"metric": "obscuration_pct", "crossing": "above", "raise_at": 10.0, "clear_at": 2.0,
                             "incident_type": "fire_alarm", "priority": "P1"}],
         }))
@@ -408,9 +410,11 @@ async fn a_road_closure_is_routed_around_until_it_is_reopened() {
     let app = spawn().await;
     let engines = engines(&app).await;
     let (a, b) = (engines[0].1, engines[1].1);
-    let at =
-        muster_geodata::LatLon::new(a.lat() * 0.7 + b.lat() * 0.3, a.lon() * 0.7 + b.lon() * 0.3)
-            .unwrap();
+    let at = muster_geodata::LatLon::from_lat_lon(
+        a.lat_deg() * 0.7 + b.lat_deg() * 0.3,
+        a.lon_deg() * 0.7 + b.lon_deg() * 0.3,
+    )
+    .unwrap();
     let (incident, position) = report(&app, "closure-call-01", at, "vehicle_fire", "P3").await;
     let (nearest, open_eta) = first_engine(&app, &incident, position).await;
     let station = engines.iter().find(|e| e.0 == nearest).unwrap().1;
@@ -420,7 +424,7 @@ async fn a_road_closure_is_routed_around_until_it_is_reopened() {
         .post(
             "/api/roads/closures",
             "closure-0000001",
-            json!({"location": {"lat": station.lat(), "lon": station.lon()}, "radius_m": 120, "note": "burst water main"}),
+            json!({"location": {"lat": station.lat_deg(), "lon": station.lon_deg()}, "radius_m": 120, "note": "burst water main"}),
         )
         .await;
     assert_eq!(status, 201, "{closed}");
@@ -431,7 +435,7 @@ async fn a_road_closure_is_routed_around_until_it_is_reopened() {
         .post(
             "/api/roads/closures",
             "closure-0000001",
-            json!({"location": {"lat": station.lat(), "lon": station.lon()}, "radius_m": 120, "note": "burst water main"}),
+            json!({"location": {"lat": station.lat_deg(), "lon": station.lon_deg()}, "radius_m": 120, "note": "burst water main"}),
         )
         .await;
     assert_eq!(status, 201, "{again}");
@@ -440,7 +444,7 @@ async fn a_road_closure_is_routed_around_until_it_is_reopened() {
         .post(
             "/api/roads/closures",
             "closure-0000001",
-            json!({"location": {"lat": station.lat(), "lon": station.lon()}, "radius_m": 120}),
+            json!({"location": {"lat": station.lat_deg(), "lon": station.lon_deg()}, "radius_m": 120}),
         )
         .await;
     assert_eq!(status, 422, "{other}");
@@ -478,7 +482,7 @@ async fn a_road_closure_is_routed_around_until_it_is_reopened() {
     // Bad input names what is wrong.
     for (body, words) in [
         (
-            json!({"location": {"lat": station.lat(), "lon": station.lon()}, "radius_m": 0}),
+            json!({"location": {"lat": station.lat_deg(), "lon": station.lon_deg()}, "radius_m": 0}),
             "radius_m",
         ),
         (

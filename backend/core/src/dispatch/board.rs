@@ -71,9 +71,6 @@ pub enum NeedsError {
         /// Its priority.
         priority: Priority,
     },
-    /// Its location is not usable for routing.
-    #[error("the incident's location is not usable")]
-    UnusableLocation,
 }
 
 /// The board. Folds are pure; what they return is the incident a rule wants dispatched now.
@@ -157,9 +154,6 @@ impl Board {
                 incident_type: open.incident_type,
                 priority: open.priority,
             })?;
-        let location =
-            muster_geodata::LatLon::new(open.location.lat_deg(), open.location.lon_deg())
-                .map_err(|_| NeedsError::UnusableLocation)?;
         let counted: BTreeSet<UnitId> = open.units.union(&open.served).copied().collect();
         for need in &mut plan.units {
             let sent = counted
@@ -171,7 +165,7 @@ impl Board {
         plan.units.retain(|n| n.count > 0);
         Ok(Needs {
             spec: IncidentSpec {
-                location,
+                location: open.location,
                 agency: None,
                 required_capabilities: vec![],
             },

@@ -59,9 +59,9 @@ fn centre(ring: &[LatLon]) -> Option<LatLon> {
         return None;
     }
     let n = ring.len() as f64;
-    let lat = ring.iter().map(|p| p.lat()).sum::<f64>() / n;
-    let lon = ring.iter().map(|p| p.lon()).sum::<f64>() / n;
-    LatLon::new(lat, lon).ok()
+    let lat = ring.iter().map(|p| p.lat_deg()).sum::<f64>() / n;
+    let lon = ring.iter().map(|p| p.lon_deg()).sum::<f64>() / n;
+    LatLon::from_lat_lon(lat, lon).ok()
 }
 
 /// Reports the areas without an available unit of `kinds` within `target`, with move-ups.

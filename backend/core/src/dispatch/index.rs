@@ -316,10 +316,7 @@ impl UnitIndex {
             }
             UnitEvent::UnitStatusChanged { to, .. } => self.set_status(unit, *to),
             UnitEvent::UnitPositionReported { position, at, .. } => {
-                match muster_geodata::LatLon::new(position.lat_deg(), position.lon_deg()) {
-                    Ok(p) => self.report_position(unit, p, (*at).min(recorded_at), now),
-                    Err(_) => Applied::OutsideCoverage,
-                }
+                self.report_position(unit, *position, (*at).min(recorded_at), now)
             }
             _ => match self.units.get(&unit) {
                 None => Applied::UnknownUnit,

@@ -113,9 +113,9 @@ struct Report {
 fn random_point(rng: &mut StdRng, router: &Router) -> LatLon {
     let b = router.city().meta.bounds;
     loop {
-        let p = LatLon::new(
-            rng.random_range(b.south_west.lat()..b.north_east.lat()),
-            rng.random_range(b.south_west.lon()..b.north_east.lon()),
+        let p = LatLon::from_lat_lon(
+            rng.random_range(b.south_west.lat_deg()..b.north_east.lat_deg()),
+            rng.random_range(b.south_west.lon_deg()..b.north_east.lon_deg()),
         )
         .expect("inside the bounds");
         if router.snap(p).is_ok() {

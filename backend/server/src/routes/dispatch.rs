@@ -21,9 +21,9 @@ impl From<DispatchError> for ApiError {
     fn from(e: DispatchError) -> Self {
         match e {
             DispatchError::NoOpenIncident(_) => ApiError::not_found(e.to_string()),
-            DispatchError::NoPlan { .. }
-            | DispatchError::UnusableLocation
-            | DispatchError::Recommend(_) => ApiError::invalid(e.to_string()),
+            DispatchError::NoPlan { .. } | DispatchError::Recommend(_) => {
+                ApiError::invalid(e.to_string())
+            }
             DispatchError::Command(c) => c.into(),
         }
     }

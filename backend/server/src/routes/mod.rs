@@ -75,15 +75,13 @@ impl AppState {
         let hit = AddressQuery::parse(address)
             .and_then(|q| geocoder.geocode(&q))
             .map_err(|e| ApiError::invalid(format!("the address cannot be resolved: {e}")))?;
-        LatLon::from_lat_lon(hit.location.lat(), hit.location.lon())
-            .map_err(|e| ApiError::invalid(e.to_string()))
+        Ok(hit.location)
     }
 
     /// The nearest address to a point, when the city has one close by.
     pub fn address_of(&self, p: LatLon) -> Option<Value> {
         let geocoder = self.geocoder.as_ref()?;
-        let q = muster_geodata::point::LatLon::new(p.lat_deg(), p.lon_deg()).ok()?;
-        let hit = geocoder.reverse(q)?;
+        let hit = geocoder.reverse(p)?;
         (hit.distance_m <= MAX_ADDRESS_DISTANCE_M)
             .then(|| json!({"text": hit.to_string(), "distance_m": hit.distance_m}))
     }

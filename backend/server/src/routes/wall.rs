@@ -178,7 +178,7 @@ pub fn ensure_built() {
 }
 
 fn lat_lon(p: muster_geodata::point::LatLon) -> Value {
-    json!([p.lon(), p.lat()])
+    json!([p.lon_deg(), p.lat_deg()])
 }
 
 fn city_document(city: &City) -> String {
@@ -217,7 +217,7 @@ fn city_document(city: &City) -> String {
     json!({
         "name": city.meta.name,
         "attribution": city.meta.attribution,
-        "bounds": [[b.south_west.lat(), b.south_west.lon()], [b.north_east.lat(), b.north_east.lon()]],
+        "bounds": [[b.south_west.lat_deg(), b.south_west.lon_deg()], [b.north_east.lat_deg(), b.north_east.lon_deg()]],
         "base": city.base_map_geojson(),
         "districts": {"type": "FeatureCollection", "features": districts},
         "stations": {"type": "FeatureCollection", "features": stations},
@@ -286,7 +286,7 @@ async fn geocode(
         "street": hit.street,
         "number": hit.number,
         "exact": hit.exact,
-        "location": {"lat": hit.location.lat(), "lon": hit.location.lon()},
+        "location": {"lat": hit.location.lat_deg(), "lon": hit.location.lon_deg()},
     })))
 }
 
