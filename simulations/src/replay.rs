@@ -136,7 +136,7 @@ pub fn calls_of(events: &[RecordedEvent], start: DateTime<Utc>) -> Vec<Call> {
             let answered = received.get(&id).copied().unwrap_or(at);
             calls.push(Call {
                 at_ms: (answered - start).num_milliseconds(),
-                location: location,
+                location,
                 incident_type,
                 priority,
                 sensor: matches!(source, ReportSource::Sensor { .. }),

@@ -23,9 +23,10 @@ use crate::ids::{ClosureId, IncidentId, SensorId, TaskId, UnitId};
 use crate::incident::{IncidentCommand, IncidentEvent, IncidentState};
 use crate::reaction;
 use crate::road::{RoadClosureCommand, RoadClosureEvent, RoadClosureState};
+use crate::runcard::ResponsePlan;
 use crate::sensor::{SensorCommand, SensorEvent, SensorState};
 use crate::unit::{UnitCommand, UnitEvent, UnitState};
-use crate::value::Disposition;
+use crate::value::{Disposition, UnitKind};
 use chrono::{DateTime, Utc};
 
 /// The aggregates a decision may read.
@@ -198,9 +199,9 @@ pub fn incident_command<S: States>(
     Ok(changes)
 }
 
-/// Assigns a unit to an incident: the incident must be reported and open and records the
-/// dispatch; the unit must be free to take it (a unit already on this task changes
-/// nothing).
+/// Assigns a unit to an incident on an operator's word: the incident must be reported and
+/// open and records the dispatch; the unit must be free to take it (a unit already on this
+/// task changes nothing).
 pub fn assign<S: States>(
     states: &S,
     incident: IncidentId,
@@ -208,7 +209,8 @@ pub fn assign<S: States>(
     task: TaskId,
     at: DateTime<Utc>,
 ) -> Result<Changes, S::Error> {
-    let (changes, mut results) = assign_units(states, incident, &[(unit, task)], at)?;
+    let (changes, mut results) =
+        assign_units(states, incident, &[(unit, task)], Authority::Operator, at)?;
     match results.pop() {
         Some(Err(refusal)) => Err(refusal.into()),
         _ => Ok(changes),
@@ -218,6 +220,47 @@ pub fn assign<S: States>(
 /// Per unit of [`assign_units`], in order: the task it is on for the incident, or why not.
 pub type Assigned = Vec<Result<TaskId, Refusal>>;
 
+/// On whose word units are assigned.
+#[derive(Clone, Copy, Debug)]
+pub enum Authority<'a> {
+    /// An operator's explicit choice: sent whatever the run card says (an override).
+    Operator,
+    /// A dispatch rule: only while the incident's run card still needs a unit of the kind.
+    /// Units of the kind on the incident count (those that reached the scene count after they
+    /// clear), except a crew that did not acknowledge in time.
+    Rule(&'a ResponsePlan),
+}
+
+/// How many units of `kind` count toward the run card of an incident as it stands.
+fn counted<S: States>(
+    states: &S,
+    incident: &crate::incident::Incident,
+    kind: UnitKind,
+) -> Result<u32, S::Error> {
+    let mut n = 0;
+    for (unit, on) in &incident.units {
+        if !(on.is_active() || on.on_scene_at.is_some()) {
+            continue;
+        }
+        let Some(u) = states.unit(*unit)?.unit.as_ref() else {
+            continue;
+        };
+        if u.kind != kind {
+            continue;
+        }
+        let waiting = on.is_active()
+            && on.on_scene_at.is_none()
+            && u.active_task
+                .as_ref()
+                .is_some_and(|t| t.task == on.task && !t.acknowledged);
+        if waiting && states.alert(on.task)?.ack_overdue_at.is_some() {
+            continue;
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// Assigns several units to one incident in one decision: the incident must be reported and
 /// open (else the whole command is refused); each unit is decided in turn on the incident as
 /// the earlier ones left it, and one that cannot take the task is answered with its refusal
@@ -226,6 +269,7 @@ pub fn assign_units<S: States>(
     states: &S,
     incident: IncidentId,
     units: &[(UnitId, TaskId)],
+    authority: Authority<'_>,
     at: DateTime<Utc>,
 ) -> Result<(Changes, Assigned), S::Error> {
     let incident_state = states.incident(incident)?;
@@ -247,6 +291,27 @@ pub fn assign_units<S: States>(
     let mut results = Vec::with_capacity(units.len());
     for &(unit, task) in units {
         let unit_state = states.unit(unit)?;
+        if let (Authority::Rule(plan), Some(u), Some(i)) =
+            (authority, unit_state.unit.as_ref(), next.incident.as_ref())
+        {
+            let wanted: u32 = plan
+                .units
+                .iter()
+                .filter(|n| n.kind == u.kind)
+                .map(|n| u32::from(n.count))
+                .sum();
+            let on_it = i.units.get(&unit).is_some_and(|on| on.is_active());
+            if !on_it && counted(states, i, u.kind)? >= wanted {
+                results.push(Err(Refusal::new(
+                    RefusalKind::NotNeeded,
+                    format!(
+                        "the incident's run card needs {wanted} {} and has them",
+                        u.kind.code()
+                    ),
+                )));
+                continue;
+            }
+        }
         let unit_events = match unit_state.decide(UnitCommand::AssignTask { task, incident, at }) {
             Ok(events) => events,
             Err(refusal) => {
@@ -481,6 +546,85 @@ mod tests {
             let s = g.units.entry(*id).or_default();
             *s = after(s, events);
         }
+    }
+
+    /// A second engine, registered.
+    fn second_engine(g: &mut Given) -> UnitId {
+        let unit = UnitId::from_uuid(Uuid::from_u128(20));
+        let registered = UnitState::default()
+            .execute(UnitCommand::Register {
+                unit_id: unit,
+                kind: UnitKind::Engine,
+                call_sign: CallSign::parse("E2").unwrap(),
+                agency: Agency::parse("fire").unwrap(),
+                home_station: StationCode::parse("s1").unwrap(),
+                capabilities: BTreeSet::new(),
+                at: t(0),
+            })
+            .unwrap()
+            .0;
+        g.units.insert(unit, registered);
+        unit
+    }
+
+    #[test]
+    fn a_rule_sends_only_what_the_run_card_still_needs_and_an_operator_anything() {
+        let (incident, first, task) = ids();
+        let mut g = given();
+        let second = second_engine(&mut g);
+        let one_engine = ResponsePlan {
+            incident_type: IncidentType::StructureFire,
+            priority: None,
+            units: vec![crate::runcard::UnitRequirement {
+                kind: UnitKind::Engine,
+                count: 1,
+            }],
+        };
+        let rule = Authority::Rule(&one_engine);
+        let other_task = TaskId::from_uuid(Uuid::from_u128(30));
+        let (sent, results) = assign_units(&g, incident, &[(first, task)], rule, t(5)).unwrap();
+        assert_eq!(results, vec![Ok(task)]);
+        apply(&mut g, &sent);
+
+        // The card's one engine is on it: a rule sends no second, an operator may.
+        let (changes, results) =
+            assign_units(&g, incident, &[(second, other_task)], rule, t(6)).unwrap();
+        assert!(changes.is_empty());
+        assert!(
+            matches!(&results[..], [Err(r)] if r.kind == RefusalKind::NotNeeded),
+            "{results:?}"
+        );
+        let (changes, results) = assign_units(
+            &g,
+            incident,
+            &[(second, other_task)],
+            Authority::Operator,
+            t(6),
+        )
+        .unwrap();
+        assert_eq!(results, vec![Ok(other_task)]);
+        assert!(!changes.is_empty());
+
+        // The first crew did not acknowledge in time: it no longer counts, so a rule
+        // sends a replacement.
+        let overdue = AlertState::default()
+            .execute(AlertCommand::RaiseAckOverdue {
+                task,
+                incident,
+                unit: first,
+                assigned_at: t(5),
+                timeout_secs: 60,
+            })
+            .unwrap()
+            .0;
+        g.alerts.insert(task, overdue);
+        let (_, results) =
+            assign_units(&g, incident, &[(second, other_task)], rule, t(70)).unwrap();
+        assert_eq!(
+            results,
+            vec![Ok(other_task)],
+            "a crew that did not answer in time does not count"
+        );
     }
 
     #[test]

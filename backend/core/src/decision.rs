@@ -37,6 +37,9 @@ pub enum RefusalKind {
     },
     /// The change is not allowed from the current state (HTTP 409 or 422).
     InvalidTransition,
+    /// A dispatch rule would send a unit the incident's run card no longer needs: others of
+    /// its kind are on it already (HTTP 409). An operator may still send it.
+    NotNeeded,
     /// The command contradicts itself or the rules, whatever the state (HTTP 422).
     Invalid,
 }
@@ -51,6 +54,7 @@ impl RefusalKind {
             RefusalKind::Ended => "ended",
             RefusalKind::UnitBusy { .. } => "unit_busy",
             RefusalKind::InvalidTransition => "invalid_transition",
+            RefusalKind::NotNeeded => "not_needed",
             RefusalKind::Invalid => "invalid",
         }
     }

@@ -13,6 +13,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
+use muster_core::combined::{self, States};
 use muster_core::dispatch::{
     Board, CoverageReport, DispatchRules, NeedsError, Preemption, Recommendation, Stations,
     UnitIndex, coverage, preemptions, recommend,
@@ -20,7 +21,7 @@ use muster_core::dispatch::{
 use muster_core::event::DomainEvent;
 use muster_core::incident::IncidentEvent;
 use muster_core::road::RoadClosureEvent;
-use muster_core::runcard::ResponsePlans;
+use muster_core::runcard::{ResponsePlan, ResponsePlans};
 use muster_core::unit::UnitEvent;
 use muster_core::value::{IdempotencyKey, IncidentType, Priority, UnitKind};
 use muster_core::{AggregateRef, ClosureId, IncidentId, TaskId, UnitId};
@@ -440,8 +441,10 @@ impl Dispatcher {
         command: &Command,
         incident: IncidentId,
         units: &[UnitId],
+        authority: Authority,
     ) -> Result<serde_json::Value, CommandError> {
         let now = Utc::now();
+        let plans = &self.0.plans;
         let tasks: Vec<(UnitId, TaskId)> = units
             .iter()
             .map(|u| {
@@ -455,8 +458,28 @@ impl Dispatcher {
             .0
             .runner
             .execute(command, |s| {
+                // A rule sends only what the incident's run card, as the decision reads it,
+                // still needs; an operator may send anything.
+                let plan = match authority {
+                    Authority::Operator => None,
+                    Authority::Rule => Some(
+                        s.incident(incident)?
+                            .incident
+                            .as_ref()
+                            .and_then(|i| plans.plan_for(i.incident_type, i.priority))
+                            .cloned()
+                            .unwrap_or(ResponsePlan {
+                                incident_type: IncidentType::Other,
+                                priority: None,
+                                units: Vec::new(),
+                            }),
+                    ),
+                };
+                let authority = plan
+                    .as_ref()
+                    .map_or(combined::Authority::Operator, combined::Authority::Rule);
                 let (changes, results) =
-                    muster_core::combined::assign_units(s, incident, &tasks, now)?;
+                    combined::assign_units(s, incident, &tasks, authority, now)?;
                 let results: Vec<serde_json::Value> = tasks
                     .iter()
                     .zip(results)
@@ -501,7 +524,9 @@ impl Dispatcher {
             incident,
             Some(&[unit]),
         );
-        let answer = self.assign(&command, incident, &[unit]).await?;
+        let answer = self
+            .assign(&command, incident, &[unit], Authority::Rule)
+            .await?;
         Ok(answer["assigned"] == 1)
     }
 
@@ -577,6 +602,15 @@ impl Dispatcher {
     pub fn coverage(&self, kinds: &[UnitKind], target: Duration) -> CoverageReport {
         coverage(&self.0.index.read().expect("index lock"), kinds, target)
     }
+}
+
+/// On whose word the dispatcher assigns units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Authority {
+    /// An operator's explicit choice (an override of the run card if need be).
+    Operator,
+    /// A dispatch rule: only while the incident's run card still needs the unit's kind.
+    Rule,
 }
 
 /// `GET /api/incidents/{id}/recommendation`.
@@ -747,7 +781,10 @@ mod tests {
             incident,
             Some(&[pick]),
         );
-        let answer = d.assign(&accept, incident, &[pick]).await.unwrap();
+        let answer = d
+            .assign(&accept, incident, &[pick], Authority::Operator)
+            .await
+            .unwrap();
         assert_eq!(answer["assigned"], 1, "{answer}");
         let task = runner
             .unit(pick)

@@ -130,7 +130,8 @@ impl From<Refusal> for ApiError {
             RefusalKind::AlreadyExists
             | RefusalKind::Ended
             | RefusalKind::UnitBusy { .. }
-            | RefusalKind::InvalidTransition => StatusCode::CONFLICT,
+            | RefusalKind::InvalidTransition
+            | RefusalKind::NotNeeded => StatusCode::CONFLICT,
             RefusalKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
         };
         let code = refusal.kind.code();

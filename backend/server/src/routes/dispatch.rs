@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Allowed, Dispatch, Key, Read, parse_id};
-use crate::dispatcher::{DispatchError, Dispatcher};
+use crate::dispatcher::{Authority, DispatchError, Dispatcher};
 use crate::edge::Body;
 use crate::error::ApiError;
 
@@ -110,7 +110,9 @@ async fn post_dispatch(
             "no available unit can be recommended for this incident",
         ));
     }
-    let answer = d.assign(&command, incident, &units).await?;
+    let answer = d
+        .assign(&command, incident, &units, Authority::Operator)
+        .await?;
     let status = if answer["assigned"].as_u64().unwrap_or(0) > 0 {
         actix_web::http::StatusCode::CREATED
     } else {
