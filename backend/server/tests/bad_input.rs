@@ -189,6 +189,33 @@ async fn every_bad_request_gets_its_status_and_code_and_stores_nothing() {
             422,
             "invalid",
         ),
+        Row {
+            never_echo: Some("91.123456"),
+            ..row(
+                "a position north of the pole, never repeated back",
+                "POST",
+                format!("/api/units/{free}/position"),
+                json!({"location": {"lat": 91.123456, "lon": 24.9}}).to_string(),
+                422,
+                "invalid",
+            )
+        },
+        row(
+            "a road reopening with unknown fields",
+            "POST",
+            format!("/api/roads/closures/{nowhere}/reopen"),
+            json!({"why": "done"}).to_string(),
+            422,
+            "invalid",
+        ),
+        row(
+            "a road closure that does not exist reopened",
+            "POST",
+            format!("/api/roads/closures/{nowhere}/reopen"),
+            "{}",
+            404,
+            "not_found",
+        ),
         row(
             "an acknowledgement with truncated JSON",
             "POST",
