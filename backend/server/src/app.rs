@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use actix_web::{App, HttpResponse, dev::ServerHandle, web};
 use anyhow::Context;
 use muster_store::{EmbeddedOptions, EmbeddedStore, EventStore, Position};
-use serde_json::json;
 use tokio::sync::watch;
 
 use crate::areas::Areas;
@@ -126,13 +125,50 @@ impl Stopper {
 
 struct Readiness(Arc<AtomicBool>);
 
+/// `GET /healthz`: `{"status": "alive"}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Alive {
+    /// `alive`.
+    pub status: AliveStatus,
+}
+
+/// The status of a live process.
+#[derive(Clone, Copy, Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AliveStatus {
+    /// The only one.
+    Alive,
+}
+
+/// `GET /readyz` when ready: the views have caught up with the log as it was at start.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Ready {
+    /// `ready`.
+    pub status: ReadyStatus,
+    /// The last log position the views applied (none before the first event).
+    pub position: Option<u64>,
+}
+
+/// The status of a ready server.
+#[derive(Clone, Copy, Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadyStatus {
+    /// The only one.
+    Ready,
+}
+
 async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "alive"}))
+    HttpResponse::Ok().json(Alive {
+        status: AliveStatus::Alive,
+    })
 }
 
 async fn readyz(ready: web::Data<Readiness>, state: web::Data<AppState>) -> HttpResponse {
     if ready.0.load(Ordering::SeqCst) {
-        HttpResponse::Ok().json(json!({"status": "ready", "position": state.views.last()}))
+        HttpResponse::Ok().json(Ready {
+            status: ReadyStatus::Ready,
+            position: state.views.last().map(|p| p.0),
+        })
     } else {
         actix_web::ResponseError::error_response(&ApiError::unavailable(
             "not ready: the views are catching up with the log, or the server is stopping",

@@ -12,7 +12,7 @@ use muster_store::Position;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Allowed, Dispatch, Key, Read, parse_id};
+use super::{Allowed, Dispatch, Key, Read, answer, parse_id};
 use crate::dispatcher::{DispatchError, Dispatcher};
 use crate::edge::Body;
 use crate::error::ApiError;
@@ -110,13 +110,13 @@ async fn post_dispatch(
             "no available unit can be recommended for this incident",
         ));
     }
-    let answer = d.assign(&command, incident, &units).await?;
-    let status = if answer["assigned"].as_u64().unwrap_or(0) > 0 {
+    let executed = d.assign(&command, incident, &units).await?;
+    let status = if executed.answer["assigned"].as_u64().unwrap_or(0) > 0 {
         actix_web::http::StatusCode::CREATED
     } else {
         actix_web::http::StatusCode::CONFLICT
     };
-    Ok(HttpResponse::build(status).json(answer))
+    Ok(answer(status, &executed))
 }
 
 async fn get_coverage(

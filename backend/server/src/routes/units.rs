@@ -11,15 +11,37 @@ use muster_core::decision::Aggregate;
 use muster_core::unit::{UnitCommand, UnitStatus};
 use muster_core::value::{Agency, CallSign, Capability, LatLon, NoteText, StationCode, UnitKind};
 use muster_core::{TaskId, UnitId};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
-    Allowed, AppState, Dispatch, Field, Key, Read, answer, parse_id, source_of, view_query,
-    wait_views,
+    Allowed, AppState, Dispatch, Field, Key, Read, answer, own_answer, parse_id, source_of,
+    view_query, wait_views,
 };
 use crate::edge::{Body, OptionalBody, command, from_value};
 use crate::error::ApiError;
+use crate::views::UnitRow;
+
+/// The answer to a command on a unit, besides the [`super::CommandAnswer`].
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UnitChanged {
+    /// The unit.
+    pub unit_id: UnitId,
+    /// The task, for a task step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<TaskId>,
+}
+
+/// `GET /api/units`: the unit board.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UnitBoard {
+    /// The last log position the views applied (none before the first event).
+    pub position: Option<u64>,
+    /// Every unit, by id.
+    pub units: Vec<UnitRow>,
+}
+
+/// `POST /api/units`: register a unit.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterUnit {
@@ -87,7 +109,13 @@ pub async fn register(
             }
             let mut changes = combined::Changes::default();
             changes.unit(id, events);
-            Ok((changes, json!({ "unit_id": id })))
+            Ok((
+                changes,
+                own_answer(&UnitChanged {
+                    unit_id: id,
+                    task_id: None,
+                }),
+            ))
         })
         .await?)
 }
@@ -99,8 +127,9 @@ async fn list_units(
 ) -> Result<HttpResponse, ApiError> {
     let q = view_query(&req)?;
     wait_views(&state, &q).await;
-    let body = state.views.read(|live| {
-        json!({ "position": live.state.last, "units": live.state.units.values().collect::<Vec<_>>() })
+    let body = state.views.read(|live| UnitBoard {
+        position: live.state.last.map(|p| p.0),
+        units: live.state.units.values().cloned().collect(),
     });
     Ok(HttpResponse::Ok().json(body))
 }
@@ -159,12 +188,16 @@ async fn unit_command(
     id: UnitId,
     command: UnitCommand,
 ) -> Result<Executed<Value>, ApiError> {
-    let answer = match &command {
+    let task_id = match &command {
         UnitCommand::AcknowledgeTask { task, .. }
         | UnitCommand::DeclineTask { task, .. }
-        | UnitCommand::CompleteTask { task, .. } => json!({ "unit_id": id, "task_id": task }),
-        _ => json!({ "unit_id": id }),
+        | UnitCommand::CompleteTask { task, .. } => Some(*task),
+        _ => None,
     };
+    let answer = own_answer(&UnitChanged {
+        unit_id: id,
+        task_id,
+    });
     Ok(runner
         .execute(cmd, |s| {
             Ok((
