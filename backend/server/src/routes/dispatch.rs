@@ -67,8 +67,9 @@ async fn get_recommendation(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DispatchRequest {
-    /// Units to assign; absent: every unit the recommendation picks.
+    /// Units to assign, at least one; absent: every unit the recommendation picks.
     #[serde(default)]
+    #[schema(min_items = 1)]
     pub units: Option<Vec<UnitId>>,
 }
 

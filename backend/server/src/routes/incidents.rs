@@ -140,9 +140,13 @@ impl std::fmt::Debug for CallerOut {
 #[serde(deny_unknown_fields)]
 #[schema(as = Caller)]
 pub struct CallerIn {
-    #[schema(value_type = Option<String>, max_length = 120)]
+    /// 1 to 120 characters, no control characters.
+    #[schema(value_type = Option<String>, max_length = 120,
+             pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     name: Option<Value>,
-    #[schema(value_type = Option<String>, max_length = 32)]
+    /// 3 to 15 digits, with an optional leading `+` and spaces, `-`, `.`, `(`, `)` between.
+    #[schema(value_type = Option<String>, max_length = 32,
+             pattern = "^ *\\+?[ ().-]*([0-9][ ().-]*){3,15} *$")]
     call_back: Option<Value>,
 }
 

@@ -55,8 +55,9 @@ pub struct RegisterUnit {
     pub agency: Agency,
     /// Home station.
     pub home_station: StationCode,
-    /// Capabilities.
+    /// Capabilities (a set: a repeat counts once).
     #[serde(default)]
+    #[schema(value_type = Vec<Capability>)]
     pub capabilities: BTreeSet<Capability>,
     /// Where it is now.
     #[serde(default)]
@@ -266,10 +267,12 @@ async fn task_step(
     req: HttpRequest,
     Allowed(caller, _): Allowed<Field>,
     Key(key): Key,
-    path: web::Path<(String, String, String)>,
+    path: web::Path<(String, String)>,
     OptionalBody(raw, _): OptionalBody<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let (unit, task, step) = path.into_inner();
+    let (unit, task) = path.into_inner();
+    // The route is one of TASK_STEPS: its last segment names the step.
+    let step = req.path().rsplit('/').next().unwrap_or_default().to_owned();
     let id = parse_id("unit", &unit, UnitId::parse)?;
     caller.acts_for(id)?;
     let task = parse_id("task", &task, TaskId::parse)?;
@@ -309,9 +312,12 @@ async fn task_step(
 }
 
 /// A body that must have no fields (`{}`), where one is sent at all.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NoFields {}
+pub struct NoFields {}
+
+/// The steps of a task, each its own route: `POST /api/units/{id}/tasks/{task}/<step>`.
+pub const TASK_STEPS: [&str; 3] = ["acknowledge", "decline", "complete"];
 
 /// The unit routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -319,9 +325,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/units", web::get().to(list_units))
         .route("/api/units/{id}", web::get().to(get_unit))
         .route("/api/units/{id}/status", web::post().to(change_status))
-        .route("/api/units/{id}/position", web::post().to(report_position))
-        .route(
-            "/api/units/{id}/tasks/{task}/{step}",
+        .route("/api/units/{id}/position", web::post().to(report_position));
+    for step in TASK_STEPS {
+        cfg.route(
+            &format!("/api/units/{{id}}/tasks/{{task}}/{step}"),
             web::post().to(task_step),
         );
+    }
 }
