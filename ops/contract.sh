@@ -62,5 +62,5 @@ PYTHONPATH="$work" SCHEMATHESIS_HOOKS=contract_hooks \
     --header "Authorization: Bearer $token" \
     --checks all \
     --phases "${CONTRACT_PHASES:-examples,coverage,fuzzing,stateful}" \
-    --max-examples 20 --seed 1 --workers 1 \
+    --max-examples 20 --seed 1 --workers 2 \
     --no-color

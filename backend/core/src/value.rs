@@ -55,14 +55,14 @@ pub struct LatLon {
 crate::schema::json_schema!(
     LatLon,
     "LatLon",
-    serde_json::json!({"type": "object", "required": ["lat", "lon"], "description": "WGS 84 degrees.",
+    serde_json::json!({"type": "object", "required": ["lat", "lon"], "additionalProperties": false, "description": "WGS 84 degrees.",
         "properties": {"lat": {"type": "number", "minimum": -90, "maximum": 90},
                        "lon": {"type": "number", "minimum": -180, "maximum": 180}}})
 );
 
 /// Unchecked coordinates in degrees, as they arrive; [`LatLon::try_from`] checks them.
-/// Deserializes only from an object with named `lat` and `lon`: a bare pair would leave the
-/// order to guesswork.
+/// Deserializes only from an object with named `lat` and `lon` and no other field: a bare pair
+/// would leave the order to guesswork, and an unknown field is refused as in every body.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct RawLatLon {
     /// Latitude, degrees north.
@@ -74,6 +74,7 @@ pub struct RawLatLon {
 impl<'de> Deserialize<'de> for RawLatLon {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
         struct Fields {
             lat: f64,
             lon: f64,
@@ -985,6 +986,7 @@ mod tests {
             (r#"{"lat": 0}"#, "longitude missing"),
             (r#"{"lat": "52", "lon": 13}"#, "latitude is a string"),
             (r#"[52.5, 13.4]"#, "an array does not say which is which"),
+            (r#"{"lat": 1, "lon": 2, "alt": 3}"#, "an unknown field"),
         ];
         for (json, why) in table {
             assert!(
