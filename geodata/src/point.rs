@@ -126,6 +126,7 @@ impl<'de> Deserialize<'de> for LatLon {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         if d.is_human_readable() {
             #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
             struct Fields {
                 lat: f64,
                 lon: f64,
@@ -134,7 +135,7 @@ impl<'de> Deserialize<'de> for LatLon {
             impl<'de> serde::de::Visitor<'de> for MapOnly {
                 type Value = LatLon;
                 fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("an object with \"lat\" and \"lon\" in degrees")
+                    f.write_str("an object with \"lat\" and \"lon\" in degrees and no other field")
                 }
                 fn visit_map<A: serde::de::MapAccess<'de>>(
                     self,
@@ -283,6 +284,10 @@ mod tests {
             (r#"{"lat": "52", "lon": 13}"#, "latitude is a string"),
             (r#"[52.5, 13.4]"#, "an array does not say which is which"),
             (r#"[525000000, 134000000]"#, "nor does the compact form"),
+            (
+                r#"{"lat": 1, "lon": 2, "alt": 3}"#,
+                "an unknown field, refused as in every body",
+            ),
         ];
         for (json, why) in table {
             assert!(

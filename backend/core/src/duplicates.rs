@@ -89,7 +89,7 @@ pub struct NewCall {
 }
 
 /// A likely duplicate.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DuplicateSuggestion {
     /// The open incident.
     pub incident: IncidentId,

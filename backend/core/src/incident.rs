@@ -19,7 +19,7 @@ use crate::value::{
 };
 
 /// Where a report came from, with the reference to its origin.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ReportSource {
     /// A call taker on the emergency line.
@@ -275,7 +275,7 @@ pub enum IncidentCommand {
 }
 
 /// Where the incident is in its life, derived from its events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IncidentStatus {
     /// Entered, not yet triaged, no unit.

@@ -657,7 +657,8 @@ text_newtype!(
         }
         Ok(t.to_owned())
     },
-    serde_json::json!({"type": "string", "minLength": 1, "maxLength": MAX_NOTE_CHARS, "pattern": "\\S",
+    serde_json::json!({"type": "string", "minLength": 1, "maxLength": MAX_NOTE_CHARS,
+        "pattern": "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F][^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$",
         "description": "Free text, up to 4000 characters; line breaks and tabs allowed, other control characters not."})
 );
 text_newtype!(

@@ -13,7 +13,6 @@ use std::sync::{Arc, OnceLock};
 use actix_web::{App, HttpResponse, dev::ServerHandle, web};
 use anyhow::Context;
 use muster_store::{EmbeddedOptions, EmbeddedStore, EventStore, Position};
-use serde_json::json;
 use tokio::sync::watch;
 
 use crate::areas::Areas;
@@ -132,26 +131,63 @@ struct Readiness {
 /// How the views got ready: loaded at a checkpoint, then the events after it applied from
 /// the log (all of it when there was no checkpoint). An operator reads it in `/readyz` and
 /// in the log line at start.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
-struct ViewsAtStart {
+#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
+pub struct ViewsAtStart {
     /// The checkpoint the saved views were loaded at; `null` when they were folded from the
     /// start of the log.
-    loaded_checkpoint: Option<Position>,
+    #[schema(value_type = Option<u64>)]
+    pub loaded_checkpoint: Option<Position>,
     /// Events applied from the log until the views had caught up with it.
-    events_applied: u64,
+    pub events_applied: u64,
+}
+
+/// `GET /healthz`: `{"status": "alive"}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Alive {
+    /// `alive`.
+    pub status: AliveStatus,
+}
+
+/// The status of a live process.
+#[derive(Clone, Copy, Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AliveStatus {
+    /// The only one.
+    Alive,
+}
+
+/// `GET /readyz` when ready: the views have caught up with the log as it was at start.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Ready {
+    /// `ready`.
+    pub status: ReadyStatus,
+    /// The last log position the views applied (none before the first event).
+    pub position: Option<u64>,
+    /// How the views got ready at start.
+    pub views_at_start: Option<ViewsAtStart>,
+}
+
+/// The status of a ready server.
+#[derive(Clone, Copy, Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadyStatus {
+    /// The only one.
+    Ready,
 }
 
 async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "alive"}))
+    HttpResponse::Ok().json(Alive {
+        status: AliveStatus::Alive,
+    })
 }
 
 async fn readyz(ready: web::Data<Readiness>, state: web::Data<AppState>) -> HttpResponse {
     if ready.ready.load(Ordering::SeqCst) {
-        HttpResponse::Ok().json(json!({
-            "status": "ready",
-            "position": state.views.last(),
-            "views_at_start": ready.at_start.get(),
-        }))
+        HttpResponse::Ok().json(Ready {
+            status: ReadyStatus::Ready,
+            position: state.views.last().map(|p| p.0),
+            views_at_start: ready.at_start.get().copied(),
+        })
     } else {
         actix_web::ResponseError::error_response(&ApiError::unavailable(
             "not ready: the views are catching up with the log, or the server is stopping",

@@ -25,7 +25,9 @@ pub const GRID_LAT_DEG: f64 = 0.01;
 pub const GRID_LON_DEG: f64 = 0.02;
 
 /// An area: id and name.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct AreaRef {
     /// Stable id: a district id of the city, or `grid-<row>-<col>`.
     pub id: String,

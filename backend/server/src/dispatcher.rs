@@ -35,7 +35,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use muster_app::{Command, CommandError, CommandKey, Fingerprint, Runner};
+use muster_app::{Command, CommandError, CommandKey, Executed, Fingerprint, Runner};
 
 /// How often stale positions are moved to their stations.
 const STALE_SWEEP: Duration = Duration::from_secs(30);
@@ -66,8 +66,15 @@ pub enum DispatchError {
     Command(#[from] CommandError),
 }
 
+/// `GET /api/roads/closures`: the road closures in force.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ClosuresInForce {
+    /// The closures, by id.
+    pub closures: Vec<ClosureInForce>,
+}
+
 /// A road closure in force, as the dispatcher applies it.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ClosureInForce {
     /// The closure.
     pub closure_id: ClosureId,
@@ -435,14 +442,14 @@ impl Dispatcher {
 
     /// Assigns `units` to `incident` in one decision over the incident and every unit (see
     /// `muster_core::combined::assign_units`); answers, per unit, whether it was assigned and
-    /// why not. A repeat of the command answers as the first time.
+    /// why not ([`Dispatched`]). A repeat of the command answers as the first time.
     pub async fn assign(
         &self,
         command: &Command,
         incident: IncidentId,
         units: &[UnitId],
         authority: Authority,
-    ) -> Result<serde_json::Value, CommandError> {
+    ) -> Result<Executed<serde_json::Value>, CommandError> {
         let now = Utc::now();
         let plans = &self.0.plans;
         let tasks: Vec<(UnitId, TaskId)> = units
@@ -454,8 +461,7 @@ impl Dispatcher {
                 )
             })
             .collect();
-        let executed = self
-            .0
+        self.0
             .runner
             .execute(command, |s| {
                 // A rule sends only what the incident's run card, as the decision reads it,
@@ -480,28 +486,35 @@ impl Dispatcher {
                     .map_or(combined::Authority::Operator, combined::Authority::Rule);
                 let (changes, results) =
                     combined::assign_units(s, incident, &tasks, authority, now)?;
-                let results: Vec<serde_json::Value> = tasks
+                let results: Vec<UnitDispatched> = tasks
                     .iter()
                     .zip(results)
                     .map(|((unit, _), r)| match r {
-                        Ok(task) => json!({ "unit_id": unit, "assigned": true, "task_id": task }),
-                        Err(refusal) => json!({
-                            "unit_id": unit, "assigned": false,
-                            "error": {"code": refusal.kind.code(), "message": refusal.reason, "details": refusal},
-                        }),
+                        Ok(task) => UnitDispatched {
+                            unit_id: *unit,
+                            assigned: true,
+                            task_id: Some(task),
+                            error: None,
+                        },
+                        Err(refusal) => UnitDispatched {
+                            unit_id: *unit,
+                            assigned: false,
+                            task_id: None,
+                            error: Some(crate::error::ApiError::from(refusal).body().error),
+                        },
                     })
                     .collect();
-                let assigned = results.iter().filter(|r| r["assigned"] == true).count();
+                let assigned = results.iter().filter(|r| r.assigned).count();
                 Ok((
                     changes,
-                    json!({ "incident_id": incident, "assigned": assigned, "results": results }),
+                    crate::routes::own_answer(&Dispatched {
+                        incident_id: incident,
+                        assigned,
+                        results,
+                    }),
                 ))
             })
-            .await?;
-        let position = executed.position();
-        let mut answer = executed.answer;
-        answer["position"] = json!(position);
-        Ok(answer)
+            .await
     }
 
     /// Assigns one unit by rule, as the dispatcher, with a key derived from the incident and
@@ -524,10 +537,10 @@ impl Dispatcher {
             incident,
             Some(&[unit]),
         );
-        let answer = self
+        let executed = self
             .assign(&command, incident, &[unit], Authority::Rule)
             .await?;
-        Ok(answer["assigned"] == 1)
+        Ok(executed.answer["assigned"] == 1)
     }
 
     /// Dispatches an incident a rule allows, filling its plan with the recommended units.
@@ -614,7 +627,7 @@ pub enum Authority {
 }
 
 /// `GET /api/incidents/{id}/recommendation`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RecommendationAnswer {
     /// The incident.
     pub incident_id: IncidentId,
@@ -630,6 +643,32 @@ pub struct RecommendationAnswer {
     pub preemptions: Vec<Preemption>,
     /// Call signs of the units named above.
     pub call_signs: HashMap<UnitId, String>,
+}
+
+/// The answer to `POST /api/incidents/{id}/dispatch`, with the log `position` of its events.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Dispatched {
+    /// The incident.
+    pub incident_id: IncidentId,
+    /// How many units were assigned.
+    pub assigned: usize,
+    /// Per unit asked for, in the order asked.
+    pub results: Vec<UnitDispatched>,
+}
+
+/// Whether one unit was assigned, with its task or why not.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UnitDispatched {
+    /// The unit.
+    pub unit_id: UnitId,
+    /// Whether it was assigned.
+    pub assigned: bool,
+    /// Its task, when assigned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<TaskId>,
+    /// Why not, when not: as the error body of a single assignment would say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::error::ErrorDetail>,
 }
 
 #[cfg(test)]
@@ -784,7 +823,8 @@ mod tests {
         let answer = d
             .assign(&accept, incident, &[pick], Authority::Operator)
             .await
-            .unwrap();
+            .unwrap()
+            .answer;
         assert_eq!(answer["assigned"], 1, "{answer}");
         let task = runner
             .unit(pick)

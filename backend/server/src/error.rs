@@ -9,7 +9,8 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use muster_core::{Refusal, RefusalKind};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 /// An API failure, ready to become an HTTP answer.
 #[derive(Debug)]
@@ -97,14 +98,37 @@ impl ApiError {
         }
     }
 
-    /// The JSON body.
-    pub fn body(&self) -> Value {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let Some(details) = &self.details {
-            error["details"] = details.clone();
+    /// The body.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message.clone(),
+                details: self.details.clone(),
+            },
         }
-        json!({ "error": error })
     }
+}
+
+/// The body of every error answer: `{"error": {"code", "message", "details"}}`.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong: a stable code, a sentence, and data the caller may need.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code (`not_found`, `unit_busy`, `invalid`, …).
+    pub code: String,
+    /// What is wrong, for a person.
+    pub message: String,
+    /// Data the caller may need: the field that is wrong, the incident that holds a unit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<Value>,
 }
 
 impl ResponseError for ApiError {
@@ -156,7 +180,7 @@ mod tests {
             "busy",
         ));
         assert_eq!(e.status, StatusCode::CONFLICT);
-        let body = e.body();
+        let body = serde_json::to_value(e.body()).unwrap();
         assert_eq!(body["error"]["code"], "unit_busy");
         assert_eq!(body["error"]["details"]["incident"], incident.to_string());
     }
@@ -165,6 +189,6 @@ mod tests {
     fn internal_errors_do_not_show_their_cause() {
         let e = ApiError::internal(anyhow::anyhow!("disk /dev/sda1 on fire"));
         assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
-        assert!(!e.body().to_string().contains("sda1"));
+        assert!(!serde_json::to_string(&e.body()).unwrap().contains("sda1"));
     }
 }

@@ -40,6 +40,18 @@ enum Command {
     Responder(muster_mobile::cli::ResponderArgs),
     /// Run drills in virtual time, compare policies or layouts, replay recorded logs.
     Drill(muster_sim::cli::DrillArgs),
+    /// Write the operator API's OpenAPI 3.1 document, as `muster serve` serves it at
+    /// /api/openapi.json (the wall display's types are generated from its copy in
+    /// backend/web/openapi.json).
+    Openapi(OpenapiArgs),
+}
+
+/// Arguments of `muster openapi`.
+#[derive(Debug, Args)]
+struct OpenapiArgs {
+    /// Write it to this file instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
 }
 
 /// `muster bench …` in a build without the `bench` feature: whatever follows is refused.
@@ -120,6 +132,17 @@ fn main() -> anyhow::Result<()> {
         Command::Responder(args) => muster_mobile::cli::run_responder(args),
         Command::Drill(args) => muster_sim::cli::run(args),
         Command::Serve(args) => serve(args),
+        Command::Openapi(args) => {
+            let text = muster_server::openapi::document_text();
+            match args.output {
+                Some(path) => std::fs::write(&path, text)
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display())),
+                None => {
+                    print!("{text}");
+                    Ok(())
+                }
+            }
+        }
         Command::Projections(args) => match args.command {
             ProjectionsCommand::Rebuild { data_dir, city } => projections_rebuild(&data_dir, &city),
         },

@@ -33,7 +33,7 @@ use muster_store::{
     SubscribeFrom,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
 use crate::areas::{AreaRef, Areas};
@@ -52,7 +52,9 @@ pub const FEED_QUEUE: usize = 4096;
 const APPLY_BATCH: usize = 1024;
 
 /// How far a unit has got on an incident.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Progress {
     /// Dispatched.
@@ -66,7 +68,7 @@ pub enum Progress {
 }
 
 /// One incident on the board. Holds no personal data.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IncidentRow {
     /// Id.
     pub id: IncidentId,
@@ -102,6 +104,7 @@ pub struct IncidentRow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<DateTime<Utc>>,
     /// Log position of the last event that changed it.
+    #[schema(value_type = u64)]
     pub position: Position,
 }
 
@@ -136,7 +139,7 @@ impl IncidentRow {
 }
 
 /// One unit on the board.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UnitRow {
     /// Id.
     pub id: UnitId,
@@ -175,6 +178,7 @@ pub struct UnitRow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub area: Option<AreaRef>,
     /// Log position of the last event that changed it.
+    #[schema(value_type = u64)]
     pub position: Position,
 }
 
@@ -484,7 +488,7 @@ impl ViewState {
     }
 
     /// Per-area counts: open incidents by priority, units by status.
-    pub fn area_counts(&self) -> Value {
+    pub fn area_counts(&self) -> AreaCounts {
         #[derive(Default)]
         struct Counts {
             name: String,
@@ -505,20 +509,49 @@ impl ViewState {
             c.name.clone_from(&area.name);
             *c.units.entry(row.status.code()).or_default() += 1;
         }
-        let list: Vec<Value> = areas
+        let areas = areas
             .into_iter()
-            .map(|(id, c)| {
-                json!({
-                    "id": id,
-                    "name": c.name,
-                    "open_incidents": c.open,
-                    "open_by_priority": c.by_priority,
-                    "units_by_status": c.units,
-                })
+            .map(|(id, c)| AreaCount {
+                id,
+                name: c.name,
+                open_incidents: c.open,
+                open_by_priority: c.by_priority,
+                units_by_status: c
+                    .units
+                    .into_iter()
+                    .map(|(s, n)| (s.to_owned(), n))
+                    .collect(),
             })
             .collect();
-        json!({ "position": self.last, "areas": list })
+        AreaCounts {
+            position: self.last.map(|p| p.0),
+            areas,
+        }
     }
+}
+
+/// `GET /api/areas`: per area, open incidents and units by status.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct AreaCounts {
+    /// The last log position the views applied (none before the first event).
+    pub position: Option<u64>,
+    /// The areas with an open incident or a unit, by id.
+    pub areas: Vec<AreaCount>,
+}
+
+/// The counts of one area.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct AreaCount {
+    /// The area's id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Open incidents in it.
+    pub open_incidents: u64,
+    /// Open incidents by priority (`P1` … `P5`).
+    pub open_by_priority: BTreeMap<String, u64>,
+    /// Units whose last position is in it, by status.
+    pub units_by_status: BTreeMap<String, u64>,
 }
 
 /// A change on the wall-display feed: its log position and its message.

@@ -1,4 +1,5 @@
 /** The incident queue, the unit board, the key figures and the overdue timers. */
+import type { ResponseTimesToday } from "./api.gen";
 import type { Incident, Unit, UnitStatus } from "./types";
 import { OVERDUE, STATUS_STYLE, UNIT_STATUSES } from "./types";
 import { clock, esc, label } from "./util";
@@ -85,16 +86,12 @@ export function renderUnits(el: HTMLElement, units: Map<string, Unit>, now: numb
   setHtml(el, `<div class="tallies">${tally}</div><table class="units-table"><tbody>${rows.join("")}</tbody></table>${more}`);
 }
 
-export interface ResponseTimes {
-  day: string;
-  calls: number;
-  call_to_dispatch_s: { count: number; p50: number | null; p90: number | null };
-  call_to_on_scene_s: { count: number; p50: number | null; p90: number | null };
-}
+/** `GET /api/wall/response-times`. */
+export type ResponseTimes = ResponseTimesToday;
 
 function responseFigure(rt: ResponseTimes | null): string {
   if (!rt) return "";
-  const t = (x: number | null) => (x === null ? "—" : clock(x));
+  const t = (x?: number | null) => (x == null ? "—" : clock(x));
   const sc = rt.call_to_on_scene_s, d = rt.call_to_dispatch_s;
   return `<div class="fig" data-figure="response"><div class="k">Response today (p50 / p90)</div>
     <div class="v">${t(sc.p50)}<small> / ${t(sc.p90)}</small></div>

@@ -1,5 +1,6 @@
 import "./style.css";
 import { ApiError, call, setToken, token } from "./api";
+import type { Answers, Reason } from "./api.gen";
 import { openIncidents, renderFigures, renderQueue, renderUnits, svgShape, type ResponseTimes } from "./boards";
 import { LiveState, type Connection } from "./feed";
 import { WallMap, type CityDoc } from "./map";
@@ -101,7 +102,7 @@ let responseTimes: ResponseTimes | null = null;
 async function loadResponseTimes() {
   if (history || live.connection !== "live") return;
   try {
-    responseTimes = await call<ResponseTimes>("GET", "/api/wall/response-times");
+    responseTimes = await call<Answers["get_wall_response_times"]>("GET", "/api/wall/response-times");
   } catch {
     responseTimes = null;
   }
@@ -117,7 +118,7 @@ async function loadClosures() {
   }
   if (live.connection !== "live") return;
   try {
-    const answer = await call<{ closures: RoadClosure[] }>("GET", "/api/roads/closures");
+    const answer = await call<Answers["get_roads_closures"]>("GET", "/api/roads/closures");
     wallMap.setClosures(answer.closures);
     document.body.dataset.closures = String(answer.closures.length);
   } catch {
@@ -313,7 +314,7 @@ $("lookup").addEventListener("click", async () => {
   const form = $("new-incident");
   const q = $<HTMLInputElement>("f-address").value;
   try {
-    const hit = await call<{ street: string; number?: string; exact: boolean; location: { lat: number; lon: number } }>(
+    const hit = await call<Answers["get_wall_geocode"]>(
       "GET",
       `/api/wall/geocode?q=${encodeURIComponent(q)}`,
     );
@@ -348,11 +349,10 @@ $("new-incident").addEventListener("submit", async (ev) => {
   }
   $<HTMLButtonElement>("create").disabled = true;
   try {
-    const res = await call<{ incident_id?: string; id?: string; position: number }>("POST", "/api/incidents", body);
+    const res = await call<Answers["post_incidents"]>("POST", "/api/incidents", body);
     form.querySelectorAll<HTMLElement>(".err").forEach((el) => (el.textContent = ""));
-    const id = res.incident_id ?? res.id;
     (form as HTMLFormElement).reset();
-    if (id) pick("incident", id);
+    pick("incident", res.incident_id);
   } catch (e) {
     showErrors(form, e, ["location", "incident_type", "priority", "caller", "call_back", "name", "lat", "lon"]);
   } finally {
@@ -360,19 +360,10 @@ $("new-incident").addEventListener("submit", async (ev) => {
   }
 });
 
-interface Candidate { unit: string; kind: string; eta_s: number; distance_m: number; reasons: { reason: string; [k: string]: unknown }[] }
-interface RecommendationAnswer {
-  incident_id: string;
-  already_sent: string[];
-  auto_dispatch_rule: string | null;
-  recommendation: { kinds: { kind: string; wanted: number; candidates: Candidate[]; exhaustive: boolean }[]; shortfall: { kind: string; wanted: number; found: number }[]; district: string | null };
-  call_signs: Record<string, string>;
-}
-
-function reasonText(r: { reason: string; [k: string]: unknown }): string {
+function reasonText(r: Reason): string {
   switch (r.reason) {
-    case "eta": return `ETA ${clock(Number(r.eta_s))} by road`;
-    case "distance": return `${(Number(r.distance_m) / 1000).toFixed(1)} km straight`;
+    case "eta": return `ETA ${clock(r.eta_s)} by road`;
+    case "distance": return `${(r.distance_m / 1000).toFixed(1)} km straight`;
     case "inside_area": return `home in ${r.district}`;
     case "other_area": return `from ${r.home}`;
     case "other_agency": return `other agency${r.agency ? " " + r.agency : ""}`;
@@ -387,7 +378,7 @@ async function loadRecommendation(id: string) {
   if (!box) return;
   box.innerHTML = `<div class="hint">asking for a recommendation…</div>`;
   try {
-    const r = await call<RecommendationAnswer>("GET", `/api/incidents/${id}/recommendation`);
+    const r = await call<Answers["get_incidents_id_recommendation"]>("GET", `/api/incidents/${id}/recommendation`);
     const picks = new Set<string>();
     for (const k of r.recommendation.kinds) for (const c of k.candidates.slice(0, k.wanted)) picks.add(c.unit);
     const kinds = r.recommendation.kinds
@@ -417,7 +408,7 @@ async function loadRecommendation(id: string) {
 async function dispatch(id: string, units?: string[]) {
   const form = document.getElementById("rec-form") ?? $("selected");
   try {
-    const res = await call<{ assigned: number; results: { unit_id: string; assigned: boolean; error?: { message: string } }[] }>(
+    const res = await call<Answers["post_incidents_id_dispatch"]>(
       "POST",
       `/api/incidents/${id}/dispatch`,
       units ? { units } : {},
@@ -530,7 +521,7 @@ let fetching = false;
 
 async function loadTimeline() {
   try {
-    const t = await call<{ head: number; first?: { at: string }; last?: { at: string } }>("GET", "/api/wall/timeline");
+    const t = await call<Answers["get_wall_timeline"]>("GET", "/api/wall/timeline");
     if (t.first) timeline = { first: Date.parse(t.first.at), last: Date.now() };
   } catch {
     /* shown when used */
@@ -546,7 +537,7 @@ async function showMoment(at: number) {
   if (fetching) return;
   fetching = true;
   try {
-    const res = await call<{ incidents: Incident[]; units: Unit[]; position: number | null }>("GET", `/api/wall/at?time=${encodeURIComponent(new Date(at).toISOString())}`);
+    const res = await call<Answers["get_wall_at"]>("GET", `/api/wall/at?time=${encodeURIComponent(new Date(at).toISOString())}`);
     history = { at, incidents: new Map(res.incidents.map((i) => [i.id, i])), units: new Map(res.units.map((u) => [u.id, u])) };
     wallMap.reset(history.incidents.values(), history.units.values());
     void loadClosures();

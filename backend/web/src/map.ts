@@ -5,6 +5,7 @@
  */
 import L from "leaflet";
 import "leaflet/dist/leaflet.css";
+import type { CityMap } from "./api.gen";
 import type { Incident, RoadClosure, Unit, UnitStatus } from "./types";
 import { PRIORITY_COLOUR, STATUS_STYLE } from "./types";
 
@@ -24,15 +25,13 @@ interface Sprite {
   t0: number;
 }
 
-export interface CityDoc {
-  name: string;
-  attribution: string;
-  bounds: [[number, number], [number, number]];
+/** `GET /api/wall/city`, its layers read as GeoJSON (the document says only "an object"). */
+export type CityDoc = Omit<CityMap, "base" | "districts" | "stations" | "hospitals"> & {
   base: GeoJSON.FeatureCollection;
   districts: GeoJSON.FeatureCollection;
   stations: GeoJSON.FeatureCollection;
   hospitals: GeoJSON.FeatureCollection;
-}
+};
 
 function roadStyle(f?: GeoJSON.Feature): L.PathOptions {
   const p = (f?.properties ?? {}) as Record<string, string>;

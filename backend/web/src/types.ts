@@ -1,58 +1,29 @@
-export type Priority = "P1" | "P2" | "P3" | "P4" | "P5";
-export type UnitStatus =
-  | "available" | "dispatched" | "en_route" | "on_scene"
-  | "transporting" | "at_hospital" | "returning" | "out_of_service";
+/**
+ * The API's types. They are generated from the server's OpenAPI document (`api.gen.ts`,
+ * written by `scripts/api-types.mjs` from `openapi.json` at every build), so a field renamed
+ * in the server breaks this build where the field is read.
+ */
+import type {
+  AreaRef,
+  ClosureInForce,
+  Disposition,
+  IncidentRow,
+  IncidentType,
+  LatLon,
+  Priority,
+  UnitRow,
+  UnitStatus,
+} from "./api.gen";
 
-export interface LatLon { lat: number; lon: number }
-export interface AreaRef { id: string; name: string }
+export type { AreaRef, LatLon, Priority, UnitStatus };
+/** One incident on the board (the feed's and `GET /api/incidents`'s rows). */
+export type Incident = IncidentRow;
+/** One unit on the board. */
+export type Unit = UnitRow;
 /** A road closure in force (`GET /api/roads/closures`). */
-export interface RoadClosure {
-  closure_id: string;
-  location: LatLon;
-  radius_m: number;
-  roads: number;
-  note?: string;
-  by: string;
-  since: string;
-}
+export type RoadClosure = ClosureInForce;
 
-export interface Incident {
-  id: string;
-  status: string;
-  incident_type: string;
-  priority: Priority;
-  location: LatLon;
-  area: AreaRef;
-  source: string;
-  triaged: boolean;
-  reported_at: string;
-  updated_at: string;
-  units: Record<string, "dispatched" | "en_route" | "on_scene" | "cleared">;
-  notes: number;
-  disposition?: string;
-  ended_at?: string;
-  position: number;
-}
-
-export interface Unit {
-  id: string;
-  call_sign: string;
-  kind: string;
-  agency: string;
-  home_station: string;
-  capabilities: string[];
-  status: UnitStatus;
-  status_since: string;
-  incident?: string;
-  task?: string;
-  acknowledged: boolean;
-  location?: LatLon;
-  located_at?: string;
-  heading_deg?: number;
-  area?: AreaRef;
-  position: number;
-}
-
+/** The feed's messages (the websocket is outside the document; its rows are not). */
 export type FeedMessage =
   | { type: "snapshot"; position: number | null; incidents: Incident[]; units: Unit[] }
   | { type: "resume"; after: number }
@@ -63,13 +34,13 @@ export const UNIT_STATUSES: UnitStatus[] = [
   "transporting", "at_hospital", "returning", "out_of_service",
 ];
 
-export const INCIDENT_TYPES = [
+export const INCIDENT_TYPES: IncidentType[] = [
   "structure_fire", "vehicle_fire", "wildland_fire", "fire_alarm", "gas_leak", "hazmat",
   "rescue", "water_rescue", "flooding", "traffic_collision", "medical", "cardiac_arrest",
   "overdose", "assault", "burglary", "robbery", "disturbance", "shots_fired", "other",
 ];
 
-export const DISPOSITIONS = ["resolved", "false_alarm", "nothing_found", "cancelled", "transferred"];
+export const DISPOSITIONS: Disposition[] = ["resolved", "false_alarm", "nothing_found", "cancelled", "transferred"];
 
 /** Okabe–Ito colours; every status also has its own shape and a text label. */
 export const STATUS_STYLE: Record<UnitStatus, { colour: string; shape: string; label: string; short: string }> = {

@@ -16,7 +16,7 @@ use crate::value::UnitKind;
 const MOVE_UP_CANDIDATES: usize = 8;
 
 /// An area without a unit of the kinds asked within the target time.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct UncoveredArea {
     /// The area.
     pub district: String,
@@ -28,7 +28,7 @@ pub struct UncoveredArea {
 
 /// A suggested move: a unit from an area that keeps another unit goes to stand by in an
 /// uncovered one.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MoveUp {
     /// The unit.
     pub unit: UnitId,
@@ -41,7 +41,7 @@ pub struct MoveUp {
 }
 
 /// The coverage of the city by units of some kinds.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CoverageReport {
     /// The target travel time, seconds.
     pub target_s: f64,

@@ -19,7 +19,7 @@ use crate::value::{IncidentSource, IncidentType, Priority, UnitKind};
 pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Dispatch without an operator for matching incidents.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AutoDispatchRule {
     /// Shown in the log and to operators.
@@ -35,7 +35,7 @@ pub struct AutoDispatchRule {
 }
 
 /// Lets an incident take a unit already sent to a less urgent one.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreemptionRule {
     /// Shown in the log and to operators.
@@ -50,7 +50,7 @@ pub struct PreemptionRule {
 }
 
 /// The dispatch rules of a centre.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DispatchRules {
     /// Automatic dispatch.
@@ -171,7 +171,7 @@ pub struct Commitment {
 }
 
 /// A unit a rule allows to be taken from a less urgent incident.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Preemption {
     /// The unit.
     pub unit: UnitId,

@@ -37,7 +37,7 @@ pub struct IncidentSpec {
 }
 
 /// Why a candidate is where it is in the list.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Reason {
     /// Road travel time, the ranking key.
@@ -75,7 +75,7 @@ pub enum Reason {
 }
 
 /// A ranked candidate.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Candidate {
     /// The unit.
     pub unit: UnitId,
@@ -90,7 +90,7 @@ pub struct Candidate {
 }
 
 /// The candidates of one kind the plan asks for.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct KindCandidates {
     /// The kind.
     pub kind: UnitKind,
@@ -103,7 +103,7 @@ pub struct KindCandidates {
 }
 
 /// A kind the plan asks for that cannot be filled now.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Shortfall {
     /// The kind.
     pub kind: UnitKind,
@@ -114,7 +114,7 @@ pub struct Shortfall {
 }
 
 /// A recommendation.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Recommendation {
     /// Per kind, in plan order.
     pub kinds: Vec<KindCandidates>,

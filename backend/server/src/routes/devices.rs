@@ -10,18 +10,18 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use muster_app::{Command, CommandKey, Fingerprint};
 use muster_core::device::{DeviceCommand, MAX_VALID_HOURS};
 use muster_core::value::IdempotencyKey;
 use muster_core::{UnitId, combined};
 use muster_mobile::token::HmacTokens;
 use muster_store::EventMetadata;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{Allowed, AppState, Dispatch, answer};
+use super::{Allowed, AppState, Dispatch, answer, own_answer};
 use crate::edge::OptionalBody;
 use crate::error::ApiError;
 
@@ -41,10 +41,51 @@ pub struct Enrolment {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceTokenRequest {
-    /// How long the token is valid, hours (1 to 18; default 12).
-    #[serde(default)]
-    #[schema(minimum = 1, maximum = 18)]
+    /// How long the token is valid, whole hours (1 to 18; default 12). `12` and `12.0` are
+    /// the same number; `12.5` is refused.
+    #[serde(default, deserialize_with = "whole_hours")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 18)]
     pub valid_hours: Option<u32>,
+}
+
+/// A whole number of hours, written as an integer or as a number with no fraction.
+fn whole_hours<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let n = Option::<f64>::deserialize(d)?;
+    n.map(|h| {
+        if h.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&h) {
+            Ok(h as u32)
+        } else {
+            Err(serde::de::Error::custom(
+                "valid_hours must be a whole number of hours",
+            ))
+        }
+    })
+    .transpose()
+}
+
+/// The answer to `POST /api/units/{id}/device-token`, besides the command answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeviceToken {
+    /// The unit.
+    pub unit_id: UnitId,
+    /// The token the device presents in its `hello` to the mobile gateway. In this answer
+    /// only: the log and the idempotency record hold its fingerprint.
+    pub token: String,
+    /// When the gateway stops accepting it.
+    pub expires_at: DateTime<Utc>,
+    /// The first 16 hex digits of the token's SHA-256, as audited.
+    pub fingerprint: String,
+    /// The mobile gateway's port.
+    pub gateway_port: u16,
+}
+
+impl std::fmt::Debug for DeviceToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceToken")
+            .field("unit_id", &self.unit_id)
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
 }
 
 async fn issue(
@@ -98,7 +139,7 @@ async fn issue(
         at: now,
     };
     // The stored answer names the token by its fingerprint; the token itself is in this
-    // response only.
+    // response only (every request has a key of its own, so none is answered from the record).
     let mut executed = state
         .runner
         .execute(&cmd, |s| {
@@ -114,7 +155,13 @@ async fn issue(
         })
         .await?;
     tracing::info!(%unit, by = %caller.name, %fingerprint, "device token issued");
-    executed.answer["token"] = serde_json::Value::String(token);
+    executed.answer = own_answer(&DeviceToken {
+        unit_id: unit,
+        token,
+        expires_at,
+        fingerprint,
+        gateway_port: enrolment.gateway_port,
+    });
     Ok(answer(StatusCode::CREATED, &executed))
 }
 

@@ -12,7 +12,7 @@ use muster_store::Position;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Allowed, Dispatch, Key, Read, parse_id};
+use super::{Allowed, Dispatch, Key, Read, answer, parse_id};
 use crate::dispatcher::{Authority, DispatchError, Dispatcher};
 use crate::edge::Body;
 use crate::error::ApiError;
@@ -67,8 +67,9 @@ async fn get_recommendation(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DispatchRequest {
-    /// Units to assign; absent: every unit the recommendation picks.
+    /// Units to assign, at least one; absent: every unit the recommendation picks.
     #[serde(default)]
+    #[schema(min_items = 1)]
     pub units: Option<Vec<UnitId>>,
 }
 
@@ -110,15 +111,15 @@ async fn post_dispatch(
             "no available unit can be recommended for this incident",
         ));
     }
-    let answer = d
+    let executed = d
         .assign(&command, incident, &units, Authority::Operator)
         .await?;
-    let status = if answer["assigned"].as_u64().unwrap_or(0) > 0 {
+    let status = if executed.answer["assigned"].as_u64().unwrap_or(0) > 0 {
         actix_web::http::StatusCode::CREATED
     } else {
         actix_web::http::StatusCode::CONFLICT
     };
-    Ok(HttpResponse::build(status).json(answer))
+    Ok(answer(status, &executed))
 }
 
 async fn get_coverage(

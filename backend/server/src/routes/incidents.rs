@@ -5,22 +5,134 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use muster_app::{CommandError, Executed, Runner};
 use muster_core::combined;
-use muster_core::duplicates::{DuplicateWindow, NewCall, OpenIncident, suggest_duplicates};
-use muster_core::incident::{IncidentCommand, ReportSource};
+use muster_core::duplicates::{
+    DuplicateSuggestion, DuplicateWindow, NewCall, OpenIncident, suggest_duplicates,
+};
+use muster_core::incident::{IncidentCommand, IncidentStatus, ReportSource};
 use muster_core::value::{
     CallerDetails, Disposition, IncidentType, LatLon, NoteText, PersonName, PhoneNumber, Priority,
 };
 use muster_core::{IncidentId, TaskId, UnitId};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
-    Allowed, AppState, Dispatch, Field, Key, Read, answer, parse_id, source_of, view_query,
-    wait_views,
+    Allowed, AppState, Dispatch, Field, Key, NearestAddress, Read, answer, own_answer, parse_id,
+    source_of, view_query, wait_views,
 };
+use crate::areas::AreaRef;
 use crate::auth::DISPATCH;
 use crate::edge::{Body, command};
 use crate::error::ApiError;
+use crate::views::IncidentRow;
+
+/// The answer to `POST /api/incidents`, besides the [`super::CommandAnswer`].
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IncidentReported {
+    /// The incident.
+    pub incident_id: IncidentId,
+    /// Where it is (resolved from the address when one was given).
+    pub location: LatLon,
+    /// The nearest address, when there is one close by.
+    pub address: Option<NearestAddress>,
+    /// Its area.
+    pub area: AreaRef,
+    /// Open incidents of a related type nearby and recent, nearest first.
+    pub duplicates: Vec<DuplicateSuggestion>,
+}
+
+/// The answer to a command on one incident, besides the [`super::CommandAnswer`].
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IncidentChanged {
+    /// The incident.
+    pub incident_id: IncidentId,
+}
+
+/// The answer to `POST /api/incidents/{id}/tasks`, besides the [`super::CommandAnswer`].
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UnitAssigned {
+    /// The incident.
+    pub incident_id: IncidentId,
+    /// The unit.
+    pub unit_id: UnitId,
+    /// The task that holds the unit on the incident (the one it already had, on a repeat).
+    pub task_id: Option<TaskId>,
+}
+
+/// `GET /api/incidents`: the incident board.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IncidentBoard {
+    /// The last log position the views applied (none before the first event).
+    pub position: Option<u64>,
+    /// Open incidents (all with `include_closed=true`), by priority, then age.
+    pub incidents: Vec<IncidentRow>,
+}
+
+/// `GET /api/incidents/{id}`: one incident from its stream.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IncidentDetail {
+    /// Id.
+    pub id: IncidentId,
+    /// Where it is in its life.
+    pub status: IncidentStatus,
+    /// Type.
+    pub incident_type: IncidentType,
+    /// Priority.
+    pub priority: Priority,
+    /// Where.
+    pub location: LatLon,
+    /// The nearest address, when there is one close by.
+    pub address: Option<NearestAddress>,
+    /// Where the report came from.
+    pub source: ReportSource,
+    /// Whether type and priority were confirmed.
+    pub triaged: bool,
+    /// When the call was answered.
+    pub call_received_at: Option<DateTime<Utc>>,
+    /// When it was entered.
+    pub entered_at: DateTime<Utc>,
+    /// Notes added.
+    pub notes: u32,
+    /// Every unit that had a task on it, with its time points.
+    pub units: Vec<UnitTimes>,
+    /// Who called: for the dispatch centre's roles only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller: Option<CallerOut>,
+}
+
+/// A unit's task on an incident and its time points.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UnitTimes {
+    /// The unit.
+    pub unit: UnitId,
+    /// Its task.
+    pub task: TaskId,
+    /// Whether the task is still active.
+    pub active: bool,
+    /// When it was dispatched.
+    pub dispatched_at: DateTime<Utc>,
+    /// When it set off.
+    pub en_route_at: Option<DateTime<Utc>>,
+    /// When it arrived.
+    pub on_scene_at: Option<DateTime<Utc>>,
+    /// When it left.
+    pub cleared_at: Option<DateTime<Utc>>,
+}
+
+/// Caller details as the dispatch centre sees them. Personal data.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CallerOut {
+    /// Name.
+    pub name: Option<String>,
+    /// Call-back number.
+    pub call_back: Option<String>,
+}
+
+impl std::fmt::Debug for CallerOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallerOut { .. }")
+    }
+}
 
 /// Caller details as they arrive. Personal data: parsed here with errors that never repeat
 /// the value.
@@ -28,9 +140,13 @@ use crate::error::ApiError;
 #[serde(deny_unknown_fields)]
 #[schema(as = Caller)]
 pub struct CallerIn {
-    #[schema(value_type = Option<String>, max_length = 120)]
+    /// 1 to 120 characters, no control characters.
+    #[schema(value_type = Option<String>, max_length = 120,
+             pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     name: Option<Value>,
-    #[schema(value_type = Option<String>, max_length = 32)]
+    /// 3 to 15 digits, with an optional leading `+` and spaces, `-`, `.`, `(`, `)` between.
+    #[schema(value_type = Option<String>, max_length = 32,
+             pattern = "^ *\\+?[ ().-]*([0-9][ ().-]*){3,15} *$")]
     call_back: Option<Value>,
 }
 
@@ -166,9 +282,12 @@ async fn create_incident(
     });
     let area = state.views.areas().area_of(location);
     let address = state.address_of(location);
-    let extra = json!({
-        "incident_id": id, "location": location, "address": address,
-        "area": area, "duplicates": duplicates,
+    let extra = own_answer(&IncidentReported {
+        incident_id: id,
+        location,
+        address,
+        area,
+        duplicates,
     });
     let executed = state
         .runner
@@ -201,7 +320,10 @@ async fn list_incidents(
                 .cmp(&b.priority)
                 .then(a.reported_at.cmp(&b.reported_at))
         });
-        json!({ "position": live.state.last, "incidents": rows })
+        IncidentBoard {
+            position: live.state.last.map(|p| p.0),
+            incidents: rows.into_iter().cloned().collect(),
+        }
     });
     Ok(HttpResponse::Ok().json(body))
 }
@@ -216,31 +338,41 @@ async fn get_incident(
     let Some(incident) = s.incident else {
         return Err(ApiError::not_found(format!("there is no incident {id}")));
     };
-    let mut body = json!({
-        "id": incident.id,
-        "status": incident.status(),
-        "incident_type": incident.incident_type,
-        "priority": incident.priority,
-        "location": incident.location,
-        "address": state.address_of(incident.location),
-        "source": incident.source,
-        "triaged": incident.triaged,
-        "call_received_at": incident.call_received_at,
-        "entered_at": incident.entered_at,
-        "notes": incident.note_count,
-        "units": incident.units.iter().map(|(u, p)| json!({
-            "unit": u, "task": p.task, "active": p.is_active(),
-            "dispatched_at": p.dispatched_at, "en_route_at": p.en_route_at,
-            "on_scene_at": p.on_scene_at, "cleared_at": p.cleared_at,
-        })).collect::<Vec<_>>(),
-    });
-    // Call-back details go to the dispatch centre only.
-    if DISPATCH.contains(&caller.role) {
-        body["caller"] = json!({
-            "name": incident.caller.name.as_ref().map(|n| n.expose()),
-            "call_back": incident.caller.call_back.as_ref().map(|p| p.expose()),
-        });
-    }
+    let body = IncidentDetail {
+        id: incident.id,
+        status: incident.status(),
+        incident_type: incident.incident_type,
+        priority: incident.priority,
+        location: incident.location,
+        address: state.address_of(incident.location),
+        source: incident.source.clone(),
+        triaged: incident.triaged,
+        call_received_at: incident.call_received_at,
+        entered_at: incident.entered_at,
+        notes: incident.note_count,
+        units: incident
+            .units
+            .iter()
+            .map(|(u, p)| UnitTimes {
+                unit: *u,
+                task: p.task,
+                active: p.is_active(),
+                dispatched_at: p.dispatched_at,
+                en_route_at: p.en_route_at,
+                on_scene_at: p.on_scene_at,
+                cleared_at: p.cleared_at,
+            })
+            .collect(),
+        // Call-back details go to the dispatch centre only.
+        caller: DISPATCH.contains(&caller.role).then(|| CallerOut {
+            name: incident.caller.name.as_ref().map(|n| n.expose().to_owned()),
+            call_back: incident
+                .caller
+                .call_back
+                .as_ref()
+                .map(|p| p.expose().to_owned()),
+        }),
+    };
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(body))
@@ -292,7 +424,11 @@ pub async fn assign(
             };
             Ok((
                 changes,
-                json!({ "incident_id": incident_id, "unit_id": unit_id, "task_id": task }),
+                own_answer(&UnitAssigned {
+                    incident_id,
+                    unit_id,
+                    task_id: task,
+                }),
             ))
         })
         .await
@@ -322,7 +458,7 @@ async fn close_incident(
         .execute(&cmd, |s| {
             Ok((
                 combined::close(s, id, body.disposition, now)?,
-                json!({ "incident_id": id }),
+                own_answer(&IncidentChanged { incident_id: id }),
             ))
         })
         .await?;
@@ -357,7 +493,7 @@ async fn add_note(
         .execute(&cmd, |s| {
             Ok((
                 combined::incident_command(s, id, note.clone())?,
-                json!({ "incident_id": id }),
+                own_answer(&IncidentChanged { incident_id: id }),
             ))
         })
         .await?;

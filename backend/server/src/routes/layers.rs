@@ -2,7 +2,8 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use muster_core::value::LatLon;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::{Allowed, AppState, Read, view_query, wait_views};
 use crate::error::ApiError;
@@ -76,16 +77,85 @@ impl BBox {
     }
 }
 
-fn feature(id: String, location: LatLon, mut properties: Value) -> Value {
+/// An RFC 7946 FeatureCollection of points, with the log position of the views it shows.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PointFeatures {
+    /// `FeatureCollection`.
+    #[serde(rename = "type")]
+    pub kind: FeatureCollectionType,
+    /// The features.
+    pub features: Vec<PointFeature>,
+    /// The last log position the views applied (none before the first event).
+    pub position: Option<u64>,
+}
+
+/// The type of a FeatureCollection.
+#[derive(Clone, Copy, Debug, Serialize, utoipa::ToSchema)]
+pub enum FeatureCollectionType {
+    /// The only one.
+    FeatureCollection,
+}
+
+/// A point feature: a board row's properties, its location as the geometry.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PointFeature {
+    /// `Feature`.
+    #[serde(rename = "type")]
+    pub kind: FeatureType,
+    /// The row's id.
+    pub id: String,
+    /// Where.
+    pub geometry: Point,
+    /// The board row without its `location`.
+    #[schema(value_type = Object)]
+    pub properties: Value,
+}
+
+/// The type of a Feature.
+#[derive(Clone, Copy, Debug, Serialize, utoipa::ToSchema)]
+pub enum FeatureType {
+    /// The only one.
+    Feature,
+}
+
+/// An RFC 7946 point: longitude first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Point {
+    /// `Point`.
+    #[serde(rename = "type")]
+    pub kind: PointType,
+    /// Longitude, latitude, degrees.
+    #[schema(min_items = 2, max_items = 2)]
+    pub coordinates: [f64; 2],
+}
+
+/// The type of a point geometry.
+#[derive(Clone, Copy, Debug, Serialize, utoipa::ToSchema)]
+pub enum PointType {
+    /// The only one.
+    Point,
+}
+
+fn feature(id: String, location: LatLon, row: &impl Serialize) -> PointFeature {
+    let mut properties = serde_json::to_value(row).expect("board rows serialize to JSON");
     if let Value::Object(p) = &mut properties {
         p.remove("location");
     }
-    json!({
-        "type": "Feature",
-        "id": id,
-        "geometry": { "type": "Point", "coordinates": location.to_geojson_position() },
-        "properties": properties,
-    })
+    PointFeature {
+        kind: FeatureType::Feature,
+        id,
+        geometry: Point {
+            kind: PointType::Point,
+            coordinates: location.to_geojson_position(),
+        },
+        properties,
+    }
+}
+
+fn geojson(features: PointFeatures) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/geo+json")
+        .body(serde_json::to_string(&features).expect("features serialize to JSON"))
 }
 
 async fn geo_incidents(
@@ -97,19 +167,21 @@ async fn geo_incidents(
     let bbox = q.bbox.as_deref().map(BBox::parse).transpose()?;
     wait_views(&state, &q).await;
     let body = state.views.read(|live| {
-        let features: Vec<Value> = live
+        let features = live
             .state
             .incidents
             .values()
             .filter(|r| q.include_closed || r.is_open())
             .filter(|r| bbox.is_none_or(|b| b.contains(r.location)))
-            .map(|r| feature(r.id.to_string(), r.location, json!(r)))
+            .map(|r| feature(r.id.to_string(), r.location, r))
             .collect();
-        json!({ "type": "FeatureCollection", "features": features, "position": live.state.last })
+        PointFeatures {
+            kind: FeatureCollectionType::FeatureCollection,
+            features,
+            position: live.state.last.map(|p| p.0),
+        }
     });
-    Ok(HttpResponse::Ok()
-        .content_type("application/geo+json")
-        .body(body.to_string()))
+    Ok(geojson(body))
 }
 
 async fn geo_units(
@@ -121,19 +193,21 @@ async fn geo_units(
     let bbox = q.bbox.as_deref().map(BBox::parse).transpose()?;
     wait_views(&state, &q).await;
     let body = state.views.read(|live| {
-        let features: Vec<Value> = live
+        let features = live
             .state
             .units
             .values()
             .filter_map(|r| r.location.map(|l| (r, l)))
             .filter(|(_, l)| bbox.is_none_or(|b| b.contains(*l)))
-            .map(|(r, l)| feature(r.id.to_string(), l, json!(r)))
+            .map(|(r, l)| feature(r.id.to_string(), l, r))
             .collect();
-        json!({ "type": "FeatureCollection", "features": features, "position": live.state.last })
+        PointFeatures {
+            kind: FeatureCollectionType::FeatureCollection,
+            features,
+            position: live.state.last.map(|p| p.0),
+        }
     });
-    Ok(HttpResponse::Ok()
-        .content_type("application/geo+json")
-        .body(body.to_string()))
+    Ok(geojson(body))
 }
 
 /// The layer routes.

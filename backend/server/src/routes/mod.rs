@@ -38,8 +38,8 @@ use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload, web};
 use muster_app::{CommandError, Executed, Runner};
 use muster_core::value::{IdempotencyKey, LatLon};
 use muster_store::Position;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::auth::{Caller, DISPATCH, FIELD, READERS, Role};
 use crate::error::ApiError;
@@ -79,12 +79,23 @@ impl AppState {
     }
 
     /// The nearest address to a point, when the city has one close by.
-    pub fn address_of(&self, p: LatLon) -> Option<Value> {
+    pub fn address_of(&self, p: LatLon) -> Option<NearestAddress> {
         let geocoder = self.geocoder.as_ref()?;
         let hit = geocoder.reverse(p)?;
-        (hit.distance_m <= MAX_ADDRESS_DISTANCE_M)
-            .then(|| json!({"text": hit.to_string(), "distance_m": hit.distance_m}))
+        (hit.distance_m <= MAX_ADDRESS_DISTANCE_M).then(|| NearestAddress {
+            text: hit.to_string(),
+            distance_m: hit.distance_m,
+        })
     }
+}
+
+/// The address nearest to a point (within [`MAX_ADDRESS_DISTANCE_M`]).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct NearestAddress {
+    /// Street and house number.
+    pub text: String,
+    /// How far it is from the point, metres.
+    pub distance_m: f64,
 }
 
 /// A set of roles a route allows.
@@ -209,15 +220,59 @@ impl From<CommandError> for ApiError {
     }
 }
 
-/// A command's answer: the position and events it stored, and its own answer (stored with
-/// it, so a repeat gets these same bytes, with `Idempotent-Replayed: true`).
+/// One event a command stored.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct StoredEvent {
+    /// Its type (`IncidentReported`, `UnitAssigned`, …).
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The stream it was appended to.
+    pub stream: String,
+    /// Its revision in that stream.
+    pub revision: u64,
+    /// Its log position.
+    pub position: u64,
+}
+
+/// What every command answers, besides its own fields: where its events are in the log.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct CommandAnswer {
+    /// The log position of the last event the command wrote: read a view with
+    /// `?min_position=` this to see everything it did.
+    pub position: u64,
+    /// The events it wrote, in log order (none when it changed nothing).
+    pub events: Vec<StoredEvent>,
+}
+
+impl CommandAnswer {
+    /// The answer of an executed command.
+    pub fn of<T>(executed: &Executed<T>) -> Self {
+        CommandAnswer {
+            position: executed.record_position.0,
+            events: executed
+                .recorded
+                .iter()
+                .map(|r| StoredEvent {
+                    event_type: r.event_type.clone(),
+                    stream: r.stream.as_str().to_owned(),
+                    revision: r.revision,
+                    position: r.position.0,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A command's own answer as the runner stores it: a typed answer of the handler, as JSON.
+pub fn own_answer(answer: &impl Serialize) -> Value {
+    serde_json::to_value(answer).expect("answers serialize to JSON")
+}
+
+/// A command's answer: the position and events it stored ([`CommandAnswer`]), and its own
+/// answer (stored with it, so a repeat gets these same bytes, with
+/// `Idempotent-Replayed: true`).
 pub fn answer(status: StatusCode, executed: &Executed<Value>) -> HttpResponse {
-    let mut body = json!({
-        "position": executed.position(),
-        "events": executed.recorded.iter().map(|r| json!({
-            "type": r.event_type, "stream": r.stream.as_str(), "revision": r.revision, "position": r.position,
-        })).collect::<Vec<_>>(),
-    });
+    let mut body = own_answer(&CommandAnswer::of(executed));
     if let (Value::Object(body), Value::Object(extra)) = (&mut body, executed.answer.clone()) {
         body.extend(extra);
     }
@@ -261,7 +316,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/units/{id}"),
     ("post", "/api/units/{id}/status"),
     ("post", "/api/units/{id}/position"),
-    ("post", "/api/units/{id}/tasks/{task}/{step}"),
+    ("post", "/api/units/{id}/tasks/{task}/acknowledge"),
+    ("post", "/api/units/{id}/tasks/{task}/decline"),
+    ("post", "/api/units/{id}/tasks/{task}/complete"),
     ("post", "/api/units/{id}/device-token"),
     ("post", "/api/roads/closures"),
     ("get", "/api/roads/closures"),

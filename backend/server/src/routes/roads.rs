@@ -13,11 +13,11 @@ use chrono::Utc;
 use muster_core::road::{MAX_RADIUS_M, MIN_RADIUS_M, RoadClosureCommand};
 use muster_core::value::LatLon;
 use muster_core::{ClosureId, combined};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Allowed, AppState, Dispatch, Key, Read, answer, parse_id};
-use crate::dispatcher::Dispatcher;
+use super::{Allowed, AppState, Dispatch, Key, Read, answer, own_answer, parse_id};
+use crate::dispatcher::{ClosuresInForce, Dispatcher};
 use crate::edge::{Body, OptionalBody, command};
 use crate::error::ApiError;
 use crate::routes::dispatch::dispatcher;
@@ -41,6 +41,22 @@ pub struct CloseRoads {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReopenRoads {}
+
+/// The answer to `POST /api/roads/closures`, besides the command answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RoadsClosed {
+    /// The closure (stream `road-closure-<id>`).
+    pub closure_id: ClosureId,
+    /// How many roads it closes.
+    pub roads: usize,
+}
+
+/// The answer to `POST /api/roads/closures/{id}/reopen`, besides the command answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RoadsReopened {
+    /// The closure.
+    pub closure_id: ClosureId,
+}
 
 async fn close(
     state: web::Data<AppState>,
@@ -81,7 +97,10 @@ async fn close(
         .execute(&cmd, |s| {
             Ok((
                 combined::road_closure_command(s, closure, close.clone())?,
-                json!({ "closure_id": closure, "roads": roads }),
+                own_answer(&RoadsClosed {
+                    closure_id: closure,
+                    roads,
+                }),
             ))
         })
         .await?;
@@ -109,7 +128,9 @@ async fn reopen(
         .execute(&cmd, |s| {
             Ok((
                 combined::road_closure_command(s, closure, reopen.clone())?,
-                json!({ "closure_id": closure }),
+                own_answer(&RoadsReopened {
+                    closure_id: closure,
+                }),
             ))
         })
         .await?;
@@ -121,7 +142,9 @@ async fn list(
     _: Allowed<Read>,
 ) -> Result<HttpResponse, ApiError> {
     let d = dispatcher(&d)?;
-    Ok(HttpResponse::Ok().json(json!({"closures": d.closures()})))
+    Ok(HttpResponse::Ok().json(ClosuresInForce {
+        closures: d.closures(),
+    }))
 }
 
 /// The routes.

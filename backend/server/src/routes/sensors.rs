@@ -7,12 +7,41 @@ use muster_core::combined;
 use muster_core::sensor::{Reading, SensorCommand, Threshold};
 use muster_core::value::{LatLon, MetricName, SensorKind};
 use muster_core::{AlarmId, IncidentId, SensorId};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Allowed, AppState, Dispatch, Key, answer, parse_id};
+use super::{Allowed, AppState, Dispatch, Key, answer, own_answer, parse_id};
 use crate::edge::{Body, command};
 use crate::error::ApiError;
+
+/// The answer to `POST /api/sensors`, besides the [`super::CommandAnswer`].
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SensorRegistered {
+    /// The sensor.
+    pub sensor_id: SensorId,
+}
+
+/// The answer to a reading, besides the [`super::CommandAnswer`].
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReadingTaken {
+    /// The sensor.
+    pub sensor_id: SensorId,
+    /// The alarm the reading raised or cleared, if it did.
+    pub alarm: Option<AlarmChange>,
+}
+
+/// An alarm raised or cleared by a reading: `raised` or `cleared` names it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AlarmChange {
+    /// The alarm raised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raised: Option<AlarmId>,
+    /// The alarm cleared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cleared: Option<AlarmId>,
+    /// The incident the alarm reported.
+    pub incident_id: IncidentId,
+}
 /// `POST /api/sensors`: register a sensor.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -49,7 +78,7 @@ async fn register_sensor(
         .execute(&cmd, |s| {
             Ok((
                 combined::sensor_command(s, id, register.clone())?,
-                json!({ "sensor_id": id }),
+                own_answer(&SensorRegistered { sensor_id: id }),
             ))
         })
         .await?;
@@ -105,15 +134,29 @@ async fn ingest_reading(
                 .find_map(|e| match e {
                     muster_core::sensor::SensorEvent::SensorAlarmRaised {
                         alarm, incident, ..
-                    } => Some(json!({"raised": alarm, "incident_id": incident})),
+                    } => Some(AlarmChange {
+                        raised: Some(*alarm),
+                        cleared: None,
+                        incident_id: *incident,
+                    }),
                     muster_core::sensor::SensorEvent::SensorAlarmCleared {
                         alarm,
                         incident,
                         ..
-                    } => Some(json!({"cleared": alarm, "incident_id": incident})),
+                    } => Some(AlarmChange {
+                        raised: None,
+                        cleared: Some(*alarm),
+                        incident_id: *incident,
+                    }),
                     _ => None,
                 });
-            Ok((changes, json!({ "sensor_id": id, "alarm": alarm })))
+            Ok((
+                changes,
+                own_answer(&ReadingTaken {
+                    sensor_id: id,
+                    alarm,
+                }),
+            ))
         })
         .await?;
     Ok(answer(StatusCode::OK, &executed))

@@ -11,15 +11,37 @@ use muster_core::decision::Aggregate;
 use muster_core::unit::{UnitCommand, UnitStatus};
 use muster_core::value::{Agency, CallSign, Capability, LatLon, NoteText, StationCode, UnitKind};
 use muster_core::{TaskId, UnitId};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{
-    Allowed, AppState, Dispatch, Field, Key, Read, answer, parse_id, source_of, view_query,
-    wait_views,
+    Allowed, AppState, Dispatch, Field, Key, Read, answer, own_answer, parse_id, source_of,
+    view_query, wait_views,
 };
 use crate::edge::{Body, OptionalBody, command, from_value};
 use crate::error::ApiError;
+use crate::views::UnitRow;
+
+/// The answer to a command on a unit, besides the [`super::CommandAnswer`].
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UnitChanged {
+    /// The unit.
+    pub unit_id: UnitId,
+    /// The task, for a task step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<TaskId>,
+}
+
+/// `GET /api/units`: the unit board.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UnitBoard {
+    /// The last log position the views applied (none before the first event).
+    pub position: Option<u64>,
+    /// Every unit, by id.
+    pub units: Vec<UnitRow>,
+}
+
+/// `POST /api/units`: register a unit.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterUnit {
@@ -33,8 +55,9 @@ pub struct RegisterUnit {
     pub agency: Agency,
     /// Home station.
     pub home_station: StationCode,
-    /// Capabilities.
+    /// Capabilities (a set: a repeat counts once).
     #[serde(default)]
+    #[schema(value_type = Vec<Capability>)]
     pub capabilities: BTreeSet<Capability>,
     /// Where it is now.
     #[serde(default)]
@@ -87,7 +110,13 @@ pub async fn register(
             }
             let mut changes = combined::Changes::default();
             changes.unit(id, events);
-            Ok((changes, json!({ "unit_id": id })))
+            Ok((
+                changes,
+                own_answer(&UnitChanged {
+                    unit_id: id,
+                    task_id: None,
+                }),
+            ))
         })
         .await?)
 }
@@ -99,8 +128,9 @@ async fn list_units(
 ) -> Result<HttpResponse, ApiError> {
     let q = view_query(&req)?;
     wait_views(&state, &q).await;
-    let body = state.views.read(|live| {
-        json!({ "position": live.state.last, "units": live.state.units.values().collect::<Vec<_>>() })
+    let body = state.views.read(|live| UnitBoard {
+        position: live.state.last.map(|p| p.0),
+        units: live.state.units.values().cloned().collect(),
     });
     Ok(HttpResponse::Ok().json(body))
 }
@@ -159,12 +189,16 @@ async fn unit_command(
     id: UnitId,
     command: UnitCommand,
 ) -> Result<Executed<Value>, ApiError> {
-    let answer = match &command {
+    let task_id = match &command {
         UnitCommand::AcknowledgeTask { task, .. }
         | UnitCommand::DeclineTask { task, .. }
-        | UnitCommand::CompleteTask { task, .. } => json!({ "unit_id": id, "task_id": task }),
-        _ => json!({ "unit_id": id }),
+        | UnitCommand::CompleteTask { task, .. } => Some(*task),
+        _ => None,
     };
+    let answer = own_answer(&UnitChanged {
+        unit_id: id,
+        task_id,
+    });
     Ok(runner
         .execute(cmd, |s| {
             Ok((
@@ -233,10 +267,12 @@ async fn task_step(
     req: HttpRequest,
     Allowed(caller, _): Allowed<Field>,
     Key(key): Key,
-    path: web::Path<(String, String, String)>,
+    path: web::Path<(String, String)>,
     OptionalBody(raw, _): OptionalBody<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let (unit, task, step) = path.into_inner();
+    let (unit, task) = path.into_inner();
+    // The route is one of TASK_STEPS: its last segment names the step.
+    let step = req.path().rsplit('/').next().unwrap_or_default().to_owned();
     let id = parse_id("unit", &unit, UnitId::parse)?;
     caller.acts_for(id)?;
     let task = parse_id("task", &task, TaskId::parse)?;
@@ -276,9 +312,12 @@ async fn task_step(
 }
 
 /// A body that must have no fields (`{}`), where one is sent at all.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NoFields {}
+pub struct NoFields {}
+
+/// The steps of a task, each its own route: `POST /api/units/{id}/tasks/{task}/<step>`.
+pub const TASK_STEPS: [&str; 3] = ["acknowledge", "decline", "complete"];
 
 /// The unit routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -286,9 +325,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/units", web::get().to(list_units))
         .route("/api/units/{id}", web::get().to(get_unit))
         .route("/api/units/{id}/status", web::post().to(change_status))
-        .route("/api/units/{id}/position", web::post().to(report_position))
-        .route(
-            "/api/units/{id}/tasks/{task}/{step}",
+        .route("/api/units/{id}/position", web::post().to(report_position));
+    for step in TASK_STEPS {
+        cfg.route(
+            &format!("/api/units/{{id}}/tasks/{{task}}/{step}"),
             web::post().to(task_step),
         );
+    }
 }

@@ -21,15 +21,122 @@ use std::time::SystemTime;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
+use muster_core::value::LatLon;
 use muster_geodata::geocode::{AddressQuery, Geocoder};
 use muster_geodata::model::City;
 use muster_store::{EventStore, Position};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Allowed, AppState, Read};
 use crate::error::ApiError;
-use crate::views::ViewState;
+use crate::views::{IncidentRow, UnitRow, ViewState};
+
+/// `GET /api/wall/city`: the configured city for the base map.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CityMap {
+    /// The city's name.
+    pub name: String,
+    /// Whose map data it is.
+    pub attribution: String,
+    /// South-west and north-east corners, `[lat, lon]` each.
+    pub bounds: [[f64; 2]; 2],
+    /// Roads, water and rail as an RFC 7946 FeatureCollection.
+    #[schema(value_type = Object)]
+    pub base: Value,
+    /// The districts (polygons) as a FeatureCollection.
+    #[schema(value_type = Object)]
+    pub districts: Value,
+    /// The stations (points) as a FeatureCollection.
+    #[schema(value_type = Object)]
+    pub stations: Value,
+    /// The hospitals (points) as a FeatureCollection.
+    #[schema(value_type = Object)]
+    pub hospitals: Value,
+}
+
+/// `GET /api/wall/geocode`: where an address is.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AddressFound {
+    /// The street, as the city names it.
+    pub street: String,
+    /// The house number found, if any.
+    pub number: Option<String>,
+    /// Whether that house number was found (otherwise the street's nearest point).
+    pub exact: bool,
+    /// Where.
+    pub location: LatLon,
+}
+
+/// `GET /api/wall/timeline`: the log's head and its first and last events.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Timeline {
+    /// The next log position to be written.
+    pub head: u64,
+    /// The first event, if any.
+    pub first: Option<LogMoment>,
+    /// The last event, if any.
+    pub last: Option<LogMoment>,
+}
+
+/// An event's place in the log and time.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LogMoment {
+    /// Log position.
+    pub position: u64,
+    /// When it was recorded.
+    pub at: DateTime<Utc>,
+}
+
+/// `GET /api/wall/at`: the views as they were, in the shape of the feed's snapshot.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct History {
+    /// `history`.
+    #[serde(rename = "type")]
+    pub kind: HistoryType,
+    /// The last log position folded (none before the first event).
+    pub position: Option<u64>,
+    /// Every incident as it was.
+    pub incidents: Vec<IncidentRow>,
+    /// Every unit as it was.
+    pub units: Vec<UnitRow>,
+    /// The moment asked for (none when asked by position).
+    pub at: Option<DateTime<Utc>>,
+    /// When the last event folded was recorded.
+    pub last_event_at: Option<DateTime<Utc>>,
+}
+
+/// The type of a [`History`] message.
+#[derive(Clone, Copy, Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HistoryType {
+    /// The only one.
+    History,
+}
+
+/// `GET /api/wall/response-times`: today's (UTC) response times.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ResponseTimesToday {
+    /// The day, `YYYY-MM-DD`.
+    pub day: String,
+    /// Calls received today.
+    pub calls: u64,
+    /// Call received to first unit dispatched, seconds.
+    pub call_to_dispatch_s: Percentiles,
+    /// Call received to first unit on scene, seconds.
+    pub call_to_on_scene_s: Percentiles,
+}
+
+/// Nearest-rank percentiles of some durations, seconds (none without any).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Percentiles {
+    /// How many.
+    pub count: usize,
+    /// Median.
+    pub p50: Option<f64>,
+    /// 90th percentile.
+    pub p90: Option<f64>,
+}
 
 /// Events read from the store per batch while folding a past moment.
 const REPLAY_BATCH: usize = 2_000;
@@ -214,16 +321,21 @@ fn city_document(city: &City) -> String {
         })
         .collect();
     let b = city.meta.bounds;
-    json!({
-        "name": city.meta.name,
-        "attribution": city.meta.attribution,
-        "bounds": [[b.south_west.lat_deg(), b.south_west.lon_deg()], [b.north_east.lat_deg(), b.north_east.lon_deg()]],
-        "base": city.base_map_geojson(),
-        "districts": {"type": "FeatureCollection", "features": districts},
-        "stations": {"type": "FeatureCollection", "features": stations},
-        "hospitals": {"type": "FeatureCollection", "features": hospitals},
-    })
-    .to_string()
+    let collection =
+        |features: Vec<Value>| json!({"type": "FeatureCollection", "features": features});
+    let doc = CityMap {
+        name: city.meta.name.clone(),
+        attribution: city.meta.attribution.clone(),
+        bounds: [
+            [b.south_west.lat_deg(), b.south_west.lon_deg()],
+            [b.north_east.lat_deg(), b.north_east.lon_deg()],
+        ],
+        base: city.base_map_geojson(),
+        districts: collection(districts),
+        stations: collection(stations),
+        hospitals: collection(hospitals),
+    };
+    serde_json::to_string(&doc).expect("the city map serializes to JSON")
 }
 
 async fn city(wall: web::Data<WallState>, _: Allowed<Read>) -> Result<HttpResponse, ApiError> {
@@ -282,12 +394,12 @@ async fn geocode(
     .await
     .map_err(ApiError::internal)?
     .map_err(|e| ApiError::invalid(e.to_string()).with_details(json!({"field": "address"})))?;
-    Ok(HttpResponse::Ok().json(json!({
-        "street": hit.street,
-        "number": hit.number,
-        "exact": hit.exact,
-        "location": {"lat": hit.location.lat_deg(), "lon": hit.location.lon_deg()},
-    })))
+    Ok(HttpResponse::Ok().json(AddressFound {
+        street: hit.street,
+        number: hit.number,
+        exact: hit.exact,
+        location: hit.location,
+    }))
 }
 
 async fn timeline(wall: web::Data<WallState>, _: Allowed<Read>) -> Result<HttpResponse, ApiError> {
@@ -302,11 +414,15 @@ async fn timeline(wall: web::Data<WallState>, _: Allowed<Read>) -> Result<HttpRe
         .read_all_backwards(head, 1)
         .await
         .map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().json(json!({
-        "head": head,
-        "first": first.first().map(|e| json!({"position": e.position, "at": e.recorded_at})),
-        "last": last.first().map(|e| json!({"position": e.position, "at": e.recorded_at})),
-    })))
+    let moment = |e: &muster_store::RecordedEvent| LogMoment {
+        position: e.position.0,
+        at: e.recorded_at,
+    };
+    Ok(HttpResponse::Ok().json(Timeline {
+        head: head.0,
+        first: first.first().map(moment),
+        last: last.first().map(moment),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -387,13 +503,14 @@ async fn at(
         query.position.map(Position),
     )
     .await?;
-    let snapshot: Value =
-        serde_json::from_str(&folded.snapshot_json()).map_err(ApiError::internal)?;
-    let mut body = snapshot;
-    body["type"] = json!("history");
-    body["at"] = json!(time);
-    body["last_event_at"] = json!(last_at);
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().json(History {
+        kind: HistoryType::History,
+        position: folded.last.map(|p| p.0),
+        incidents: folded.incidents.into_values().collect(),
+        units: folded.units.into_values().collect(),
+        at: time,
+        last_event_at: last_at,
+    }))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
@@ -458,12 +575,17 @@ async fn response_times(
     drop(times);
     to_dispatch.sort_by(f64::total_cmp);
     to_scene.sort_by(f64::total_cmp);
-    Ok(HttpResponse::Ok().json(json!({
-        "day": today.to_string(),
-        "calls": calls,
-        "call_to_dispatch_s": {"count": to_dispatch.len(), "p50": percentile(&to_dispatch, 50.0), "p90": percentile(&to_dispatch, 90.0)},
-        "call_to_on_scene_s": {"count": to_scene.len(), "p50": percentile(&to_scene, 50.0), "p90": percentile(&to_scene, 90.0)},
-    })))
+    let percentiles = |sorted: &[f64]| Percentiles {
+        count: sorted.len(),
+        p50: percentile(sorted, 50.0),
+        p90: percentile(sorted, 90.0),
+    };
+    Ok(HttpResponse::Ok().json(ResponseTimesToday {
+        day: today.to_string(),
+        calls,
+        call_to_dispatch_s: percentiles(&to_dispatch),
+        call_to_on_scene_s: percentiles(&to_scene),
+    }))
 }
 
 fn content_type(path: &Path) -> &'static str {
