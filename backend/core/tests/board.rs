@@ -2,10 +2,12 @@
 //! as units are sent, decline, do not answer, reach the scene and clear; when a rule wants an
 //! incident dispatched; and a fix from a clock running ahead.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use common::router;
 use muster_core::alert::AlertEvent;
 use muster_core::dispatch::{Board, DispatchRules, NeedsError, Stations, UnitIndex, Whereabouts};
 use muster_core::incident::{IncidentEvent, ReportSource};
@@ -15,19 +17,7 @@ use muster_core::value::{
     Agency, CallSign, CallerDetails, Disposition, IncidentType, Priority, StationCode, UnitKind,
 };
 use muster_core::{IncidentId, TaskId, UnitId};
-use muster_geodata::Router;
-use muster_geodata::generate::{GenerateParams, generate};
 use uuid::Uuid;
-
-fn router() -> Arc<Router> {
-    static ROUTER: OnceLock<Arc<Router>> = OnceLock::new();
-    ROUTER
-        .get_or_init(|| {
-            let city = generate(GenerateParams::new(6.0, 11).unwrap());
-            Arc::new(Router::new(Arc::new(city)).unwrap())
-        })
-        .clone()
-}
 
 fn t(s: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap() + Duration::seconds(s)

@@ -1,11 +1,14 @@
 //! The dispatcher on a generated city: nearest by road against a brute-force oracle,
 //! incremental index updates, stale positions, shortfalls, surges and coverage.
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
+use common::router;
 use muster_core::UnitId;
 use muster_core::dispatch::{
     Applied, IncidentSpec, NewUnit, PendingIncident, Reason, RecommendError, UnitIndex,
@@ -23,16 +26,6 @@ const KINDS: [UnitKind; 3] = [
     UnitKind::AlsAmbulance,
     UnitKind::PatrolCar,
 ];
-
-fn router() -> Arc<Router> {
-    static ROUTER: OnceLock<Arc<Router>> = OnceLock::new();
-    ROUTER
-        .get_or_init(|| {
-            let city = generate(GenerateParams::new(6.0, 11).unwrap());
-            Arc::new(Router::new(Arc::new(city)).unwrap())
-        })
-        .clone()
-}
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()
