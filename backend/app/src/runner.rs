@@ -651,12 +651,6 @@ impl Runner {
         let loaded = self.load(&id.stream_name()).await?;
         Ok(state_of!(loaded.state, Sensor, "sensor"))
     }
-
-    /// A road closure's state as stored now.
-    pub async fn road_closure(&self, id: ClosureId) -> Result<RoadClosureState, CommandError> {
-        let loaded = self.load(&id.stream_name()).await?;
-        Ok(state_of!(loaded.state, RoadClosure, "road closure"))
-    }
 }
 
 fn bad_record(stored: &RecordedEvent, e: serde_json::Error) -> CommandError {

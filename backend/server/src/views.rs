@@ -710,22 +710,23 @@ impl Views {
     /// Waits until the views have applied `position`, at most `timeout`. Answers whether
     /// they have.
     pub async fn wait_for(&self, position: Position, timeout: Duration) -> bool {
-        let mut rx = self.inner.applied.subscribe();
-        let reached = |p: &Option<Position>| p.is_some_and(|p| p >= position);
-        tokio::time::timeout(timeout, rx.wait_for(reached))
+        self.wait_until(|applied| applied >= position, timeout)
             .await
-            .is_ok_and(|r| r.is_ok())
     }
 
     /// Waits until the views have applied every event committed before `head` (the store's
     /// head when the caller looked), at most `timeout`. Answers whether they have.
     pub async fn wait_for_head(&self, head: Position, timeout: Duration) -> bool {
-        if head == Position::START {
-            return true;
-        }
+        head == Position::START
+            || self
+                .wait_until(|applied| applied.next() >= head, timeout)
+                .await
+    }
+
+    /// Waits until the last position applied satisfies `reached`, at most `timeout`.
+    async fn wait_until(&self, reached: impl Fn(Position) -> bool, timeout: Duration) -> bool {
         let mut rx = self.inner.applied.subscribe();
-        let reached = |p: &Option<Position>| p.is_some_and(|p| p.next() >= head);
-        tokio::time::timeout(timeout, rx.wait_for(reached))
+        tokio::time::timeout(timeout, rx.wait_for(|p| p.is_some_and(&reached)))
             .await
             .is_ok_and(|r| r.is_ok())
     }
