@@ -10,6 +10,19 @@ fi
 profile=default
 if [ "${CI:-}" = "true" ]; then profile=ci; fi
 
+# The PostgreSQL backend's contract suite and the several-nodes tests run against a local
+# PostgreSQL (installed from Debian when missing), started here and stopped on the way out.
+started_postgres=
+if [ -z "${MUSTER_TEST_POSTGRES:-}" ]; then
+    bash ops/postgres.sh start >/dev/null
+    started_postgres=yes
+    export MUSTER_TEST_POSTGRES="postgres://postgres@127.0.0.1:${MUSTER_PG_PORT:-54329}/postgres"
+fi
+stop_postgres() {
+    if [ -n "$started_postgres" ]; then bash ops/postgres.sh stop; fi
+}
+trap stop_postgres EXIT
+
 # The browser tests run target/debug/muster; the end-to-end tests build it themselves.
 cargo build --bin muster
 cargo nextest run --workspace --profile "$profile" "$@"

@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 
 use actix_web::{App, HttpResponse, dev::ServerHandle, web};
 use anyhow::Context;
+use muster_store::postgres::{PostgresOptions, PostgresStore, is_postgres_url};
 use muster_store::{EmbeddedOptions, EmbeddedStore, EventStore, Position};
 use tokio::sync::watch;
 
@@ -33,10 +34,66 @@ pub struct Application {
     server: actix_web::dev::Server,
     stopper: Stopper,
     projector: tokio::task::JoinHandle<anyhow::Result<()>>,
-    store: Arc<EmbeddedStore>,
+    store: StoreHandle,
     state: AppState,
     city: Option<muster_geodata::model::City>,
     gateway: Option<Gateway>,
+}
+
+/// The event store a server runs on.
+#[derive(Clone, Debug)]
+pub enum StoreHandle {
+    /// The embedded store in the data directory.
+    Embedded(Arc<EmbeddedStore>),
+    /// PostgreSQL, shared by several nodes.
+    Postgres(Arc<PostgresStore>),
+}
+
+impl StoreHandle {
+    /// Opens the store `config.store` names.
+    pub async fn open(config: &Config) -> anyhow::Result<Self> {
+        if is_postgres_url(&config.store) {
+            let store = PostgresStore::open(PostgresOptions::new(&config.store))
+                .await
+                .context("opening the event store on PostgreSQL")?;
+            tracing::info!(
+                "event store: PostgreSQL at {} (schema {})",
+                store.hosts(),
+                store.schema()
+            );
+            Ok(Self::Postgres(Arc::new(store)))
+        } else {
+            let store = EmbeddedStore::open(&config.data_dir, EmbeddedOptions::default())
+                .with_context(|| {
+                    format!("opening the event store in {}", config.data_dir.display())
+                })?;
+            Ok(Self::Embedded(Arc::new(store)))
+        }
+    }
+
+    /// The store, for everything that reads and writes it.
+    pub fn dyn_store(&self) -> Arc<dyn EventStore> {
+        match self {
+            Self::Embedded(s) => s.clone(),
+            Self::Postgres(s) => s.clone(),
+        }
+    }
+
+    /// Whether the store can take commands now (PostgreSQL: the connection is up).
+    pub fn is_up(&self) -> bool {
+        match self {
+            Self::Embedded(_) => true,
+            Self::Postgres(s) => s.is_connected(),
+        }
+    }
+
+    /// Closes it.
+    pub fn close(&self) {
+        match self {
+            Self::Embedded(s) => s.close(),
+            Self::Postgres(s) => s.close(),
+        }
+    }
 }
 
 /// The mobile gateway `muster serve` runs beside the HTTP API, on the same store.
@@ -125,6 +182,7 @@ impl Stopper {
 
 struct Readiness {
     ready: Arc<AtomicBool>,
+    store: StoreHandle,
     at_start: Arc<OnceLock<ViewsAtStart>>,
 }
 
@@ -182,6 +240,11 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(ready: web::Data<Readiness>, state: web::Data<AppState>) -> HttpResponse {
+    if !ready.store.is_up() {
+        return actix_web::ResponseError::error_response(&ApiError::unavailable(
+            "not ready: the event store cannot be reached (reconnecting)",
+        ));
+    }
     if ready.ready.load(Ordering::SeqCst) {
         HttpResponse::Ok().json(Ready {
             status: ReadyStatus::Ready,
@@ -213,12 +276,8 @@ impl Application {
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
         config.check()?;
-        let store = Arc::new(
-            EmbeddedStore::open(&config.data_dir, EmbeddedOptions::default()).with_context(
-                || format!("opening the event store in {}", config.data_dir.display()),
-            )?,
-        );
-        let dyn_store: Arc<dyn EventStore> = store.clone();
+        let store = StoreHandle::open(&config).await?;
+        let dyn_store: Arc<dyn EventStore> = store.dyn_store();
         let (areas, city) = Areas::from_setting(&config.city)?;
         let db = Arc::new(ViewDb::open(&config.data_dir)?);
         let mut saved = db
@@ -304,6 +363,7 @@ impl Application {
         let tokens = web::Data::new(tokens);
         let readiness = web::Data::new(Readiness {
             ready: ready.clone(),
+            store: store.clone(),
             at_start,
         });
         let feed_shutdown = web::Data::new(FeedShutdown(stop_rx));

@@ -3,6 +3,7 @@
 //!
 //! ```toml
 //! data_dir = "data"
+//! store = "embedded"        # or "postgres://user@host:port/db" (several nodes on one database)
 //! bind = "127.0.0.1:8080"
 //! workers = 2
 //! max_body_bytes = 65536
@@ -21,6 +22,7 @@
 //! | variable | field |
 //! |---|---|
 //! | `MUSTER_DATA_DIR` | `data_dir` |
+//! | `MUSTER_STORE` | `store` |
 //! | `MUSTER_BIND` | `bind` |
 //! | `MUSTER_WORKERS` | `workers` |
 //! | `MUSTER_MAX_BODY_BYTES` | `max_body_bytes` |
@@ -44,8 +46,11 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Where the event store and the views live.
+    /// Where the views live, and the event store when it is embedded.
     pub data_dir: PathBuf,
+    /// The event store: `embedded` (in `data_dir`) or a PostgreSQL connection string
+    /// (`postgres://…` or `postgresql://…`).
+    pub store: String,
     /// Address to listen on; port 0 picks a free port.
     pub bind: String,
     /// HTTP worker threads.
@@ -92,6 +97,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("data"),
+            store: "embedded".into(),
             bind: "127.0.0.1:8080".into(),
             workers: 2,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -139,6 +145,7 @@ impl Config {
             };
             match key.as_str() {
                 "MUSTER_DATA_DIR" => self.data_dir = PathBuf::from(&value),
+                "MUSTER_STORE" => self.store = value.trim().to_owned(),
                 "MUSTER_BIND" => self.bind = value.clone(),
                 "MUSTER_WORKERS" => self.workers = number("MUSTER_WORKERS")? as usize,
                 "MUSTER_MAX_BODY_BYTES" => {
@@ -165,6 +172,12 @@ impl Config {
     pub fn check(&self) -> anyhow::Result<()> {
         if self.workers == 0 || self.workers > 64 {
             bail!("workers must be between 1 and 64, not {}", self.workers);
+        }
+        if self.store != "embedded" && !muster_store::postgres::is_postgres_url(&self.store) {
+            bail!(
+                "store must be \"embedded\" or a PostgreSQL connection string (postgres://…), not {:?}",
+                self.store.chars().take(40).collect::<String>()
+            );
         }
         if self.max_body_bytes < 1024 {
             bail!("max_body_bytes must be at least 1024");

@@ -143,7 +143,11 @@ impl ResponseError for ApiError {
                 None => tracing::warn!(code = self.code, "{}", self.message),
             }
         }
-        HttpResponse::build(self.status).json(self.body())
+        let mut answer = HttpResponse::build(self.status);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            answer.insert_header((actix_web::http::header::RETRY_AFTER, "2"));
+        }
+        answer.json(self.body())
     }
 }
 

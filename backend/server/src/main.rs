@@ -30,7 +30,8 @@ enum Command {
     /// Measure Muster's components (needs a muster built with `--features bench`).
     #[cfg(not(feature = "bench"))]
     Bench(NoBench),
-    /// Run the operator API, the wall-display feed and the projections on the embedded store.
+    /// Run the operator API, the wall-display feed and the projections (on the embedded store,
+    /// or on PostgreSQL with --store postgres://…).
     Serve(ServeArgs),
     /// Maintain the projections (views) of the log.
     Projections(ProjectionsArgs),
@@ -68,9 +69,14 @@ struct ServeArgs {
     /// TOML config file (see docs/api.md); `MUSTER_…` variables override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Data directory (event store and views); overrides the config.
+    /// Data directory (the embedded event store and the views); overrides the config.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The event store: `embedded` (in the data directory, the default) or a PostgreSQL
+    /// connection string, `postgres://user@host:port/db` (several `host:port` separated by
+    /// commas with `?target_session_attrs=read-write` follow a failover); overrides the config.
+    #[arg(long)]
+    store: Option<String>,
     /// Address to listen on, such as 127.0.0.1:8080 (port 0 picks a free port).
     #[arg(long)]
     bind: Option<String>,
@@ -157,6 +163,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = muster_server::Config::load(args.config.as_deref())?;
+    if let Some(s) = args.store {
+        config.store = s;
+        config.check()?;
+    }
     if let Some(d) = args.data_dir {
         config.data_dir = d;
     }

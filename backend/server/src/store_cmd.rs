@@ -1,7 +1,9 @@
-//! `muster store …`: operator commands on an embedded event store.
+//! `muster store …`: operator commands on an event store.
 //!
-//! They open the store directory exclusively, so they run while no server has it open
-//! (a running server refuses them with a clear message).
+//! On the embedded store they open the store directory exclusively, so they run while no
+//! server has it open (a running server refuses them with a clear message). On PostgreSQL
+//! (`--store postgres://…`) `stats`, `verify` and `dump` run beside the nodes; `copy` moves an
+//! embedded store's log into PostgreSQL.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,6 +20,10 @@ pub struct StoreArgs {
     /// Directory of the embedded store.
     #[arg(long, env = "MUSTER_DATA_DIR", default_value = "data", global = true)]
     data_dir: PathBuf,
+    /// The store: `embedded` (in --data-dir) or a PostgreSQL connection string
+    /// (`postgres://user@host:port/db`), for stats, verify and dump.
+    #[arg(long, env = "MUSTER_STORE", default_value = "embedded", global = true)]
+    store: String,
     #[command(subcommand)]
     command: StoreCommand,
 }
@@ -45,6 +51,16 @@ enum StoreCommand {
         /// Most events to print (all when absent).
         #[arg(long)]
         limit: Option<u64>,
+    },
+    /// Copies an embedded store's log into PostgreSQL, keeping every event's stream, revision,
+    /// id and recording time. Idempotent: run again, it copies only what is missing.
+    Copy {
+        /// Directory of the embedded store to copy (no server may have it open).
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL connection string to copy to.
+        #[arg(long)]
+        to: String,
     },
     /// Writes a consistent copy of the store into an empty directory.
     Backup {
@@ -102,8 +118,129 @@ fn open(args: &StoreArgs, verify: VerifyOnOpen) -> anyhow::Result<EmbeddedStore>
         .with_context(|| format!("cannot open the event store in {}", args.data_dir.display()))
 }
 
+async fn open_postgres(url: &str) -> anyhow::Result<muster_store::postgres::PostgresStore> {
+    muster_store::postgres::PostgresStore::open(muster_store::postgres::PostgresOptions::new(url))
+        .await
+        .context("cannot open the event store on PostgreSQL")
+}
+
+/// `muster store …` on PostgreSQL.
+fn run_postgres(args: &StoreArgs) -> anyhow::Result<()> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let store = open_postgres(&args.store).await?;
+        match &args.command {
+            StoreCommand::Stats { json } => {
+                let stats = store.stats().await?;
+                if *json {
+                    println!("{}", serde_json::to_string_pretty(&stats)?);
+                } else {
+                    println!("store    PostgreSQL at {} (schema {})", store.hosts(), store.schema());
+                    println!("events   {}", stats.events);
+                    println!("streams  {}", stats.streams);
+                    println!("head     {}", stats.head);
+                    println!(
+                        "tables   {:.1} MiB",
+                        stats.file_bytes as f64 / (1024.0 * 1024.0)
+                    );
+                }
+            }
+            StoreCommand::Verify { json } => {
+                let started = std::time::Instant::now();
+                let report = store.verify().await?;
+                print_verify(&report, *json, started)?;
+                if !report.is_clean() {
+                    std::process::exit(1);
+                }
+            }
+            StoreCommand::Dump { from, limit } => {
+                dump(&store, Position(*from), limit.unwrap_or(u64::MAX)).await?;
+            }
+            _ => bail!(
+                "this command works on the embedded store only; on PostgreSQL use stats, verify, dump, or copy --to"
+            ),
+        }
+        store.close();
+        Ok(())
+    })
+}
+
+/// `muster store copy`: the embedded store's `$all`, in order, into PostgreSQL.
+fn copy(from: &std::path::Path, to: &str) -> anyhow::Result<()> {
+    if !muster_store::postgres::is_postgres_url(to) {
+        bail!("--to must be a PostgreSQL connection string (postgres://…)");
+    }
+    if !from.join(muster_store::embedded::STORE_FILE).exists() {
+        bail!("no event store in {}", from.display());
+    }
+    let source = EmbeddedStore::open(from, EmbeddedOptions::default())
+        .with_context(|| format!("cannot open the event store in {}", from.display()))?;
+    runtime()?.block_on(async {
+        let target = open_postgres(to).await?;
+        let started = std::time::Instant::now();
+        let (mut read, mut written) = (0u64, 0u64);
+        let mut next = Position::START;
+        loop {
+            let page = source.read_all(next, 4096).await?;
+            let Some(last) = page.last() else { break };
+            next = last.position.next();
+            read += page.len() as u64;
+            written += target.import(&page).await.with_context(|| {
+                format!("copying the events up to position {} of {}", last.position, from.display())
+            })? as u64;
+        }
+        target.close();
+        println!(
+            "copied {written} events ({} were there already) from {} to PostgreSQL at {} in {:.1} s",
+            read - written,
+            from.display(),
+            target.hosts(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    })
+}
+
+fn print_verify(
+    report: &muster_store::embedded::VerifyReport,
+    json: bool,
+    started: std::time::Instant,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    println!(
+        "checked {} events in {} streams (head {}) in {:.1} s",
+        report.events,
+        report.streams,
+        report.head,
+        started.elapsed().as_secs_f64()
+    );
+    for problem in &report.problems {
+        println!("problem: {problem}");
+    }
+    if report.problem_count > report.problems.len() as u64 {
+        println!(
+            "… and {} more",
+            report.problem_count - report.problems.len() as u64
+        );
+    }
+    println!("{}", if report.is_clean() { "ok" } else { "NOT OK" });
+    Ok(())
+}
+
 /// Runs `muster store …`.
 pub fn run(args: StoreArgs) -> anyhow::Result<()> {
+    if let StoreCommand::Copy { from, to } = &args.command {
+        return copy(from, to);
+    }
+    if muster_store::postgres::is_postgres_url(&args.store) {
+        return run_postgres(&args);
+    }
+    if args.store != "embedded" {
+        bail!("--store must be \"embedded\" or a PostgreSQL connection string (postgres://…)");
+    }
     match &args.command {
         StoreCommand::Stats { json } => {
             let store = open(&args, VerifyOnOpen::Tail)?;
@@ -131,27 +268,7 @@ pub fn run(args: StoreArgs) -> anyhow::Result<()> {
                 }
             };
             let report = store.verify()?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!(
-                    "checked {} events in {} streams (head {}) in {:.1} s",
-                    report.events,
-                    report.streams,
-                    report.head,
-                    started.elapsed().as_secs_f64()
-                );
-                for problem in &report.problems {
-                    println!("problem: {problem}");
-                }
-                if report.problem_count > report.problems.len() as u64 {
-                    println!(
-                        "… and {} more",
-                        report.problem_count - report.problems.len() as u64
-                    );
-                }
-                println!("{}", if report.is_clean() { "ok" } else { "NOT OK" });
-            }
+            print_verify(&report, *json, started)?;
             if !report.is_clean() {
                 std::process::exit(1);
             }
@@ -170,6 +287,7 @@ pub fn run(args: StoreArgs) -> anyhow::Result<()> {
                 dir.display()
             );
         }
+        StoreCommand::Copy { .. } => unreachable!("handled above"),
         StoreCommand::Load {
             writers,
             batch,
@@ -216,7 +334,7 @@ struct DumpLine<'a> {
     data: &'a serde_json::value::RawValue,
 }
 
-async fn dump(store: &EmbeddedStore, mut from: Position, mut left: u64) -> anyhow::Result<()> {
+async fn dump(store: &dyn EventStore, mut from: Position, mut left: u64) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     while left > 0 {

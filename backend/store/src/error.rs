@@ -147,6 +147,12 @@ pub enum StoreError {
     #[error("{} is already open in another process (is a muster server running on it?)", .0.display())]
     InUse(PathBuf),
 
+    /// The database cannot be reached now (connection refused or lost, a standby that takes
+    /// no writes during a failover). Nothing was acknowledged; retry later with the same event
+    /// ids, which makes a retry of an append that did commit write nothing.
+    #[error("the event store is unavailable: {0}")]
+    Unavailable(String),
+
     /// The storage underneath failed (I/O, disk full, database engine).
     #[error("storage failure: {0}")]
     Storage(String),
@@ -156,6 +162,11 @@ impl StoreError {
     /// Whether the error is the caller's mistake.
     pub fn is_invalid(&self) -> bool {
         matches!(self, StoreError::Invalid(_))
+    }
+
+    /// Whether the store cannot be reached for now (worth a retry later).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
     }
 
     /// Whether the error is a concurrency conflict, safe to retry after re-reading.

@@ -16,12 +16,15 @@
 //! - [`store`]: the [`EventStore`] trait every backend implements.
 //! - [`subscription`]: catch-up-then-live subscriptions that work over any backend.
 //! - [`embedded`]: the default backend, a redb file with one group-committing writer.
+//! - `postgres` (feature `postgres`): the PostgreSQL backend, for several nodes on one database.
 //! - [`memory`]: an in-memory store, the reference model the property tests compare against.
 //! - `contract` (feature `contract`, and in tests): the suite every backend must pass.
 
 pub mod embedded;
 pub mod error;
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod rules;
 pub mod store;
 pub mod subscription;

@@ -16,7 +16,10 @@ use crate::types::{
 ///   the events are durable.
 /// - Appends are idempotent by event id, for ever: re-sending a stored batch writes nothing and
 ///   answers as the first time.
-/// - `$all` is one gap-free order: every event has the next [`Position`].
+/// - `$all` is one gap-free order: a reader at a position has seen every event committed
+///   before it. Positions increase along `$all` but need not be dense (the embedded store's
+///   are; PostgreSQL's are not), so code above the store never counts events by subtracting
+///   positions.
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
     /// Appends `events` to `stream` if the stream is in the `expected` state.
@@ -82,7 +85,8 @@ pub trait EventStore: Send + Sync + 'static {
     /// Revision of the stream's last event, `None` when it has none.
     async fn stream_revision(&self, stream: &StreamName) -> Result<Option<StreamRevision>>;
 
-    /// The next position to be written: every event before it is committed.
+    /// The position right after the last event of `$all` that the store has seen committed:
+    /// every event before it is committed, and none will ever commit before it.
     fn head(&self) -> Position;
 
     /// Follows [`EventStore::head`]; changes after each commit.

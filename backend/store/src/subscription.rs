@@ -25,7 +25,9 @@ pub enum SubscribeFrom<P> {
     Start,
     /// From the event right after this one.
     After(P),
-    /// Only events committed from now on.
+    /// Only events after the store's head when the subscription is made. A store whose head
+    /// follows its commits a moment later (PostgreSQL) may then also hand out events committed
+    /// just before: never fewer, at worst a few more.
     End,
 }
 

@@ -126,8 +126,9 @@ fn truncate_for_display(s: &str) -> String {
     format!("{}…", &s[..end])
 }
 
-/// Place of an event in the global log (`$all`): 0 for the first event ever appended,
-/// then one more for each event, with no gaps.
+/// Place of an event in the global log (`$all`). Positions increase along `$all`; the
+/// embedded store's are dense (0 for the first event, then one more for each), PostgreSQL's
+/// are not (the committing transaction's id, then the event's index in the append).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(transparent)]
 pub struct Position(pub u64);
@@ -136,7 +137,7 @@ impl Position {
     /// The position before any event.
     pub const START: Position = Position(0);
 
-    /// The position right after this one.
+    /// The lowest position after this one (the next event's, in a dense log).
     pub fn next(self) -> Position {
         Position(self.0 + 1)
     }

@@ -212,6 +212,12 @@ impl From<CommandError> for ApiError {
             CommandError::Store(muster_store::StoreError::Invalid(e)) => {
                 ApiError::invalid(e.to_string())
             }
+            CommandError::Store(muster_store::StoreError::Unavailable(why)) => {
+                tracing::warn!("a command was not stored: the event store is unavailable ({why})");
+                ApiError::unavailable(
+                    "the event store cannot be reached; nothing was stored: retry with the same Idempotency-Key",
+                )
+            }
             e @ (CommandError::Store(_)
             | CommandError::Encode(_)
             | CommandError::Decode(_)

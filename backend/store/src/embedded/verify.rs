@@ -36,7 +36,7 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
-    fn problem(&mut self, text: String) {
+    pub(crate) fn problem(&mut self, text: String) {
         self.problem_count += 1;
         if self.problems.len() < MAX_PROBLEMS {
             self.problems.push(text);

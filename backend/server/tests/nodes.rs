@@ -1,0 +1,194 @@
+//! Several `muster` nodes on one PostgreSQL database: any node answers, every node's views
+//! follow the log, idempotency and the assignment race hold across nodes.
+//!
+//! Needs `MUSTER_TEST_POSTGRES` (a `postgres://` URL; `bash ops/test.sh` starts PostgreSQL and
+//! sets it); each test makes a database of its own there.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{App, DEADLINE, spawn_with};
+use serde_json::{Value, json};
+
+/// A fresh database on the test server, as a connection string; `None` when there is none.
+async fn fresh_database(what: &str) -> Option<String> {
+    let url = muster_store::postgres::test_database_url(what)?;
+    assert!(
+        muster_store::postgres::is_postgres_url(&url),
+        "MUSTER_TEST_POSTGRES must be a postgres:// URL, not {url}"
+    );
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let name = format!("muster_nodes_{}", uuid::Uuid::new_v4().simple());
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let base = url.split('?').next().unwrap();
+    let (server, _) = base.rsplit_once('/').unwrap();
+    Some(format!("{server}/{name}"))
+}
+
+async fn node(store: &str) -> App {
+    let store = store.to_owned();
+    spawn_with(move |c| c.store = store).await
+}
+
+async fn wait_for(app: &App, path: &str) -> Value {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let (status, body) = app.get(path).await;
+            if status == 200 {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{path} never answered 200 on {}", app.base))
+}
+
+fn incident_body(i: usize) -> Value {
+    json!({
+        "location": {"lat": 60.17 + i as f64 * 0.0001, "lon": 24.94},
+        "incident_type": "structure_fire",
+        "priority": "P2",
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn any_node_answers_and_every_node_sees_the_log() {
+    let Some(db) = fresh_database("several nodes").await else {
+        return;
+    };
+    let (a, b) = (node(&db).await, node(&db).await);
+
+    let (status, created) = a
+        .post("/api/incidents", "node-call-1", incident_body(0))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["incident_id"].as_str().unwrap().to_owned();
+    // The other node's views follow the log.
+    let seen = wait_for(&b, &format!("/api/incidents/{id}")).await;
+    assert_eq!(seen["incident_type"], "structure_fire", "{seen}");
+
+    // A retry through the other node gets the first answer, and writes nothing.
+    let (status, again) = b
+        .post("/api/incidents", "node-call-1", incident_body(0))
+        .await;
+    assert_eq!(status, 201, "{again}");
+    assert_eq!(again["incident_id"], created["incident_id"]);
+    // The same key with another body is refused on the other node too.
+    let (status, reused) = b
+        .post("/api/incidents", "node-call-1", incident_body(5))
+        .await;
+    assert_eq!(status, 422, "{reused}");
+    let (_, list) = b.get("/api/incidents").await;
+    let listed = list.as_array().map_or_else(
+        || list["incidents"].as_array().map_or(0, Vec::len),
+        Vec::len,
+    );
+    assert_eq!(listed, 1, "a retry wrote a second incident: {list}");
+
+    a.stop().await;
+    b.stop().await;
+    // A new node with empty views folds the log from PostgreSQL.
+    let c = node(&db).await;
+    wait_for(&c, &format!("/api/incidents/{id}")).await;
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_assignments_of_one_unit_through_three_nodes_have_one_winner() {
+    let Some(db) = fresh_database("the assignment race across nodes").await else {
+        return;
+    };
+    let nodes = [node(&db).await, node(&db).await, node(&db).await];
+    let city = muster_server::areas::Areas::from_setting("bundled")
+        .unwrap()
+        .1
+        .unwrap();
+    let station = city
+        .stations
+        .iter()
+        .find(|s| s.kind == muster_geodata::model::StationKind::Fire)
+        .unwrap();
+    let (status, unit) = nodes[0]
+        .post(
+            "/api/units",
+            "race-unit",
+            json!({
+                "kind": "engine", "call_sign": "E1", "agency": "city-fire",
+                "home_station": muster_server::dispatcher::station_code(&station.id),
+                "capabilities": ["pump"],
+                "location": {"lat": station.location.lat_deg(), "lon": station.location.lon_deg()},
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{unit}");
+    let unit_id = unit["unit_id"].as_str().unwrap().to_owned();
+    let mut incidents = Vec::new();
+    for i in 0..64 {
+        let (status, body) = nodes[i % 3]
+            .post(
+                "/api/incidents",
+                &format!("race-call-{i}"),
+                incident_body(i),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        incidents.push(body["incident_id"].as_str().unwrap().to_owned());
+    }
+    for n in &nodes {
+        wait_for(n, &format!("/api/units/{unit_id}")).await;
+        wait_for(n, &format!("/api/incidents/{}", incidents[63])).await;
+    }
+
+    let nodes = std::sync::Arc::new(nodes);
+    let mut tries = Vec::new();
+    for (i, incident) in incidents.iter().enumerate() {
+        let (nodes, incident, unit_id) = (nodes.clone(), incident.clone(), unit_id.clone());
+        tries.push(tokio::spawn(async move {
+            nodes[i % 3]
+                .post(
+                    &format!("/api/incidents/{incident}/dispatch"),
+                    &format!("race-send-{i}"),
+                    json!({"units": [unit_id]}),
+                )
+                .await
+        }));
+    }
+    let mut won = Vec::new();
+    for (i, t) in tries.into_iter().enumerate() {
+        let (status, body) = t.await.unwrap();
+        match status {
+            201 => won.push(i),
+            409 => {}
+            other => panic!("dispatch {i} answered {other}: {body}"),
+        }
+    }
+    assert_eq!(won.len(), 1, "winners: {won:?}");
+
+    // Every node's views agree: the unit is on the winner's incident only.
+    let winner = &incidents[won[0]];
+    for n in nodes.iter() {
+        tokio::time::timeout(DEADLINE, async {
+            loop {
+                let (_, u) = n.get(&format!("/api/units/{unit_id}")).await;
+                if u.to_string().contains(winner.as_str()) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{} never showed the unit on {winner}", n.base));
+    }
+    let nodes = std::sync::Arc::try_unwrap(nodes).ok().unwrap();
+    for n in nodes {
+        n.stop().await;
+    }
+}
