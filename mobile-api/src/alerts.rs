@@ -23,6 +23,9 @@ use muster_core::{AggregateRef, IncidentId, TaskId, UnitId};
 use muster_store::{EventMetadata, EventStore, EventStoreExt, SubscribeFrom};
 use tokio::time::Instant;
 
+/// How soon a node that does not lead the watchdog looks again at a task that is due.
+const LEADER_RECHECK: Duration = Duration::from_secs(1);
+
 /// Event type of an overdue acknowledgement.
 pub const TASK_ACK_OVERDUE: &str = "TaskAckOverdue";
 
@@ -100,6 +103,8 @@ impl AckWatchdog {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut subscription = self.store.subscribe_all(SubscribeFrom::Start);
+        // Every node keeps the timers; the node that leads the watchdog raises the alerts.
+        let leader = self.store.leadership("ack-watchdog");
         let mut pending: HashMap<TaskId, Pending> = HashMap::new();
         let mut timers: BTreeSet<(Instant, TaskId)> = BTreeSet::new();
         loop {
@@ -108,6 +113,13 @@ impl AckWatchdog {
                 _ = &mut shutdown => return,
                 _ = sleep_until(next_deadline) => {
                     let Some((_, task)) = timers.pop_first() else { continue };
+                    if !*leader.borrow() {
+                        // Another node leads: look again later, in case it goes.
+                        if pending.contains_key(&task) {
+                            timers.insert((Instant::now() + LEADER_RECHECK, task));
+                        }
+                        continue;
+                    }
                     let Some(p) = pending.remove(&task) else { continue };
                     let command = AlertCommand::RaiseAckOverdue {
                         task,

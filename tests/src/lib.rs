@@ -4,9 +4,12 @@
 //! - this file: building the `muster` binary from this workspace's sources.
 //! - [`crash`]: kill a writer process with SIGKILL at random moments and check what survived.
 //! - [`corruption`]: flip bytes inside committed events and check that they are reported.
+//! - [`failover`]: three nodes on a PostgreSQL primary and synchronous standby, the primary
+//!   killed and the standby promoted under load, round after round.
 
 pub mod corruption;
 pub mod crash;
+pub mod failover;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -105,6 +105,8 @@ struct Inner {
     runner: Runner,
     stations: Stations,
     caught_up: AtomicBool,
+    /// Whether this node leads automatic dispatch among the nodes sharing the store.
+    leading: AtomicBool,
     /// The next log position to apply: everything before it is in the index and the board.
     applied: watch::Sender<Position>,
 }
@@ -145,13 +147,21 @@ impl Dispatcher {
             runner,
             stations,
             caught_up: AtomicBool::new(false),
+            leading: AtomicBool::new(true),
             applied: watch::channel(Position::START).0,
         }))))
     }
 
     /// Follows `$all` until `stop` turns true: applies every event to the index and the board,
-    /// and dispatches by rule once caught up.
+    /// and dispatches by rule once caught up, while this node leads automatic dispatch (one
+    /// node of those sharing a PostgreSQL store does; a node that takes over dispatches what
+    /// waits).
     pub async fn run(self, store: Arc<dyn EventStore>, mut stop: watch::Receiver<bool>) {
+        let mut leader = store.leadership("dispatcher");
+        let mut follows_leadership = true;
+        self.0
+            .leading
+            .store(*leader.borrow_and_update(), Ordering::SeqCst);
         let head = store.head();
         let mut sub = store.subscribe_all(SubscribeFrom::Start);
         if head.0 == 0 {
@@ -180,9 +190,25 @@ impl Dispatcher {
                         tracing::info!(units = moved, "stale positions replaced by stations");
                     }
                 }
+                changed = leader.changed(), if follows_leadership => match changed {
+                    Ok(()) => {
+                        let leads = *leader.borrow_and_update();
+                        self.0.leading.store(leads, Ordering::SeqCst);
+                        if leads && self.is_caught_up() {
+                            self.dispatch_waiting();
+                        }
+                    }
+                    // A store with one process: the leadership never changes.
+                    Err(_) => follows_leadership = false,
+                },
                 _ = stop.changed() => return,
             }
         }
+    }
+
+    /// Whether this node leads automatic dispatch.
+    pub fn is_leading(&self) -> bool {
+        self.0.leading.load(Ordering::SeqCst)
     }
 
     /// Waits until the event at `position` is applied, at most `timeout`; whether it is.
@@ -200,8 +226,12 @@ impl Dispatcher {
 
     async fn caught_up(&self) {
         self.0.caught_up.store(true, Ordering::SeqCst);
-        // Incidents reported while no dispatcher ran, that a rule dispatches and that have no
-        // unit yet.
+        self.dispatch_waiting();
+    }
+
+    /// Dispatches the incidents reported while no dispatcher ran (or none led), that a rule
+    /// dispatches and that have no unit yet.
+    fn dispatch_waiting(&self) {
         let waiting = self
             .0
             .board
@@ -273,6 +303,9 @@ impl Dispatcher {
     }
 
     fn spawn_auto(&self, incident: IncidentId) {
+        if !self.is_leading() {
+            return;
+        }
         let me = self.clone();
         tokio::spawn(async move {
             if let Err(e) = me.auto_dispatch(incident).await {

@@ -192,3 +192,141 @@ async fn sixty_four_assignments_of_one_unit_through_three_nodes_have_one_winner(
         n.stop().await;
     }
 }
+
+/// Waits for the next client event that `pick` selects.
+async fn next_matching(
+    client: &mut muster_mobile::client::Client,
+    what: &str,
+    pick: impl Fn(&muster_mobile::client::ClientEvent) -> bool,
+) -> muster_mobile::client::ClientEvent {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let event = client
+                .next()
+                .await
+                .unwrap_or_else(|| panic!("the client stopped before {what}"));
+            if pick(&event) {
+                return event;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {what} before the deadline"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_device_follows_tasks_from_any_node_and_moves_to_another_when_its_node_goes() {
+    use muster_mobile::client::{Client, ClientConfig, ClientEvent};
+    let Some(db) = fresh_database("a device across nodes").await else {
+        return;
+    };
+    let with_gateway = |c: &mut muster_server::Config, store: &str| {
+        c.store = store.to_owned();
+        c.token_secret = Some(muster_server::config::TokenSecret::new(
+            common::GATEWAY_SECRET,
+        ));
+        c.gateway_bind = "127.0.0.1:0".into();
+    };
+    let a = spawn_with(|c| with_gateway(c, &db)).await;
+    let b = spawn_with(|c| with_gateway(c, &db)).await;
+    let (status, unit) = b
+        .post(
+            "/api/units",
+            "device-unit",
+            json!({
+                "kind": "als_ambulance", "call_sign": "A1", "agency": "ems", "home_station": "s-1",
+                "location": {"lat": 60.17, "lon": 24.94},
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{unit}");
+    let unit_id = muster_core::UnitId::parse(unit["unit_id"].as_str().unwrap()).unwrap();
+    let gateway_a = a.gateway.clone().unwrap();
+    let token = gateway_a
+        .tokens
+        .issue(unit_id, chrono::Utc::now() + chrono::Duration::hours(1));
+    let mut device = Client::start(ClientConfig {
+        unit: Some(unit_id),
+        ..ClientConfig::new(format!("ws://127.0.0.1:{}", gateway_a.port), token.clone())
+    });
+    next_matching(&mut device, "a connection to node A", |e| {
+        matches!(e, ClientEvent::Connected { .. })
+    })
+    .await;
+
+    // Assigned through node B, delivered by node A's gateway.
+    let assign = |incident: String, key: &'static str| {
+        let b = &b;
+        async move {
+            let (status, body) = b
+                .post(
+                    &format!("/api/incidents/{incident}/tasks"),
+                    key,
+                    json!({"unit_id": unit_id}),
+                )
+                .await;
+            assert_eq!(status, 201, "{body}");
+        }
+    };
+    let (_, first) = b
+        .post("/api/incidents", "device-call-1", incident_body(1))
+        .await;
+    let first = first["incident_id"].as_str().unwrap().to_owned();
+    assign(first.clone(), "device-send-1").await;
+    let ClientEvent::Task { seq, task } = next_matching(&mut device, "the first task", |e| {
+        matches!(e, ClientEvent::Task { .. })
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(task.incident.to_string(), first);
+    let first_task = task.task;
+
+    // Node A goes; the incident is closed and a second task assigned through B meanwhile.
+    drop(device);
+    a.stop().await;
+    let (status, closed) = b
+        .post(
+            &format!("/api/incidents/{first}/close"),
+            "device-close-1",
+            json!({"disposition": "resolved"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{closed}");
+    let (_, second) = b
+        .post("/api/incidents", "device-call-2", incident_body(2))
+        .await;
+    let second = second["incident_id"].as_str().unwrap().to_owned();
+    assign(second.clone(), "device-send-2").await;
+
+    // The device reconnects to node B, resuming after what it processed.
+    let gateway_b = b.gateway.clone().unwrap();
+    let mut device = Client::start(ClientConfig {
+        unit: Some(unit_id),
+        resume_after: Some(seq),
+        ..ClientConfig::new(format!("ws://127.0.0.1:{}", gateway_b.port), token)
+    });
+    let ClientEvent::Task { task, .. } = next_matching(&mut device, "the second task", |e| {
+        matches!(e, ClientEvent::Task { .. })
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert_ne!(task.task, first_task, "the first task was shown again");
+    assert_eq!(task.incident.to_string(), second);
+    // Nothing else comes as a new task.
+    let again = tokio::time::timeout(Duration::from_millis(500), async {
+        loop {
+            match device.next().await {
+                Some(ClientEvent::Task { task, .. }) => return task,
+                Some(_) => {}
+                None => std::future::pending::<()>().await,
+            }
+        }
+    })
+    .await;
+    assert!(again.is_err(), "a task was shown twice: {again:?}");
+    b.stop().await;
+}

@@ -502,6 +502,12 @@ fn publish(head: &watch::Sender<Position>, now: Position) {
 
 /// Creates the schema when missing and applies the migrations, refusing a newer schema.
 async fn migrate(client: &mut tokio_postgres::Client, schema: &str) -> Result<()> {
+    // Nodes starting at once: one creates and migrates, the others wait for it (CREATE SCHEMA
+    // IF NOT EXISTS alone races). The lock goes with the session, on every way out.
+    client
+        .batch_execute("SELECT pg_advisory_lock(hashtext('muster-migrations'))")
+        .await
+        .map_err(|e| db_error(&e))?;
     client
         .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", ident(schema)))
         .await
@@ -535,11 +541,6 @@ async fn migrate(client: &mut tokio_postgres::Client, schema: &str) -> Result<()
             )));
         }
     }
-    // Two nodes starting at once: one migrates, the other waits for it.
-    client
-        .batch_execute("SELECT pg_advisory_lock(hashtext('muster-migrations'))")
-        .await
-        .map_err(|e| db_error(&e))?;
     let result = runner
         .set_migration_table_name(HISTORY_TABLE)
         .run_async(client)
@@ -670,6 +671,73 @@ async fn follow_once(f: &Follower) -> Result<()> {
     .await;
     conn_task.abort();
     result
+}
+
+/// How often a leader checks its session, and a follower tries to take the lead.
+const LEADERSHIP_CHECK: Duration = Duration::from_millis(500);
+
+/// Holds a session-level advisory lock on a connection of its own while it can: the node
+/// leads while the lock is held, and the lock goes with the session when the node dies (its
+/// connection closes) or is cut off (TCP keepalives end the session within about 10 s).
+async fn lead(
+    mut config: tokio_postgres::Config,
+    lock: String,
+    role: String,
+    leader: watch::Sender<bool>,
+    closed: Arc<AtomicBool>,
+) {
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(5))
+        .keepalives_interval(Duration::from_secs(2))
+        .keepalives_retries(3);
+    let mut backoff = Duration::from_millis(100);
+    while !closed.load(Ordering::SeqCst) && !leader.is_closed() {
+        let session = async {
+            let (client, connection) = config.connect(NoTls).await.map_err(|e| e.to_string())?;
+            let mut connection = tokio::spawn(connection);
+            client
+                .batch_execute(
+                    "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; \
+                     SET tcp_keepalives_count = 3",
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            loop {
+                if closed.load(Ordering::SeqCst) || leader.is_closed() {
+                    return Ok(());
+                }
+                let check = if *leader.borrow() {
+                    client.query_one("SELECT true", &[]).await
+                } else {
+                    client
+                        .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&lock])
+                        .await
+                };
+                let holds: bool = check.map_err(|e| e.to_string())?.get(0);
+                if holds && !*leader.borrow() {
+                    tracing::info!(role, "this node now leads {role}");
+                }
+                leader.send_if_modified(|l| std::mem::replace(l, holds) != holds);
+                tokio::select! {
+                    () = tokio::time::sleep(LEADERSHIP_CHECK) => {}
+                    _ = &mut connection => return Err("the connection closed".to_owned()),
+                }
+            }
+        }
+        .await;
+        let was = leader.send_if_modified(|l| std::mem::replace(l, false));
+        match session {
+            Ok(()) => return,
+            Err(e) => {
+                if was {
+                    tracing::warn!(role, "this node no longer leads {role}: {e}");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
 }
 
 /// A failed try of an append: worth another try, or final.
@@ -1176,6 +1244,16 @@ impl EventStore for PostgresStore {
         self.closed.load(Ordering::SeqCst)
     }
 
+    fn leadership(&self, role: &str) -> watch::Receiver<bool> {
+        let (tx, rx) = watch::channel(false);
+        let lock = format!("muster-leader:{}:{role}", self.schema);
+        let config = self.config.clone();
+        let closed = self.closed.clone();
+        let role = role.to_owned();
+        tokio::spawn(lead(config, lock, role, tx, closed));
+        rx
+    }
+
     async fn stats(&self) -> Result<StoreStats> {
         let client = self.client().await?;
         let row = client
@@ -1390,6 +1468,74 @@ mod tests {
             err.contains("version 999") && err.contains("up to version 1"),
             "{err}"
         );
+    }
+
+    /// Nodes starting at once on a new database all open it: one migrates, the others wait.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn nodes_starting_at_once_all_open_the_store() {
+        let Some(url) = test_database_url("nodes starting at once") else {
+            return;
+        };
+        let name = format!("t_{}", Uuid::new_v4().simple());
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let mut options = PostgresOptions::new(&url);
+                options.schema = name.clone();
+                tokio::spawn(PostgresStore::open(options))
+            })
+            .collect();
+        let _guard = Schema {
+            url: url.clone(),
+            name: name.clone(),
+        };
+        for open in opens {
+            let store = open.await.unwrap().unwrap();
+            store.close();
+        }
+    }
+
+    /// One node leads a role at a time; when it goes, another takes over.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn one_node_leads_and_another_takes_over_when_it_goes() {
+        let Some(f) = fresh().await else { return };
+        let crate::contract::Fixture { store, guard, .. } = f;
+        let schema = guard.downcast_ref::<Schema>().unwrap();
+        let mut options = PostgresOptions::new(&schema.url);
+        options.schema = schema.name.clone();
+        let other = PostgresStore::open(options).await.unwrap();
+        let mut first = store.leadership("test-role");
+        let mut second = other.leadership("test-role");
+        let deadline = Duration::from_secs(30);
+        tokio::time::timeout(deadline, async {
+            while !(*first.borrow() || *second.borrow()) {
+                tokio::select! {
+                    _ = first.changed() => {}
+                    _ = second.changed() => {}
+                }
+            }
+        })
+        .await
+        .expect("a leader within the deadline");
+        // Never both, over a few checks.
+        for _ in 0..4 {
+            assert!(!(*first.borrow() && *second.borrow()), "two leaders");
+            tokio::time::sleep(LEADERSHIP_CHECK).await;
+        }
+        let (leader_is_first, mut waiting) = if *first.borrow() {
+            (true, second)
+        } else {
+            (false, first)
+        };
+        // The leader goes: its session ends, and the other takes over within seconds.
+        if leader_is_first {
+            drop(store);
+        } else {
+            other.close();
+        }
+        tokio::time::timeout(deadline, waiting.wait_for(|l| *l))
+            .await
+            .expect("the other node took over within the deadline")
+            .unwrap();
     }
 
     /// An unreachable database is a clear error naming the host, not a hang.

@@ -99,6 +99,15 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Store-wide figures.
     async fn stats(&self) -> Result<StoreStats>;
+
+    /// Whether this node leads `role` (work that must run on one node of those sharing the
+    /// store: automatic dispatch, the acknowledgement watchdog), following changes. A store
+    /// used by one process only (the embedded one) always leads; PostgreSQL elects one
+    /// leader per role among the nodes and moves it when the leader goes.
+    fn leadership(&self, role: &str) -> watch::Receiver<bool> {
+        let _ = role;
+        watch::channel(true).1
+    }
 }
 
 /// Subscriptions, for every store.

@@ -18,6 +18,39 @@ use crate::types::{Direction, Position, ReadFrom, RecordedEvent, StreamName, Str
 /// Events a subscription reads per page.
 pub const SUBSCRIPTION_PAGE: usize = 1024;
 
+/// Longest wait between tries while the store is unavailable (a database failing over).
+const UNAVAILABLE_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A read that waits out [`StoreError::Unavailable`] (a lost connection, a failover), trying
+/// again with backoff until the store answers or closes: a subscriber pauses, and goes on from
+/// where it was, rather than ending.
+async fn patiently<T, F, Fut>(store: &dyn EventStore, mut read: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut backoff = std::time::Duration::from_millis(50);
+    let mut warned = false;
+    loop {
+        match read().await {
+            Err(StoreError::Unavailable(why)) if !store.is_closed() => {
+                if !warned {
+                    tracing::warn!("a subscription waits for the event store: {why}");
+                    warned = true;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(UNAVAILABLE_BACKOFF_MAX);
+            }
+            other => {
+                if warned && other.is_ok() {
+                    tracing::info!("a subscription goes on: the event store answers again");
+                }
+                return other;
+            }
+        }
+    }
+}
+
 /// Where a subscription starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SubscribeFrom<P> {
@@ -68,8 +101,8 @@ impl AllSubscription {
         self.next
     }
 
-    /// The next event, waiting for one to be committed when caught up.
-    /// Errors (a closed store, corrupt data) end the subscription.
+    /// The next event, waiting for one to be committed when caught up. An unavailable store
+    /// is waited out; other errors (a closed store, corrupt data) end the subscription.
     pub async fn next(&mut self) -> Result<RecordedEvent> {
         loop {
             if let Some(event) = self.buffer.pop_front() {
@@ -78,7 +111,8 @@ impl AllSubscription {
             }
             let next = self.next;
             if *self.head.borrow_and_update() > next {
-                let page = self.store.read_all(next, SUBSCRIPTION_PAGE).await?;
+                let store = &*self.store;
+                let page = patiently(store, || store.read_all(next, SUBSCRIPTION_PAGE)).await?;
                 if page.is_empty() {
                     return Err(StoreError::Storage(format!(
                         "$all ends before the committed head (reading from {next})"
@@ -201,15 +235,16 @@ impl StreamSubscription {
                 }
             };
             if head_now > self.checked_until {
-                let page = match self
-                    .store
-                    .read_stream(
-                        &self.stream,
+                let (store, stream) = (&*self.store, &self.stream);
+                let page = match patiently(store, || {
+                    store.read_stream(
+                        stream,
                         Direction::Forwards,
                         ReadFrom::Revision(next),
                         SUBSCRIPTION_PAGE,
                     )
-                    .await
+                })
+                .await
                 {
                     Ok(page) => page,
                     Err(StoreError::StreamNotFound(_)) => Vec::new(),

@@ -25,12 +25,44 @@ use muster_server::{Application, Config};
 use muster_store::{EmbeddedOptions, EmbeddedStore, EventStore, Position};
 
 /// Settings of `muster bench e2e`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct E2eSettings {
     /// Incidents offered per second (open loop: sent on schedule, not after answers).
     pub rate_per_s: u32,
     /// Seconds of load per run.
     pub seconds: f64,
+    /// Nodes: 1 runs one server on the embedded store; more run that many servers on one
+    /// PostgreSQL database (made fresh for the run on `postgres`), incidents created through
+    /// the first and the wall display connected to the second.
+    pub nodes: usize,
+    /// The PostgreSQL server, as a `postgres://` URL, for several nodes.
+    pub postgres: Option<String>,
+}
+
+/// A fresh database on the server `url` names; answers its URL.
+async fn fresh_database(url: &str) -> anyhow::Result<(String, String)> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {url}"))?;
+    tokio::spawn(connection);
+    let name = format!("muster_bench_{}", uuid::Uuid::new_v4().simple());
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
+    let base = url.split('?').next().unwrap_or(url);
+    let (server, _) = base
+        .rsplit_once('/')
+        .context("the PostgreSQL URL names no database (postgres://user@host:port/db)")?;
+    Ok((format!("{server}/{name}"), name))
+}
+
+async fn drop_database(url: &str, name: &str) -> anyhow::Result<()> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await?;
+    Ok(())
 }
 
 /// One run's figures, milliseconds.
@@ -70,10 +102,35 @@ fn incident_body(id: IncidentId, i: u64) -> serde_json::Value {
 /// Hotline create -> delta on a connected wall-display websocket, at a fixed offered rate.
 pub async fn e2e_run(settings: E2eSettings) -> anyhow::Result<RunFigures> {
     let dir = tempfile::tempdir()?;
+    let database = match (&settings.postgres, settings.nodes > 1) {
+        (Some(url), true) => Some(fresh_database(url).await?),
+        (None, true) => anyhow::bail!(
+            "--nodes above 1 needs a PostgreSQL server: --postgres postgres://… (or MUSTER_BENCH_POSTGRES)"
+        ),
+        _ => None,
+    };
+    let result = e2e_on(
+        &settings,
+        dir.path(),
+        database.as_ref().map(|d| d.0.as_str()),
+    )
+    .await;
+    if let (Some(url), Some((_, name))) = (&settings.postgres, &database) {
+        drop_database(url, name).await?;
+    }
+    result
+}
+
+async fn e2e_on(
+    settings: &E2eSettings,
+    dir: &Path,
+    store: Option<&str>,
+) -> anyhow::Result<RunFigures> {
     let operator = "bench-operator-token-0123456789".to_string();
     let planner = "bench-planner-token-0123456789".to_string();
     let config = Config {
-        data_dir: dir.path().join("e2e"),
+        data_dir: dir.join("e2e"),
+        store: store.unwrap_or("embedded").to_owned(),
         bind: "127.0.0.1:0".into(),
         city: "grid".into(),
         users: vec![
@@ -92,14 +149,26 @@ pub async fn e2e_run(settings: E2eSettings) -> anyhow::Result<RunFigures> {
         ],
         ..Config::default()
     };
-    let app = Application::build(config).await?;
-    let port = app.port();
-    let stopper = app.stopper();
-    let running = tokio::spawn(app.run_until_stopped());
+    let mut nodes = Vec::new();
+    for n in 0..settings.nodes.max(1) {
+        let config = Config {
+            data_dir: dir.join(format!("e2e-{n}")),
+            gateway_bind: "off".into(),
+            ..config.clone()
+        };
+        let app = Application::build(config).await?;
+        let port = app.port();
+        let stopper = app.stopper();
+        let running = tokio::spawn(app.run_until_stopped());
+        nodes.push((port, stopper, running));
+    }
+    // Creates go to the first node; the wall display watches the last.
+    let port = nodes[0].0;
+    let display_port = nodes[nodes.len() - 1].0;
 
     let sent: Arc<Mutex<HashMap<IncidentId, Instant>>> = Arc::default();
     let (mut ws, _) = tokio_tungstenite::connect_async(format!(
-        "ws://127.0.0.1:{port}/api/feed?access_token={planner}"
+        "ws://127.0.0.1:{display_port}/api/feed?access_token={planner}"
     ))
     .await?;
     // The snapshot first.
@@ -163,10 +232,12 @@ pub async fn e2e_run(settings: E2eSettings) -> anyhow::Result<RunFigures> {
         anyhow::ensure!(status == 201, "a create answered {status}");
     }
     let (h, seen) = reader.await?;
-    stopper.stop().await;
-    running.await??;
+    for (_, stopper, running) in nodes {
+        stopper.stop().await;
+        running.await??;
+    }
 
-    let (b50, b99) = baseline_run(dir.path().join("baseline"), settings).await?;
+    let (b50, b99) = baseline_run(dir.join("baseline"), settings, store).await?;
     Ok(RunFigures {
         e2e_p50_ms: ms(&h, 0.5),
         e2e_p99_ms: ms(&h, 0.99),
@@ -177,17 +248,31 @@ pub async fn e2e_run(settings: E2eSettings) -> anyhow::Result<RunFigures> {
     })
 }
 
-/// The same offered rate of incident reports appended straight to the embedded store and
-/// seen by a `$all` subscription: no HTTP, no decision, no projection, no websocket.
+/// The same offered rate of incident reports appended straight to the store and seen by a
+/// `$all` subscription: no HTTP, no decision, no projection, no websocket. On PostgreSQL the
+/// subscription is on a second store instance, as on another node.
 async fn baseline_run(
     dir: std::path::PathBuf,
-    settings: E2eSettings,
+    settings: &E2eSettings,
+    postgres: Option<&str>,
 ) -> anyhow::Result<(f64, f64)> {
-    let store: Arc<dyn EventStore> =
-        Arc::new(EmbeddedStore::open(&dir, EmbeddedOptions::default())?);
+    let (store, reader_store): (Arc<dyn EventStore>, Arc<dyn EventStore>) = match postgres {
+        Some(url) => {
+            let mut options = muster_store::postgres::PostgresOptions::new(url);
+            options.schema = "muster_baseline".into();
+            let writer = muster_store::postgres::PostgresStore::open(options.clone()).await?;
+            let reader = muster_store::postgres::PostgresStore::open(options).await?;
+            (Arc::new(writer), Arc::new(reader))
+        }
+        None => {
+            let s: Arc<dyn EventStore> =
+                Arc::new(EmbeddedStore::open(&dir, EmbeddedOptions::default())?);
+            (s.clone(), s)
+        }
+    };
     let offered = (settings.rate_per_s as f64 * settings.seconds) as u64;
     let sent: Arc<Mutex<HashMap<uuid::Uuid, Instant>>> = Arc::default();
-    let mut sub = store.subscribe_all(SubscribeFrom::End);
+    let mut sub = reader_store.subscribe_all(SubscribeFrom::Start);
     let reader = {
         let sent = sent.clone();
         tokio::spawn(async move {

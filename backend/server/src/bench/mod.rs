@@ -8,6 +8,7 @@ mod e2e;
 mod harness;
 mod stats;
 mod store;
+mod store_pg;
 
 /// Arguments of `muster bench`.
 #[derive(Debug, Args)]

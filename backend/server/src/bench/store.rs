@@ -9,6 +9,12 @@
 //!
 //! Open loop: appends offered at a fixed `--rate`, latency measured from the moment each was
 //! due (so a stall is not hidden by fewer requests being sent).
+//!
+//! `--backend postgres` measures the PostgreSQL store instead (each run on a fresh schema of
+//! the `--postgres` database) beside a plain INSERT of the same rows into a table of the same
+//! shape (same columns, keys and unique constraints) in the same run; then `$all` catch-up
+//! and the lag of a subscription on a second store instance (another node) behind appends
+//! offered at `--rate`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,9 +34,21 @@ use tokio::sync::oneshot;
 use super::stats::{Latencies, Summary};
 use crate::load::{sample_event, writer_stream};
 
+/// Which store `muster bench store` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// The embedded store, beside a plain file and PostgreSQL.
+    Embedded,
+    /// The PostgreSQL store, beside plain INSERTs into the same table shape.
+    Postgres,
+}
+
 /// Arguments of `muster bench store`.
 #[derive(Debug, Args)]
 pub struct StoreBenchArgs {
+    /// The store to measure.
+    #[arg(long, value_enum, default_value = "embedded")]
+    backend: Backend,
     /// Concurrent writers.
     #[arg(long, default_value_t = 32)]
     writers: usize,
@@ -49,8 +67,9 @@ pub struct StoreBenchArgs {
     /// Events in the store reopened after a crash (0 skips it).
     #[arg(long, default_value_t = 1_000_000)]
     reopen_events: u64,
-    /// PostgreSQL connection for the baseline (libpq key=value form). Without one reachable,
-    /// the PostgreSQL baseline is skipped and the output says so.
+    /// PostgreSQL connection for the baseline, and the store with `--backend postgres` (a
+    /// `postgres://` URL or libpq key=value form). Without one reachable, the PostgreSQL
+    /// baseline is skipped and the output says so (`--backend postgres` fails).
     #[arg(
         long,
         env = "MUSTER_BENCH_POSTGRES",
@@ -145,7 +164,61 @@ pub fn run(mut args: StoreBenchArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(run_all(&args, base.path(), &exe))
+    match args.backend {
+        Backend::Embedded => rt.block_on(run_all(&args, base.path(), &exe)),
+        Backend::Postgres => rt.block_on(super::store_pg::run(&args)),
+    }
+}
+
+impl StoreBenchArgs {
+    pub(super) fn writers(&self) -> usize {
+        self.writers
+    }
+    pub(super) fn batches(&self) -> &[usize] {
+        &self.batch
+    }
+    pub(super) fn runs(&self) -> usize {
+        self.runs
+    }
+    pub(super) fn seconds(&self) -> f64 {
+        self.seconds
+    }
+    pub(super) fn rate(&self) -> u64 {
+        self.rate
+    }
+    pub(super) fn postgres(&self) -> &str {
+        &self.postgres
+    }
+    pub(super) fn json(&self) -> bool {
+        self.json
+    }
+}
+
+/// Closed-loop appends to `store` by `args.writers()` writers of `batch` events.
+pub(super) async fn closed_loop_store(
+    store: Arc<dyn EventStore>,
+    args: &StoreBenchArgs,
+    batch: usize,
+) -> anyhow::Result<(u64, f64, Latencies)> {
+    let m = closed_loop(Target::Muster(store), args, batch).await?;
+    Ok((m.events, m.events_per_s, m.latency))
+}
+
+/// Closed-loop plain INSERTs, the same writers and batches, into `table` (same shape as the
+/// PostgreSQL store's events table).
+pub(super) async fn closed_loop_insert(
+    conn: &str,
+    table: &str,
+    args: &StoreBenchArgs,
+    batch: usize,
+) -> anyhow::Result<f64> {
+    let pg = Postgres::connect(conn, args.writers).await?;
+    let pg = Postgres {
+        same_shape: Some(table.to_owned()),
+        ..pg
+    };
+    let m = closed_loop(Target::Postgres(pg), args, batch).await?;
+    Ok(m.events_per_s)
 }
 
 fn options(args: &StoreBenchArgs) -> EmbeddedOptions {
@@ -395,11 +468,10 @@ async fn closed_loop(
     }
     let elapsed = started.elapsed().as_secs_f64();
     if let Target::Muster(store) = &target {
+        let stored = store.stats().await?.events;
         anyhow::ensure!(
-            store.head() == Position(total),
-            "the store holds {} events, {} were acknowledged",
-            store.head(),
-            total
+            stored == total,
+            "the store holds {stored} events, {total} were acknowledged"
         );
     }
     Ok(Measured {
@@ -692,6 +764,8 @@ impl FileSink {
 struct Postgres {
     clients: Arc<Vec<tokio_postgres::Client>>,
     next: Arc<std::sync::atomic::AtomicUsize>,
+    /// Insert into this table of the PostgreSQL store's shape instead.
+    same_shape: Option<String>,
 }
 
 impl Postgres {
@@ -712,6 +786,7 @@ impl Postgres {
         let pg = Self {
             clients: Arc::new(clients),
             next: Arc::default(),
+            same_shape: None,
         };
         let sync: String = pg.clients[0]
             .query_one("SHOW synchronous_commit", &[])
@@ -760,6 +835,28 @@ impl Postgres {
             .collect();
         let ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
         let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        if let Some(table) = &self.same_shape {
+            let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
+            let versions: Vec<i32> = events.iter().map(|e| e.schema_version as i32).collect();
+            let data: Vec<&[u8]> = events.iter().map(|e| e.data.as_slice()).collect();
+            let metadata: Vec<Vec<u8>> = events
+                .iter()
+                .map(|e| serde_json::to_vec(&e.metadata))
+                .collect::<Result<_, _>>()?;
+            let metadata: Vec<&[u8]> = metadata.iter().map(Vec::as_slice).collect();
+            client
+                .execute(
+                    &format!(
+                        "INSERT INTO {table} (position, stream, revision, id, type, schema_version, data, metadata, recorded_at) \
+                         SELECT nextval('{table}_position'), s, r, i, t, v, d, m, now() \
+                         FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::int[], $6::bytea[], $7::bytea[]) \
+                              AS x(s, r, i, t, v, d, m)"
+                    ),
+                    &[&streams, &revisions, &ids, &types, &versions, &data, &metadata],
+                )
+                .await?;
+            return Ok(());
+        }
         let data: Vec<String> = events
             .iter()
             .map(|e| String::from_utf8_lossy(&e.data).into_owned())
