@@ -616,3 +616,288 @@ pub fn summary(r: &Report) -> String {
         r.problems.len()
     )
 }
+
+/// The nodes that say they lead automatic dispatch, once at least one does.
+async fn leaders_within<F, Fut>(
+    leader_of: &F,
+    api: &Api,
+    bases: &[String],
+    what: &str,
+) -> anyhow::Result<Vec<usize>>
+where
+    F: Fn(Api, Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = Vec<usize>>,
+{
+    let started = Instant::now();
+    while started.elapsed() < DEADLINE {
+        let found = leader_of(api.clone(), bases.to_vec()).await;
+        if !found.is_empty() {
+            return Ok(found);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("timed out waiting for {what}")
+}
+
+/// What the leader test found.
+#[derive(Debug, Default)]
+pub struct StormReport {
+    /// Sensor alarms raised.
+    pub alarms: usize,
+    /// Alarms raised before the leader was killed.
+    pub before_kill: usize,
+    /// Seconds from the kill until another node led automatic dispatch.
+    pub new_leader_s: f64,
+    /// Units sent to each alarm's incident, by automatic dispatch.
+    pub units_per_alarm: Vec<usize>,
+    /// Everything found wrong.
+    pub problems: Vec<String>,
+}
+
+/// Three nodes on one database (`url`, made fresh by the caller); a storm of P1 smoke alarms
+/// through every node; the node that leads automatic dispatch SIGKILLed in the middle of it.
+/// Every alarm must be dispatched, each exactly as its run card asks (never twice).
+pub fn leader_storm(
+    bin: &Path,
+    url: &str,
+    work: &Path,
+    alarms: usize,
+) -> anyhow::Result<StormReport> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(storm_async(bin, url, work, alarms))
+}
+
+async fn storm_async(
+    bin: &Path,
+    url: &str,
+    work: &Path,
+    alarms: usize,
+) -> anyhow::Result<StormReport> {
+    let config = work.join("muster.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "gateway_bind = \"off\"\n[[users]]\nname = \"op\"\nrole = \"operator\"\ntoken = \"{TOKEN}\"\n"
+        ),
+    )?;
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let port = free_port();
+        let data_dir = work.join(format!("storm-node-{i}"));
+        let child = start_node(bin, &config, url, &data_dir, port)?;
+        nodes.push(Node {
+            child: Some(child),
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            data_dir,
+        });
+    }
+    let api = Api {
+        http: reqwest::Client::new(),
+    };
+    for n in &nodes {
+        until(&format!("{} to be ready", n.base), || async {
+            api.get(&n.base, "/readyz")
+                .await
+                .is_some_and(|(s, _)| s == 200)
+        })
+        .await?;
+    }
+    let leader_of = |api: Api, bases: Vec<String>| async move {
+        let mut leaders = Vec::new();
+        for (i, b) in bases.iter().enumerate() {
+            if let Some((200, r)) = api.get(b, "/readyz").await
+                && r["leads"]
+                    .as_array()
+                    .is_some_and(|l| l.iter().any(|x| x == "automatic_dispatch"))
+            {
+                leaders.push(i);
+            }
+        }
+        leaders
+    };
+    let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
+    let leaders = leaders_within(
+        &leader_of,
+        &api,
+        &bases,
+        "one node to lead automatic dispatch",
+    )
+    .await?;
+    let mut report = StormReport::default();
+    if leaders.len() != 1 {
+        report
+            .problems
+            .push(format!("{} nodes lead automatic dispatch", leaders.len()));
+    }
+    let leader = leaders[0];
+
+    // Engines at the fire stations, and a smoke sensor beside each of several of them.
+    let (_, city) = api
+        .get(&bases[0], "/api/wall/city")
+        .await
+        .context("the city")?;
+    let stations: Vec<(String, f64, f64)> = city["stations"]["features"]
+        .as_array()
+        .context("stations in /api/wall/city")?
+        .iter()
+        .filter(|f| f["properties"]["kind"] == "fire")
+        .filter_map(|f| {
+            let c = f["geometry"]["coordinates"].as_array()?;
+            Some((
+                f["properties"]["id"].as_str()?.to_owned(),
+                c[1].as_f64()?,
+                c[0].as_f64()?,
+            ))
+        })
+        .collect();
+    ensure!(
+        !stations.is_empty(),
+        "the bundled city has no fire stations"
+    );
+    for u in 0..alarms * 2 {
+        let (station, lat, lon) = &stations[u % stations.len()];
+        let body = json!({
+            "kind": "engine", "call_sign": format!("E{u}"), "agency": "fire",
+            "home_station": station, "capabilities": ["pump"],
+            "location": {"lat": lat, "lon": lon},
+        });
+        let (status, answer) = api
+            .command(&bases, 0, "/api/units", &format!("storm-engine-{u}"), &body)
+            .await
+            .context("registering an engine")?;
+        ensure!(status == 201, "registering an engine: {status} {answer}");
+    }
+    let mut sensors = Vec::new();
+    for s in 0..alarms {
+        let (_, lat, lon) = &stations[s % stations.len()];
+        let body = json!({
+            "kind": "smoke", "location": {"lat": lat + 0.0005 * (s / stations.len()) as f64, "lon": lon + 0.0005},
+            "thresholds": [{"metric": "obscuration_pct", "crossing": "above", "raise_at": 10.0, "clear_at": 2.0,
+                            "incident_type": "fire_alarm", "priority": "P1"}],
+        });
+        let (status, answer) = api
+            .command(
+                &bases,
+                0,
+                "/api/sensors",
+                &format!("storm-sensor-{s}"),
+                &body,
+            )
+            .await
+            .context("registering a sensor")?;
+        ensure!(status == 201, "registering a sensor: {status} {answer}");
+        sensors.push(
+            answer["sensor_id"]
+                .as_str()
+                .context("sensor_id")?
+                .to_owned(),
+        );
+    }
+
+    // The storm, through every node; the leader killed at a third of it.
+    let mut incidents = Vec::new();
+    let mut killed_at = None;
+    report.before_kill = alarms / 3;
+    for (s, sensor) in sensors.iter().enumerate() {
+        if s == report.before_kill {
+            if let Some(mut c) = nodes[leader].child.take() {
+                c.kill()?;
+                c.wait()?;
+            }
+            killed_at = Some(Instant::now());
+        }
+        let alive: Vec<String> = bases
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| killed_at.is_none() || *i != leader)
+            .map(|(_, b)| b.clone())
+            .collect();
+        let (status, answer) = api
+            .command(
+                &alive,
+                s,
+                &format!("/api/sensors/{sensor}/readings"),
+                &format!("storm-reading-{s}"),
+                &json!({"metric": "obscuration_pct", "value": 40.0}),
+            )
+            .await
+            .context("a reading")?;
+        ensure!(status == 200, "a reading: {status} {answer}");
+        incidents.push(
+            answer["alarm"]["incident_id"]
+                .as_str()
+                .context("the reading raised no alarm")?
+                .to_owned(),
+        );
+    }
+    report.alarms = incidents.len();
+    let killed_at = killed_at.context("the leader was not killed")?;
+    let alive: Vec<String> = bases
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != leader)
+        .map(|(_, b)| b.clone())
+        .collect();
+    let new_leaders = leaders_within(
+        &leader_of,
+        &api,
+        &alive,
+        "another node to lead automatic dispatch",
+    )
+    .await?;
+    report.new_leader_s = killed_at.elapsed().as_secs_f64();
+    if new_leaders.len() != 1 {
+        report
+            .problems
+            .push(format!("{} nodes lead after the kill", new_leaders.len()));
+    }
+
+    // Every alarm dispatched; then the log says how many units each got.
+    for id in &incidents {
+        let found = until(&format!("a unit at {id}"), || async {
+            api.get(&alive[0], &format!("/api/incidents/{id}"))
+                .await
+                .is_some_and(|(s, i)| {
+                    s == 200 && i["units"].as_array().is_some_and(|u| !u.is_empty())
+                })
+        })
+        .await;
+        if found.is_err() {
+            report
+                .problems
+                .push(format!("alarm incident {id} was never dispatched"));
+        }
+    }
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    for id in &incidents {
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM muster.events WHERE type = 'TaskAssigned' \
+                 AND stream LIKE 'unit-%' AND convert_from(data, 'UTF8') LIKE '%' || $1 || '%'",
+                &[&id],
+            )
+            .await?;
+        let n: i64 = row.get(0);
+        report.units_per_alarm.push(n as usize);
+    }
+    let expected = report.units_per_alarm.first().copied().unwrap_or(0);
+    if expected == 0 {
+        report
+            .problems
+            .push("no unit was assigned to the first alarm".into());
+    }
+    for (id, n) in incidents.iter().zip(&report.units_per_alarm) {
+        if *n != expected {
+            report.problems.push(format!(
+                "alarm incident {id} got {n} units by automatic dispatch, the others {expected}"
+            ));
+        }
+    }
+    drop(nodes);
+    Ok(report)
+}

@@ -223,6 +223,9 @@ pub struct Ready {
     pub position: Option<u64>,
     /// How the views got ready at start.
     pub views_at_start: Option<ViewsAtStart>,
+    /// The work that runs on one node of those sharing the store and that this node leads
+    /// now: `automatic_dispatch` (always, on the embedded store).
+    pub leads: Vec<String>,
 }
 
 /// The status of a ready server.
@@ -239,7 +242,11 @@ async fn healthz() -> HttpResponse {
     })
 }
 
-async fn readyz(ready: web::Data<Readiness>, state: web::Data<AppState>) -> HttpResponse {
+async fn readyz(
+    ready: web::Data<Readiness>,
+    state: web::Data<AppState>,
+    dispatcher: Option<web::Data<crate::dispatcher::Dispatcher>>,
+) -> HttpResponse {
     if !ready.store.is_up() {
         return actix_web::ResponseError::error_response(&ApiError::unavailable(
             "not ready: the event store cannot be reached (reconnecting)",
@@ -250,6 +257,10 @@ async fn readyz(ready: web::Data<Readiness>, state: web::Data<AppState>) -> Http
             status: ReadyStatus::Ready,
             position: state.views.last().map(|p| p.0),
             views_at_start: ready.at_start.get().copied(),
+            leads: dispatcher
+                .filter(|d| d.is_leading())
+                .map(|_| vec!["automatic_dispatch".to_owned()])
+                .unwrap_or_default(),
         })
     } else {
         actix_web::ResponseError::error_response(&ApiError::unavailable(

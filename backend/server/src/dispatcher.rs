@@ -43,6 +43,8 @@ const STALE_SWEEP: Duration = Duration::from_secs(30);
 const TASK_NAMESPACE: Uuid = Uuid::from_u128(0x6d75_7374_6572_2d74_6173_6b2d_6964_0001);
 /// Units tried per slot before an automatic dispatch gives up on a slot.
 const MAX_AUTO_TRIES: usize = 8;
+/// Longest an automatic dispatch waits for the index to catch up with the log after a refusal.
+const AUTO_CATCH_UP: Duration = Duration::from_secs(2);
 
 /// Why the dispatcher cannot answer.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +109,9 @@ struct Inner {
     caught_up: AtomicBool,
     /// Whether this node leads automatic dispatch among the nodes sharing the store.
     leading: AtomicBool,
+    /// One automatic dispatch at a time: each chooses from an index that holds the ones
+    /// before it, so a storm of alarms does not race for the same nearest units.
+    auto_turn: tokio::sync::Mutex<()>,
     /// The next log position to apply: everything before it is in the index and the board.
     applied: watch::Sender<Position>,
 }
@@ -148,6 +153,7 @@ impl Dispatcher {
             stations,
             caught_up: AtomicBool::new(false),
             leading: AtomicBool::new(true),
+            auto_turn: tokio::sync::Mutex::new(()),
             applied: watch::channel(Position::START).0,
         }))))
     }
@@ -215,6 +221,15 @@ impl Dispatcher {
     pub async fn wait_for(&self, position: Position, timeout: Duration) -> bool {
         let mut rx = self.0.applied.subscribe();
         tokio::time::timeout(timeout, rx.wait_for(|next| *next > position))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Waits until every event committed before `head` is applied, at most `timeout`;
+    /// whether it is.
+    pub async fn wait_for_head(&self, head: Position, timeout: Duration) -> bool {
+        let mut rx = self.0.applied.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|next| *next >= head))
             .await
             .is_ok_and(|r| r.is_ok())
     }
@@ -393,12 +408,22 @@ impl Dispatcher {
         &self,
         incident: IncidentId,
     ) -> Result<RecommendationAnswer, DispatchError> {
+        self.recommendation_without(incident, &[])
+    }
+
+    /// The recommendation for `incident` leaving out `refused` too (units an automatic
+    /// dispatch found taken, before this node's index shows them taken).
+    fn recommendation_without(
+        &self,
+        incident: IncidentId,
+        refused: &[UnitId],
+    ) -> Result<RecommendationAnswer, DispatchError> {
         let board = self.0.board.read().expect("board lock");
         let index = self.0.index.read().expect("index lock");
         let open = board
             .incident(incident)
             .ok_or(DispatchError::NoOpenIncident(incident))?;
-        let needs = board
+        let mut needs = board
             .needs(incident, &self.0.plans, &index)
             .map_err(|e| match e {
                 NeedsError::NotOpen(id) => DispatchError::NoOpenIncident(id),
@@ -410,6 +435,7 @@ impl Dispatcher {
                     priority,
                 },
             })?;
+        needs.exclude.extend_from_slice(refused);
         let recommendation =
             recommend(&index, &needs.spec, &needs.plan, &needs.exclude, Utc::now())
                 .map_err(|e| DispatchError::Recommend(e.to_string()))?;
@@ -557,7 +583,7 @@ impl Dispatcher {
         incident: IncidentId,
         unit: UnitId,
         rule: &str,
-    ) -> Result<bool, CommandError> {
+    ) -> Result<Option<Position>, CommandError> {
         let key = IdempotencyKey::try_from(format!(
             "auto-{}",
             Uuid::new_v5(&TASK_NAMESPACE, format!("{incident}\u{0}{unit}").as_bytes())
@@ -573,7 +599,7 @@ impl Dispatcher {
         let executed = self
             .assign(&command, incident, &[unit], Authority::Rule)
             .await?;
-        Ok(executed.answer["assigned"] == 1)
+        Ok((executed.answer["assigned"] == 1).then_some(executed.record_position))
     }
 
     /// Dispatches an incident a rule allows, filling its plan with the recommended units.
@@ -588,10 +614,11 @@ impl Dispatcher {
         else {
             return Ok(0);
         };
+        let _turn = self.0.auto_turn.lock().await;
         let mut assigned = 0;
         let mut refused: Vec<UnitId> = Vec::new();
         for _ in 0..MAX_AUTO_TRIES {
-            let answer = self.recommendation(incident)?;
+            let answer = self.recommendation_without(incident, &refused)?;
             let picks: Vec<UnitId> = answer
                 .recommendation
                 .picks()
@@ -604,15 +631,17 @@ impl Dispatcher {
             let mut all_done = true;
             for unit in picks {
                 match self.assign_by_rule(incident, unit, &rule).await {
-                    Ok(true) => {
+                    Ok(Some(position)) => {
                         assigned += 1;
                         self.0
                             .board
                             .write()
                             .expect("board lock")
                             .mark_sent(incident, unit);
+                        // The next automatic dispatch chooses from an index that has this one.
+                        self.wait_for(position, AUTO_CATCH_UP).await;
                     }
-                    Ok(false) => {
+                    Ok(None) => {
                         tracing::info!(%incident, %unit, "automatic assignment refused; trying another unit");
                         refused.push(unit);
                         all_done = false;
@@ -627,6 +656,11 @@ impl Dispatcher {
             if all_done {
                 break;
             }
+            // A refusal means this node's index was behind the log (another assignment of the
+            // same unit, in a storm of alarms): the refused units are left out of the next
+            // choice, made after catching up with the log as this node knows it.
+            let head = self.0.runner.store().head();
+            self.wait_for_head(head, AUTO_CATCH_UP).await;
         }
         if assigned > 0 {
             tracing::info!(%incident, units = assigned, %rule, "dispatched by rule");
