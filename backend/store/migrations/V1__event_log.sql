@@ -4,9 +4,11 @@
 -- that $all is in commit-safe order: readers take only rows below their snapshot's xmin
 -- horizon (see docs/adr/0005-postgres-all-below-the-xmin-horizon.md).
 
+-- A stream's revision is its last event's; this table keeps only what metadata events set:
+-- events before truncate_before are not readable (a soft delete sets it to the stream's end).
+-- Appends lock their streams with transaction-level advisory locks on the names' hashes.
 CREATE TABLE streams (
     name            text PRIMARY KEY,
-    next_revision   bigint NOT NULL DEFAULT 0,
     truncate_before bigint NOT NULL DEFAULT 0
 );
 

@@ -170,7 +170,12 @@ impl PostgresStore {
             config.application_name("muster");
         }
         // Every connection works in Muster's schema.
-        let search_path = format!("-c search_path={}", ident(&options.schema));
+        // A page of `$all` is an ordered index scan; without statistics (a new or freshly
+        // copied table) the planner would otherwise sort the whole range for every page.
+        let search_path = format!(
+            "-c search_path={} -c enable_bitmapscan=off",
+            ident(&options.schema)
+        );
         let opts = match config.get_options() {
             Some(o) if !o.is_empty() => format!("{o} {search_path}"),
             _ => search_path,
@@ -378,29 +383,21 @@ impl PostgresStore {
                 *want = e.revision + 1;
             }
         }
+        report.streams = next.len() as u64;
+        // Truncate-before is set by metadata events only: never past the stream's end.
         let rows = tx
-            .query(
-                "SELECT name, next_revision, truncate_before FROM streams",
-                &[],
-            )
+            .query("SELECT name, truncate_before FROM streams", &[])
             .await
             .map_err(|e| db_error(&e))?;
         for row in &rows {
-            report.streams += 1;
             let name: String = row.get(0);
-            let info = stream_info(row);
-            let counted = next.remove(&name).unwrap_or(0);
-            if counted != info.next_revision {
+            let tb: i64 = row.get(1);
+            let counted = next.get(&name).copied().unwrap_or(0);
+            if tb as u64 > counted {
                 report.problem(format!(
-                    "the streams table has {name} at next revision {}, its events end at {counted}",
-                    info.next_revision
+                    "the streams table truncates {name} before revision {tb}, past its {counted} events"
                 ));
             }
-        }
-        for (name, counted) in next {
-            report.problem(format!(
-                "{name} has {counted} events but no row in the streams table"
-            ));
         }
         let (head, _) = read_head(&*tx).await?;
         report.head = head.0;
@@ -457,13 +454,19 @@ impl PostgresStore {
         stream: &StreamName,
     ) -> Result<StreamInfo> {
         let row = client
-            .query_opt(
-                "SELECT next_revision, truncate_before FROM streams WHERE name = $1",
+            .query_one(
+                "SELECT (SELECT revision FROM events WHERE stream = $1 ORDER BY revision DESC LIMIT 1), \
+                        (SELECT truncate_before FROM streams WHERE name = $1)",
                 &[&stream.as_str()],
             )
             .await
             .map_err(|e| db_error(&e))?;
-        Ok(row.map(|r| stream_info(&r)).unwrap_or_default())
+        let last: Option<i64> = row.get(0);
+        let tb: Option<i64> = row.get(1);
+        Ok(StreamInfo {
+            next_revision: last.map_or(0, |r| r as u64 + 1),
+            truncate_before: tb.unwrap_or(0) as u64,
+        })
     }
 
     async fn metadata_with(
@@ -846,16 +849,52 @@ impl Appender for Planned {
 }
 
 /// One try of an append (or of a soft delete, which is an append to the metadata stream made
-/// under the lock of the stream it deletes).
+/// under the lock of the stream it deletes), in two round trips: BEGIN, the streams' locks
+/// (transaction-level advisory locks, in name order), their revisions, the stored ids and the
+/// transaction id in one pipeline; then the rows, any truncate-before, and COMMIT.
 /// With `times`, the rows keep those recording times (a copy from another store). Answers the
 /// results and how many events were written.
 async fn write_once(
+    client: &mut deadpool_postgres::Client,
+    parts: Vec<StreamAppend>,
+    delete: Option<(StreamName, ExpectedState)>,
+    times: Option<&[DateTime<Utc>]>,
+) -> std::result::Result<(Vec<AppendResult>, usize), Failure> {
+    let outcome = write_in_transaction(client, parts, delete, times).await;
+    if let Err(Failure::Retry(_) | Failure::Done(_)) = &outcome {
+        // Whatever failed, the connection goes back to the pool outside any transaction.
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    outcome
+}
+
+/// SQL of the first pipeline.
+const LOCK_STREAMS: &str = "SELECT pg_advisory_xact_lock(hashtextextended(n, 0)) \
+     FROM unnest($1::text[]) WITH ORDINALITY AS x(n, i) ORDER BY i";
+const STREAM_STATES: &str = "SELECT s.n, \
+       (SELECT e.revision FROM events e WHERE e.stream = s.n ORDER BY e.revision DESC LIMIT 1), \
+       st.truncate_before \
+     FROM unnest($1::text[]) AS s(n) LEFT JOIN streams st ON st.name = s.n";
+const CLOCK: &str = "SELECT pg_current_xact_id()::text::bigint, transaction_timestamp()";
+const INSERT_EVENTS: &str = "INSERT INTO events \
+       (position, stream, revision, id, type, schema_version, data, metadata, recorded_at) \
+     SELECT p, s, r, i, t, v, d, m, w \
+     FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], \
+                 $7::bytea[], $8::bytea[], $9::timestamptz[]) AS x(p, s, r, i, t, v, d, m, w)";
+const SET_TRUNCATE_BEFORE: &str = "INSERT INTO streams (name, truncate_before) \
+     SELECT n, t FROM unnest($1::text[], $2::bigint[]) AS x(n, t) \
+     ON CONFLICT (name) DO UPDATE SET truncate_before = EXCLUDED.truncate_before";
+
+fn by_id_sql() -> String {
+    format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ANY($1)")
+}
+
+async fn write_in_transaction(
     client: &mut deadpool_postgres::Client,
     mut parts: Vec<StreamAppend>,
     delete: Option<(StreamName, ExpectedState)>,
     times: Option<&[DateTime<Utc>]>,
 ) -> std::result::Result<(Vec<AppendResult>, usize), Failure> {
-    let tx = client.transaction().await.map_err(classify)?;
     let mut names: Vec<String> = parts.iter().map(|p| p.stream.to_string()).collect();
     for p in &parts {
         if let Some(d) = p.stream.described_stream() {
@@ -868,22 +907,48 @@ async fn write_once(
     }
     names.sort();
     names.dedup();
-    // Creates missing stream rows and locks all of them, in name order.
-    let lock = tx
-        .query(
-            "INSERT INTO streams (name) SELECT unnest($1::text[]) ORDER BY 1 \
-             ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name \
-             RETURNING name, next_revision, truncate_before",
-            &[&names],
-        )
-        .await
-        .map_err(classify)?;
+    let ids: Vec<Uuid> = parts
+        .iter()
+        .flat_map(|p| p.events.iter().map(|e| e.id))
+        .collect();
+
+    let by_id = by_id_sql();
+    let (lock_st, state_st, ids_st, clock_st) = futures::try_join!(
+        client.prepare_cached(LOCK_STREAMS),
+        client.prepare_cached(STREAM_STATES),
+        client.prepare_cached(&by_id),
+        client.prepare_cached(CLOCK),
+    )
+    .map_err(classify)?;
+    let names_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&names];
+    let ids_param: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
+    let (begun, locked, states, stored_rows, clock) = futures::join!(
+        client.batch_execute("BEGIN"),
+        client.execute(&lock_st, &names_param),
+        client.query(&state_st, &names_param),
+        client.query(&ids_st, &ids_param),
+        client.query_one(&clock_st, &[]),
+    );
+    begun.map_err(classify)?;
+    locked.map_err(classify)?;
+    let states = states.map_err(classify)?;
+    let stored_rows = stored_rows.map_err(classify)?;
+    let clock = clock.map_err(classify)?;
+
     let mut infos = std::collections::HashMap::new();
-    for row in &lock {
+    for row in &states {
         let name: String = row.get(0);
-        let name = StreamName::parse(name).map_err(StoreError::from)?;
-        infos.insert(name, stream_info(row));
+        let last: Option<i64> = row.get(1);
+        let tb: Option<i64> = row.get(2);
+        infos.insert(
+            StreamName::parse(name).map_err(StoreError::from)?,
+            StreamInfo {
+                next_revision: last.map_or(0, |r| r as u64 + 1),
+                truncate_before: tb.unwrap_or(0) as u64,
+            },
+        );
     }
+    let before = infos.clone();
 
     if let Some((stream, expected)) = &delete {
         let info = infos.get(stream).copied().unwrap_or_default();
@@ -894,7 +959,7 @@ async fn write_once(
                 actual: info.state(),
             }));
         }
-        let meta_row = tx
+        let meta_row = client
             .query_opt(
                 &format!(
                     "SELECT {EVENT_COLUMNS} FROM events WHERE stream = $1 ORDER BY revision DESC LIMIT 1"
@@ -919,20 +984,6 @@ async fn write_once(
         )];
     }
 
-    let ids: Vec<Uuid> = parts
-        .iter()
-        .flat_map(|p| p.events.iter().map(|e| e.id))
-        .collect();
-    let by_id = format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ANY($1)");
-    let id_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
-    let stored_rows = tx.query(&by_id, &id_params);
-    let clock = tx.query_one(
-        "SELECT pg_current_xact_id()::text::bigint, transaction_timestamp()",
-        &[],
-    );
-    let (stored_rows, clock) = futures::join!(stored_rows, clock);
-    let stored_rows = stored_rows.map_err(classify)?;
-    let clock = clock.map_err(classify)?;
     let mut stored = std::collections::HashMap::new();
     for row in &stored_rows {
         let e = decode_row(row)?;
@@ -949,7 +1000,7 @@ async fn write_once(
     let results = append_parts(&mut plan, parts)?;
     if plan.rows.is_empty() {
         // A retry of a stored append: nothing to write.
-        tx.rollback().await.map_err(classify)?;
+        client.batch_execute("ROLLBACK").await.map_err(classify)?;
         return Ok((results, 0));
     }
     if let Some(times) = times {
@@ -982,17 +1033,17 @@ async fn write_once(
         })?);
     }
     let meta_slices: Vec<&[u8]> = metadata.iter().map(Vec::as_slice).collect();
-    let mut touched: Vec<(&StreamName, &StreamInfo)> = plan.infos.iter().collect();
-    touched.sort_by(|a, b| a.0.cmp(b.0));
-    let names: Vec<&str> = touched.iter().map(|(s, _)| s.as_str()).collect();
-    let nexts: Vec<i64> = touched
+    // Truncate-before moved by a metadata stream's event.
+    let mut moved: Vec<(&StreamName, i64)> = plan
+        .infos
         .iter()
-        .map(|(_, i)| i.next_revision as i64)
+        .filter(|(s, i)| before.get(*s).map_or(0, |b| b.truncate_before) != i.truncate_before)
+        .map(|(s, i)| (s, i.truncate_before as i64))
         .collect();
-    let tbs: Vec<i64> = touched
-        .iter()
-        .map(|(_, i)| i.truncate_before as i64)
-        .collect();
+    moved.sort();
+    let moved_names: Vec<&str> = moved.iter().map(|(s, _)| s.as_str()).collect();
+    let moved_tbs: Vec<i64> = moved.iter().map(|(_, t)| *t).collect();
+
     let insert_params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
         &positions,
         &streams,
@@ -1004,38 +1055,28 @@ async fn write_once(
         &meta_slices,
         &recorded,
     ];
-    let update_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&names, &nexts, &tbs];
-    let insert = tx.execute(
-        "INSERT INTO events (position, stream, revision, id, type, schema_version, data, metadata, recorded_at) \
-         SELECT p, s, r, i, t, v, d, m, w \
-         FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], $7::bytea[], $8::bytea[], $9::timestamptz[]) \
-              AS x(p, s, r, i, t, v, d, m, w)",
-        &insert_params,
-    );
-    let update = tx.execute(
-        "UPDATE streams SET next_revision = x.n, truncate_before = x.t \
-         FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS x(s, n, t) WHERE streams.name = x.s",
-        &update_params,
-    );
-    let (inserted, updated) = futures::join!(insert, update);
+    let tb_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&moved_names, &moved_tbs];
+    let (insert_st, tb_st) = futures::try_join!(
+        client.prepare_cached(INSERT_EVENTS),
+        client.prepare_cached(SET_TRUNCATE_BEFORE),
+    )
+    .map_err(classify)?;
+    let insert = client.execute(&insert_st, &insert_params);
+    let truncate = async {
+        if moved.is_empty() {
+            Ok(0)
+        } else {
+            client.execute(&tb_st, &tb_params).await
+        }
+    };
+    let (inserted, truncated, committed) =
+        futures::join!(insert, truncate, client.batch_execute("COMMIT"));
     inserted.map_err(classify)?;
-    updated.map_err(classify)?;
-    tx.commit().await.map_err(|e| match classify(e) {
-        Failure::Retry(e) => Failure::Retry(e),
-        // A commit whose answer is lost may or may not have happened: never acknowledged,
-        // and a retry with the same event ids is answered from the store.
-        Failure::Done(e) => Failure::Done(e),
-    })?;
+    truncated.map_err(classify)?;
+    // A commit whose answer is lost may or may not have happened: it is never acknowledged,
+    // and a retry with the same event ids is answered from the store.
+    committed.map_err(|e| Failure::Done(db_error(&e)))?;
     Ok((results, n))
-}
-
-fn stream_info(row: &Row) -> StreamInfo {
-    let next: i64 = row.get("next_revision");
-    let tb: i64 = row.get("truncate_before");
-    StreamInfo {
-        next_revision: next as u64,
-        truncate_before: tb as u64,
-    }
 }
 
 fn decode_row(row: &Row) -> Result<RecordedEvent> {
@@ -1258,7 +1299,8 @@ impl EventStore for PostgresStore {
         let client = self.client().await?;
         let row = client
             .query_one(
-                "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM streams), \
+                "SELECT (SELECT count(*) FROM events), \
+                        (SELECT count(*) FROM (SELECT DISTINCT stream FROM events) s), \
                         pg_total_relation_size('events') + pg_total_relation_size('streams')",
                 &[],
             )
@@ -1415,12 +1457,6 @@ mod tests {
         );
 
         let slow_position = (xid << TX_SLOTS_BITS) as u64;
-        tx.execute(
-            "INSERT INTO streams (name, next_revision) VALUES ('slow', 1)",
-            &[],
-        )
-        .await
-        .unwrap();
         tx.execute(
             "INSERT INTO events (position, stream, revision, id, type, schema_version, data, metadata, recorded_at) \
              VALUES ($1, 'slow', 0, $2, 'Tested', 1, '{}'::bytea, '{}'::bytea, now())",

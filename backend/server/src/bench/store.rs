@@ -64,6 +64,10 @@ pub struct StoreBenchArgs {
     /// Offered rate of the open-loop latency run, in events per second.
     #[arg(long, default_value_t = 5000)]
     rate: u64,
+    /// With `--backend postgres`: appends per second offered while the lag of a subscription
+    /// on another store instance is measured.
+    #[arg(long, default_value_t = 1000)]
+    lag_rate: u64,
     /// Events in the store reopened after a crash (0 skips it).
     #[arg(long, default_value_t = 1_000_000)]
     reopen_events: u64,
@@ -183,8 +187,8 @@ impl StoreBenchArgs {
     pub(super) fn seconds(&self) -> f64 {
         self.seconds
     }
-    pub(super) fn rate(&self) -> u64 {
-        self.rate
+    pub(super) fn lag_rate(&self) -> u64 {
+        self.lag_rate
     }
     pub(super) fn postgres(&self) -> &str {
         &self.postgres

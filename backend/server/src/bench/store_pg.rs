@@ -1,6 +1,6 @@
 //! `muster bench store --backend postgres`: the PostgreSQL store beside plain INSERTs into a
 //! table of the same shape, in the same run; `$all` catch-up; and the lag of a subscription on
-//! a second store instance (another node) behind appends offered at `--rate`.
+//! a second store instance (another node) behind appends offered at `--lag-rate`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -181,7 +181,7 @@ async fn measure(
             args,
             &format!(
                 "subscription lag at {} events/s, run {}/{}",
-                args.rate(),
+                args.lag_rate(),
                 r + 1,
                 args.runs()
             ),
@@ -201,7 +201,7 @@ async fn measure(
         throughput,
         catch_up,
         subscription_lag: Lag {
-            offered_events_per_s: args.rate(),
+            offered_events_per_s: args.lag_rate(),
             events: lag_events,
             p50_ms: Summary::of(l50),
             p99_ms: Summary::of(l99),
@@ -209,12 +209,12 @@ async fn measure(
     })
 }
 
-/// Appends offered at `--rate` through one store instance; a subscription on another (as on
+/// Appends offered at `--lag-rate` through one store instance; a subscription on another (as on
 /// another node) records how long after each append was sent it handed the event out.
 async fn lag(args: &StoreBenchArgs, conn: &str, schema: &str) -> anyhow::Result<Latencies> {
-    let writer = Arc::new(open(conn, schema, 16).await?);
+    let writer = Arc::new(open(conn, schema, 32).await?);
     let reader: Arc<dyn EventStore> = Arc::new(open(conn, schema, 4).await?);
-    let total = (args.rate() as f64 * args.seconds().max(2.0)) as u64;
+    let total = (args.lag_rate() as f64 * args.seconds().max(2.0)) as u64;
     let sent: Arc<Mutex<HashMap<uuid::Uuid, Instant>>> = Arc::default();
     let mut sub = reader.subscribe_all(SubscribeFrom::Start);
     let receiver = {
@@ -233,7 +233,7 @@ async fn lag(args: &StoreBenchArgs, conn: &str, schema: &str) -> anyhow::Result<
             anyhow::Ok(lag)
         })
     };
-    let interval = Duration::from_secs_f64(1.0 / args.rate() as f64);
+    let interval = Duration::from_secs_f64(1.0 / args.lag_rate() as f64);
     let started = Instant::now();
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let mut appends = Vec::new();
