@@ -432,6 +432,12 @@ impl PostgresStore {
         delete: Option<(StreamName, ExpectedState)>,
     ) -> Result<Vec<AppendResult>> {
         let mut client = self.client().await?;
+        if delete.is_none()
+            && let Some(results) = write_fast(&client, &parts).await?
+        {
+            self.committed.notify_one();
+            return Ok(results);
+        }
         let mut last_error = None;
         for _ in 0..APPEND_ATTEMPTS {
             match write_once(&mut client, parts.clone(), delete.clone(), None).await {
@@ -866,6 +872,119 @@ async fn write_once(
         let _ = client.batch_execute("ROLLBACK").await;
     }
     outcome
+}
+
+/// The one-statement append: every part expects an exact revision or no stream, so the new
+/// revisions are known without reading. A guard checks that each expected revision is the
+/// stream's (revision r exists; r + 1 is kept by the unique index) or that the stream has no
+/// event, and the rows go in in the same statement, committed on their own.
+const APPEND_AT_KNOWN_REVISIONS: &str = "WITH x AS ( \
+       SELECT pg_current_xact_id()::text::bigint AS xid, transaction_timestamp() AS now \
+     ), guard AS ( \
+       SELECT coalesce(bool_and(CASE WHEN g.r < 0 \
+         THEN NOT EXISTS (SELECT 1 FROM events e WHERE e.stream = g.s) \
+         ELSE EXISTS (SELECT 1 FROM events e WHERE e.stream = g.s AND e.revision = g.r) END), true) AS ok \
+       FROM unnest($1::text[], $2::bigint[]) AS g(s, r) \
+     ), ins AS ( \
+       INSERT INTO events \
+         (position, stream, revision, id, type, schema_version, data, metadata, recorded_at) \
+       SELECT (x.xid << 16) + v.i - 1, v.s, v.r, v.id, v.t, v.sv, v.d, v.m, x.now \
+       FROM x, guard, unnest($3::text[], $4::bigint[], $5::uuid[], $6::text[], $7::int[], \
+                             $8::bytea[], $9::bytea[]) WITH ORDINALITY AS v(s, r, id, t, sv, d, m, i) \
+       WHERE guard.ok \
+       RETURNING 1 \
+     ) \
+     SELECT (SELECT ok FROM guard), (SELECT count(*) FROM ins), (SELECT xid FROM x)";
+
+/// The fast path of an append ([`APPEND_AT_KNOWN_REVISIONS`]): one round trip, no lock, no
+/// read first. `None` when it does not apply (an expected state that needs the stream read, a
+/// metadata stream) or did not write: the guard failed (a conflict, a soft-deleted stream) or
+/// a unique index refused (a concurrent append of the same revision, an id stored already).
+/// The general path then decides and answers, as the shared rules say.
+async fn write_fast(
+    client: &deadpool_postgres::Client,
+    parts: &[StreamAppend],
+) -> Result<Option<Vec<AppendResult>>> {
+    let known = parts.iter().all(|p| {
+        !p.stream.is_metastream()
+            && matches!(
+                p.expected,
+                ExpectedState::Revision(_) | ExpectedState::NoStream
+            )
+    });
+    if !known {
+        return Ok(None);
+    }
+    let guard_streams: Vec<&str> = parts.iter().map(|p| p.stream.as_str()).collect();
+    let guard_revisions: Vec<i64> = parts
+        .iter()
+        .map(|p| match p.expected {
+            ExpectedState::Revision(r) => r as i64,
+            _ => -1,
+        })
+        .collect();
+    let mut streams = Vec::new();
+    let mut revisions = Vec::new();
+    let mut ids = Vec::new();
+    let mut types = Vec::new();
+    let mut versions = Vec::new();
+    let mut data = Vec::new();
+    let mut metadata = Vec::new();
+    let mut results = Vec::with_capacity(parts.len());
+    for p in parts {
+        let first = match p.expected {
+            ExpectedState::Revision(r) => r + 1,
+            _ => 0,
+        };
+        for (k, e) in p.events.iter().enumerate() {
+            streams.push(p.stream.as_str());
+            revisions.push((first + k as u64) as i64);
+            ids.push(e.id);
+            types.push(e.event_type.as_str());
+            versions.push(e.schema_version as i32);
+            data.push(e.data.as_slice());
+            metadata.push(serde_json::to_vec(&e.metadata).map_err(|err| {
+                StoreError::Storage(format!("cannot encode the metadata of {}: {err}", e.id))
+            })?);
+        }
+        results.push((first + p.events.len() as u64 - 1, streams.len() as u64 - 1));
+    }
+    let meta_slices: Vec<&[u8]> = metadata.iter().map(Vec::as_slice).collect();
+    let statement = client
+        .prepare_cached(APPEND_AT_KNOWN_REVISIONS)
+        .await
+        .map_err(|e| db_error(&e))?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
+        &guard_streams,
+        &guard_revisions,
+        &streams,
+        &revisions,
+        &ids,
+        &types,
+        &versions,
+        &data,
+        &meta_slices,
+    ];
+    let row = match client.query_one(&statement, &params).await {
+        Ok(row) => row,
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => return Ok(None),
+        Err(e) => return Err(db_error(&e)),
+    };
+    let ok: bool = row.get(0);
+    let inserted: i64 = row.get(1);
+    let xid: i64 = row.get(2);
+    if !ok || inserted as usize != streams.len() {
+        return Ok(None);
+    }
+    Ok(Some(
+        results
+            .into_iter()
+            .map(|(next_expected_revision, last)| AppendResult {
+                next_expected_revision,
+                position: Position(((xid as u64) << TX_SLOTS_BITS) | last),
+            })
+            .collect(),
+    ))
 }
 
 /// SQL of the first pipeline.
