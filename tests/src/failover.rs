@@ -123,6 +123,47 @@ fn start_node(
         .context("starting muster serve")
 }
 
+/// Writes the nodes' config and starts three `muster serve` processes on `store`, each with
+/// its own data directory under `work`; answers them once each is ready.
+async fn start_nodes(
+    bin: &Path,
+    config: &Path,
+    store: &str,
+    work: &Path,
+    prefix: &str,
+) -> anyhow::Result<(Vec<Node>, Api)> {
+    std::fs::write(
+        config,
+        format!(
+            "gateway_bind = \"off\"\n[[users]]\nname = \"op\"\nrole = \"operator\"\ntoken = \"{TOKEN}\"\n"
+        ),
+    )?;
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let port = free_port();
+        let data_dir = work.join(format!("{prefix}-{i}"));
+        let child = start_node(bin, config, store, &data_dir, port)?;
+        nodes.push(Node {
+            child: Some(child),
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            data_dir,
+        });
+    }
+    let api = Api {
+        http: reqwest::Client::new(),
+    };
+    for n in &nodes {
+        until(&format!("{} to be ready", n.base), || async {
+            api.get(&n.base, "/readyz")
+                .await
+                .is_some_and(|(s, _)| s == 200)
+        })
+        .await?;
+    }
+    Ok((nodes, api))
+}
+
 /// Waits for `check` to answer true, at most [`DEADLINE`].
 async fn until<F, Fut>(what: &str, mut check: F) -> anyhow::Result<Duration>
 where
@@ -234,35 +275,7 @@ async fn run_async(bin: &Path, repo: &Path, work: &Path, kills: u32) -> anyhow::
         .to_owned();
 
     let config = work.join("muster.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "gateway_bind = \"off\"\n[[users]]\nname = \"op\"\nrole = \"operator\"\ntoken = \"{TOKEN}\"\n"
-        ),
-    )?;
-    let mut nodes = Vec::new();
-    for i in 0..3 {
-        let port = free_port();
-        let data_dir = work.join(format!("node-{i}"));
-        let child = start_node(bin, &config, &url, &data_dir, port)?;
-        nodes.push(Node {
-            child: Some(child),
-            base: format!("http://127.0.0.1:{port}"),
-            port,
-            data_dir,
-        });
-    }
-    let api = Api {
-        http: reqwest::Client::new(),
-    };
-    for n in &nodes {
-        until(&format!("{} to be ready", n.base), || async {
-            api.get(&n.base, "/readyz")
-                .await
-                .is_some_and(|(s, _)| s == 200)
-        })
-        .await?;
-    }
+    let (mut nodes, api) = start_nodes(bin, &config, &url, work, "node").await?;
     let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
 
     // Units at the city's stations.
@@ -677,35 +690,7 @@ async fn storm_async(
     alarms: usize,
 ) -> anyhow::Result<StormReport> {
     let config = work.join("muster.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "gateway_bind = \"off\"\n[[users]]\nname = \"op\"\nrole = \"operator\"\ntoken = \"{TOKEN}\"\n"
-        ),
-    )?;
-    let mut nodes = Vec::new();
-    for i in 0..3 {
-        let port = free_port();
-        let data_dir = work.join(format!("storm-node-{i}"));
-        let child = start_node(bin, &config, url, &data_dir, port)?;
-        nodes.push(Node {
-            child: Some(child),
-            base: format!("http://127.0.0.1:{port}"),
-            port,
-            data_dir,
-        });
-    }
-    let api = Api {
-        http: reqwest::Client::new(),
-    };
-    for n in &nodes {
-        until(&format!("{} to be ready", n.base), || async {
-            api.get(&n.base, "/readyz")
-                .await
-                .is_some_and(|(s, _)| s == 200)
-        })
-        .await?;
-    }
+    let (mut nodes, api) = start_nodes(bin, &config, url, work, "storm-node").await?;
     let leader_of = |api: Api, bases: Vec<String>| async move {
         let mut leaders = Vec::new();
         for (i, b) in bases.iter().enumerate() {
