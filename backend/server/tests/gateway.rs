@@ -4,30 +4,10 @@
 
 mod common;
 
-use common::{DEADLINE, spawn_with, spawn_with_gateway};
+use common::{next_matching, spawn_with, spawn_with_gateway};
 use muster_mobile::client::{Client, ClientConfig, ClientEvent};
 use muster_server::config::TokenSecret;
 use serde_json::json;
-
-async fn next_matching(
-    client: &mut Client,
-    what: &str,
-    pick: impl Fn(&ClientEvent) -> bool,
-) -> ClientEvent {
-    tokio::time::timeout(DEADLINE, async {
-        loop {
-            let event = client
-                .next()
-                .await
-                .unwrap_or_else(|| panic!("the client stopped before {what}"));
-            if pick(&event) {
-                return event;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {what} before the deadline"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_receives_the_task_an_operator_assigns() {

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{App, DEADLINE, spawn_with};
+use common::{App, DEADLINE, next_matching, spawn_with};
 use serde_json::{Value, json};
 
 /// A fresh database on the test server, as a connection string; `None` when there is none.
@@ -191,27 +191,6 @@ async fn sixty_four_assignments_of_one_unit_through_three_nodes_have_one_winner(
     for n in nodes {
         n.stop().await;
     }
-}
-
-/// Waits for the next client event that `pick` selects.
-async fn next_matching(
-    client: &mut muster_mobile::client::Client,
-    what: &str,
-    pick: impl Fn(&muster_mobile::client::ClientEvent) -> bool,
-) -> muster_mobile::client::ClientEvent {
-    tokio::time::timeout(DEADLINE, async {
-        loop {
-            let event = client
-                .next()
-                .await
-                .unwrap_or_else(|| panic!("the client stopped before {what}"));
-            if pick(&event) {
-                return event;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {what} before the deadline"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

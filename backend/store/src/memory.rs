@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::error::{Result, StoreError};
 use crate::rules::{
-    Appender, StreamInfo, append_one, append_parts, check_replay, first_readable, too_old,
+    Appender, StreamInfo, append_one, append_parts, check_replay, first_readable, require, too_old,
     validate_batch, validate_parts,
 };
 use crate::store::EventStore;
@@ -148,15 +148,7 @@ impl Appender for State {
     }
 
     fn check_expected(&self, stream: &StreamName, expected: ExpectedState) -> Result<()> {
-        let info = self.info(stream);
-        if !expected.is_met_by(info.state()) {
-            return Err(StoreError::WrongExpectedState {
-                stream: stream.clone(),
-                expected,
-                actual: info.state(),
-            });
-        }
-        Ok(())
+        require(stream, expected, self.info(stream).state())
     }
 
     fn write(&mut self, stream: &StreamName, events: Vec<NewEvent>) -> Result<AppendResult> {

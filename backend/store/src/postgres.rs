@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use crate::error::{Result, StoreError};
 use crate::rules::{
-    Appender, StreamInfo, append_parts, check_replay, first_readable, validate_batch,
+    Appender, StreamInfo, append_parts, check_replay, first_readable, require, validate_batch,
     validate_parts,
 };
 use crate::store::EventStore;
@@ -476,29 +476,6 @@ impl PostgresStore {
             truncate_before: tb.unwrap_or(0) as u64,
         })
     }
-
-    async fn metadata_with(
-        &self,
-        client: &tokio_postgres::Client,
-        stream: &StreamName,
-    ) -> Result<StreamMetadata> {
-        let meta = stream.metastream()?;
-        let row = client
-            .query_opt(
-                &format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE stream = $1 ORDER BY revision DESC LIMIT 1"
-                ),
-                &[&meta.as_str()],
-            )
-            .await
-            .map_err(|e| db_error(&e))?;
-        match row {
-            Some(row) => decode_row(&row)?.decode().map_err(|e| {
-                StoreError::Storage(format!("stored metadata of {stream} is not readable: {e}"))
-            }),
-            None => Ok(StreamMetadata::default()),
-        }
-    }
 }
 
 fn publish(head: &watch::Sender<Position>, now: Position) {
@@ -813,15 +790,7 @@ impl Appender for Planned {
     }
 
     fn check_expected(&self, stream: &StreamName, expected: ExpectedState) -> Result<()> {
-        let info = self.info(stream);
-        if !expected.is_met_by(info.state()) {
-            return Err(StoreError::WrongExpectedState {
-                stream: stream.clone(),
-                expected,
-                actual: info.state(),
-            });
-        }
-        Ok(())
+        require(stream, expected, self.info(stream).state())
     }
 
     fn write(&mut self, stream: &StreamName, events: Vec<NewEvent>) -> Result<AppendResult> {
@@ -1085,21 +1054,7 @@ async fn write_in_transaction(
                 actual: info.state(),
             }));
         }
-        let meta_row = client
-            .query_opt(
-                &format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE stream = $1 ORDER BY revision DESC LIMIT 1"
-                ),
-                &[&stream.metastream()?.as_str()],
-            )
-            .await
-            .map_err(classify)?;
-        let mut meta: StreamMetadata = match meta_row {
-            Some(row) => decode_row(&row)?.decode().map_err(|e| {
-                StoreError::Storage(format!("stored metadata of {stream} is not readable: {e}"))
-            })?,
-            None => StreamMetadata::default(),
-        };
+        let mut meta = stream_metadata(client, stream).await?;
         meta.truncate_before = Some(info.next_revision);
         let event = NewEvent::json(Uuid::new_v4(), METADATA_EVENT_TYPE, 1, &meta)
             .map_err(StoreError::from)?;
@@ -1229,6 +1184,28 @@ fn decode_row(row: &Row) -> Result<RecordedEvent> {
     })
 }
 
+/// A stream's metadata: its metadata stream's last event (the default when there is none).
+async fn stream_metadata(
+    client: &tokio_postgres::Client,
+    stream: &StreamName,
+) -> Result<StreamMetadata> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE stream = $1 ORDER BY revision DESC LIMIT 1"
+            ),
+            &[&stream.metastream()?.as_str()],
+        )
+        .await
+        .map_err(|e| db_error(&e))?;
+    match row {
+        Some(row) => decode_row(&row)?.decode().map_err(|e| {
+            StoreError::Storage(format!("stored metadata of {stream} is not readable: {e}"))
+        }),
+        None => Ok(StreamMetadata::default()),
+    }
+}
+
 fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
     match e {
         deadpool_postgres::PoolError::Backend(e) => db_error(&e),
@@ -1293,7 +1270,7 @@ impl EventStore for PostgresStore {
         let meta = if stream.is_metastream() {
             StreamMetadata::default()
         } else {
-            self.metadata_with(&client, stream).await?
+            stream_metadata(&client, stream).await?
         };
         let first = first_readable(&info, &meta);
         let end = info.next_revision; // exclusive
@@ -1379,7 +1356,7 @@ impl EventStore for PostgresStore {
 
     async fn stream_metadata(&self, stream: &StreamName) -> Result<StreamMetadata> {
         let client = self.client().await?;
-        self.metadata_with(&client, stream).await
+        stream_metadata(&client, stream).await
     }
 
     async fn delete_stream(

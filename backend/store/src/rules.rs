@@ -171,6 +171,22 @@ fn combine_replays(
     Ok(Some(replays.into_iter().flatten().collect()))
 }
 
+/// Refuses with a conflict, naming what the stream is, when `actual` does not meet `expected`.
+pub(crate) fn require(
+    stream: &StreamName,
+    expected: ExpectedState,
+    actual: CurrentState,
+) -> Result<()> {
+    if !expected.is_met_by(actual) {
+        return Err(StoreError::WrongExpectedState {
+            stream: stream.clone(),
+            expected,
+            actual,
+        });
+    }
+    Ok(())
+}
+
 /// What the store keeps per stream to check expected states.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct StreamInfo {

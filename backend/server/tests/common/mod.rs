@@ -112,3 +112,24 @@ impl App {
         self.running.await.unwrap().unwrap();
     }
 }
+
+/// Waits for the next event of a device client that `pick` selects, at most [`DEADLINE`].
+pub async fn next_matching(
+    client: &mut muster_mobile::client::Client,
+    what: &str,
+    pick: impl Fn(&muster_mobile::client::ClientEvent) -> bool,
+) -> muster_mobile::client::ClientEvent {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let event = client
+                .next()
+                .await
+                .unwrap_or_else(|| panic!("the client stopped before {what}"));
+            if pick(&event) {
+                return event;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {what} before the deadline"))
+}

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use crate::error::{Result, StoreError};
 use crate::rules::{
-    Appender, StreamInfo, append_one, append_parts, check_replay, first_readable, too_old,
+    Appender, StreamInfo, append_one, append_parts, check_replay, first_readable, require, too_old,
     validate_batch, validate_parts,
 };
 use crate::store::EventStore;
@@ -669,14 +669,7 @@ impl<'txn> Tables<'txn> {
             .stream(stream)?
             .map(|(_, info)| info.state())
             .unwrap_or(CurrentState::NoStream);
-        if !expected.is_met_by(state) {
-            return Err(StoreError::WrongExpectedState {
-                stream: stream.clone(),
-                expected,
-                actual: state,
-            });
-        }
-        Ok(())
+        require(stream, expected, state)
     }
 
     /// Writes a checked append.
