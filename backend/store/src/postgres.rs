@@ -49,8 +49,13 @@ mod embedded {
 const TX_SLOTS_BITS: u32 = 16;
 /// The horizon, as a position: rows below it belong to ended transactions.
 const HORIZON: &str = "(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 16)";
-/// Shortest time between two reads of the head by a node's follower.
+/// How often an idle follower reads the head without being woken.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Shortest time between two reads of the head by a node's follower under a burst of local
+/// commits.
 const HEAD_READ_SPACING: Duration = Duration::from_millis(2);
+/// Local commits since the last read of the head from which the follower spaces its reads.
+const BURST: u64 = 4;
 /// Columns of an event row, in the order [`decode_row`] reads them.
 const EVENT_COLUMNS: &str =
     "position, stream, revision, id, type, schema_version, data, metadata, recorded_at";
@@ -99,7 +104,7 @@ pub struct PostgresStore {
     channel: String,
     head: watch::Sender<Position>,
     /// Poked after each local commit: the head follower re-reads the head and notifies.
-    committed: Arc<Notify>,
+    committed: Arc<LocalCommits>,
     /// Whether the head follower's connection is up.
     connected: Arc<AtomicBool>,
     closed: Arc<AtomicBool>,
@@ -174,8 +179,11 @@ impl PostgresStore {
         // Every connection works in Muster's schema.
         // A page of `$all` is an ordered index scan; without statistics (a new or freshly
         // copied table) the planner would otherwise sort the whole range for every page.
+        // Every statement is written for one index path, so a prepared statement keeps its
+        // generic plan instead of being planned again on every call (the arrays of an append
+        // would otherwise make the server replan it each time, costing more than running it).
         let search_path = format!(
-            "-c search_path={} -c enable_bitmapscan=off",
+            "-c search_path={} -c enable_bitmapscan=off -c plan_cache_mode=force_generic_plan",
             ident(&options.schema)
         );
         let opts = match config.get_options() {
@@ -223,7 +231,7 @@ impl PostgresStore {
 
         let channel = format!("muster_{}", options.schema);
         let head = watch::channel(Position::START).0;
-        let committed = Arc::new(Notify::new());
+        let committed = Arc::new(LocalCommits::default());
         let connected = Arc::new(AtomicBool::new(false));
         let closed = Arc::new(AtomicBool::new(false));
         {
@@ -330,7 +338,7 @@ impl PostgresStore {
             start = end;
         }
         if written > 0 {
-            self.committed.notify_one();
+            self.committed.record();
         }
         Ok(written)
     }
@@ -437,14 +445,14 @@ impl PostgresStore {
         if delete.is_none()
             && let Some(results) = write_fast(&client, &parts).await?
         {
-            self.committed.notify_one();
+            self.committed.record();
             return Ok(results);
         }
         let mut last_error = None;
         for _ in 0..APPEND_ATTEMPTS {
             match write_once(&mut client, parts.clone(), delete.clone(), None).await {
                 Ok((results, _)) => {
-                    self.committed.notify_one();
+                    self.committed.record();
                     return Ok(results);
                 }
                 Err(Failure::Retry(e)) => last_error = Some(e),
@@ -541,36 +549,62 @@ async fn migrate(client: &mut tokio_postgres::Client, schema: &str) -> Result<()
     result
 }
 
-/// The head (the position after the last event below the horizon) and the highest committed
-/// position, above the horizon or not.
+/// Reads the head (the position after the last event below the horizon) and the highest
+/// committed position, above the horizon or not ([`head_of`] reads the answer).
+fn head_sql(notify: bool) -> String {
+    let notify = if notify {
+        ", (SELECT count(*) FROM pg_notify($1, ''))"
+    } else {
+        ""
+    };
+    format!(
+        "SELECT (SELECT position FROM events WHERE position < h.horizon \
+                 ORDER BY position DESC LIMIT 1), \
+                (SELECT max(position) FROM events){notify} \
+         FROM (SELECT {HORIZON} AS horizon) h"
+    )
+}
+
+/// The head and the highest committed position from a row of [`head_sql`].
+fn head_of(row: &Row) -> (Position, Option<Position>) {
+    let visible: Option<i64> = row.get(0);
+    let committed: Option<i64> = row.get(1);
+    (
+        visible.map_or(Position::START, |p| Position(p as u64 + 1)),
+        committed.map(|p| Position(p as u64)),
+    )
+}
+
+/// The head and the highest committed position (see [`head_sql`]).
 async fn read_head(
     client: &impl tokio_postgres::GenericClient,
 ) -> Result<(Position, Option<Position>)> {
     let row = client
-        .query_one(
-            &format!(
-                "SELECT (SELECT position FROM events WHERE position < h.horizon \
-                         ORDER BY position DESC LIMIT 1), \
-                        (SELECT max(position) FROM events) \
-                 FROM (SELECT {HORIZON} AS horizon) h"
-            ),
-            &[],
-        )
+        .query_one(&head_sql(false), &[])
         .await
         .map_err(|e| db_error(&e))?;
-    let visible: Option<i64> = row.get(0);
-    let committed: Option<i64> = row.get(1);
-    Ok((
-        visible.map_or(Position::START, |p| Position(p as u64 + 1)),
-        committed.map(|p| Position(p as u64)),
-    ))
+    Ok(head_of(&row))
+}
+
+/// The commits of this store instance, counted, waking its follower.
+#[derive(Default)]
+struct LocalCommits {
+    count: std::sync::atomic::AtomicU64,
+    notify: Notify,
+}
+
+impl LocalCommits {
+    fn record(&self) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.notify.notify_one();
+    }
 }
 
 struct Follower {
     config: tokio_postgres::Config,
     channel: String,
     head: watch::Sender<Position>,
-    committed: Arc<Notify>,
+    committed: Arc<LocalCommits>,
     connected: Arc<AtomicBool>,
     closed: Arc<AtomicBool>,
 }
@@ -621,36 +655,53 @@ async fn follow_once(f: &Follower) -> Result<()> {
             .await
             .map_err(|e| db_error(&e))?;
         f.connected.store(true, Ordering::SeqCst);
-        let notify = format!("NOTIFY {}", ident(&f.channel));
+        // One statement reads the head; after local commits the same one also wakes the
+        // other nodes (the NOTIFY commits with the read, one round trip for both).
+        let read = client
+            .prepare(&head_sql(false))
+            .await
+            .map_err(|e| db_error(&e))?;
+        let read_and_wake = client
+            .prepare(&head_sql(true))
+            .await
+            .map_err(|e| db_error(&e))?;
         let mut pending_local = false;
-        let mut poll = Duration::from_secs(1);
+        let mut poll = IDLE_POLL;
         let mut last_read = tokio::time::Instant::now();
+        let mut commits_read = f.committed.count.load(Ordering::Relaxed);
         loop {
             if f.closed.load(Ordering::SeqCst) {
                 return Ok(());
             }
-            // Under load, one read of the head (and one NOTIFY) covers the commits of a short
-            // while, rather than one each: the database's CPU goes to the appends.
-            tokio::time::sleep_until(last_read + HEAD_READ_SPACING).await;
-            last_read = tokio::time::Instant::now();
-            let (head, committed) = read_head(&client).await?;
-            publish(&f.head, head);
-            if pending_local {
-                pending_local = false;
-                client
-                    .batch_execute(&notify)
-                    .await
-                    .map_err(|e| db_error(&e))?;
+            // Under a burst of local commits, one read of the head (and one NOTIFY) covers the
+            // commits of a short while: the database's CPU goes to the appends. Otherwise the
+            // read goes at once, for the shortest lag.
+            let count = f.committed.count.load(Ordering::Relaxed);
+            if count - commits_read >= BURST {
+                tokio::time::sleep_until(last_read + HEAD_READ_SPACING).await;
             }
-            // Committed events above the horizon: poll until it moves past them.
-            let waiting = committed.is_some_and(|c| c >= head);
-            poll = if waiting {
-                (poll * 2).clamp(Duration::from_millis(2), Duration::from_millis(100))
+            commits_read = f.committed.count.load(Ordering::Relaxed);
+            last_read = tokio::time::Instant::now();
+            let row = if std::mem::take(&mut pending_local) {
+                client.query_one(&read_and_wake, &[&f.channel]).await
             } else {
-                Duration::from_secs(1)
+                client.query_one(&read, &[]).await
+            }
+            .map_err(|e| db_error(&e))?;
+            let (head, committed) = head_of(&row);
+            let moved = head > *f.head.borrow();
+            publish(&f.head, head);
+            // Committed events above the horizon: poll until it moves past them. Soon while
+            // the horizon moves (a transaction is usually in flight for a moment only), backing
+            // off while it stays (a long transaction elsewhere holds it).
+            let waiting = committed.is_some_and(|c| c >= head);
+            poll = match (waiting, moved || poll >= IDLE_POLL) {
+                (false, _) => IDLE_POLL,
+                (true, true) => Duration::from_millis(2),
+                (true, false) => (poll * 2).min(Duration::from_millis(100)),
             };
             tokio::select! {
-                () = f.committed.notified() => pending_local = true,
+                () = f.committed.notify.notified() => pending_local = true,
                 woke = wake_rx.recv() => {
                     if woke.is_none() {
                         return Err(StoreError::Unavailable("the connection closed".to_owned()));
@@ -858,7 +909,7 @@ const APPEND_AT_KNOWN_REVISIONS: &str = "WITH x AS ( \
        SELECT pg_current_xact_id()::text::bigint AS xid, transaction_timestamp() AS now \
      ), guard AS ( \
        SELECT coalesce(bool_and(CASE WHEN g.r < 0 \
-         THEN NOT EXISTS (SELECT 1 FROM events e WHERE e.stream = g.s) \
+         THEN (SELECT e.revision FROM events e WHERE e.stream = g.s ORDER BY e.revision DESC LIMIT 1) IS NULL \
          ELSE EXISTS (SELECT 1 FROM events e WHERE e.stream = g.s AND e.revision = g.r) END), true) AS ok \
        FROM unnest($1::text[], $2::bigint[]) AS g(s, r) \
      ), ins AS ( \
@@ -871,6 +922,30 @@ const APPEND_AT_KNOWN_REVISIONS: &str = "WITH x AS ( \
        RETURNING 1 \
      ) \
      SELECT (SELECT ok FROM guard), (SELECT count(*) FROM ins), (SELECT xid FROM x)";
+
+/// [`APPEND_AT_KNOWN_REVISIONS`] for the commonest append, one event to one stream: the same
+/// guard and a single-row insert, with no arrays and no common table expression.
+const APPEND_ONE_EVENT: &str = "INSERT INTO events \
+       (position, stream, revision, id, type, schema_version, data, metadata, recorded_at) \
+     SELECT pg_current_xact_id()::text::bigint << 16, $1::text, $2::bigint, $3::uuid, $4::text, \
+            $5::int, $6::bytea, $7::bytea, transaction_timestamp() \
+     WHERE CASE WHEN $2::bigint = 0 \
+       THEN (SELECT e.revision FROM events e WHERE e.stream = $1::text ORDER BY e.revision DESC LIMIT 1) IS NULL \
+       ELSE EXISTS (SELECT 1 FROM events e WHERE e.stream = $1::text AND e.revision = $2::bigint - 1) END \
+     RETURNING position";
+
+/// [`APPEND_AT_KNOWN_REVISIONS`] for several events to one stream: the same guard and insert
+/// without a common table expression.
+const APPEND_TO_ONE_STREAM: &str = "INSERT INTO events \
+       (position, stream, revision, id, type, schema_version, data, metadata, recorded_at) \
+     SELECT (pg_current_xact_id()::text::bigint << 16) + v.i - 1, $1::text, $2::bigint + v.i - 1, \
+            v.id, v.t, v.sv, v.d, v.m, transaction_timestamp() \
+     FROM unnest($3::uuid[], $4::text[], $5::int[], $6::bytea[], $7::bytea[]) \
+          WITH ORDINALITY AS v(id, t, sv, d, m, i) \
+     WHERE CASE WHEN $2::bigint = 0 \
+       THEN (SELECT e.revision FROM events e WHERE e.stream = $1::text ORDER BY e.revision DESC LIMIT 1) IS NULL \
+       ELSE EXISTS (SELECT 1 FROM events e WHERE e.stream = $1::text AND e.revision = $2::bigint - 1) END \
+     RETURNING position";
 
 /// The fast path of an append ([`APPEND_AT_KNOWN_REVISIONS`]): one round trip, no lock, no
 /// read first. `None` when it does not apply (an expected state that needs the stream read, a
@@ -890,6 +965,9 @@ async fn write_fast(
     });
     if !known {
         return Ok(None);
+    }
+    if let [part] = parts {
+        return write_fast_part(client, part).await;
     }
     let guard_streams: Vec<&str> = parts.iter().map(|p| p.stream.as_str()).collect();
     let guard_revisions: Vec<i64> = parts
@@ -961,6 +1039,70 @@ async fn write_fast(
             })
             .collect(),
     ))
+}
+
+/// [`write_fast`] for one stream ([`APPEND_ONE_EVENT`], [`APPEND_TO_ONE_STREAM`]).
+async fn write_fast_part(
+    client: &deadpool_postgres::Client,
+    part: &StreamAppend,
+) -> Result<Option<Vec<AppendResult>>> {
+    let first = match part.expected {
+        ExpectedState::Revision(r) => r + 1,
+        _ => 0,
+    };
+    let events = &part.events;
+    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    let versions: Vec<i32> = events.iter().map(|e| e.schema_version as i32).collect();
+    let data: Vec<&[u8]> = events.iter().map(|e| e.data.as_slice()).collect();
+    let metadata = events
+        .iter()
+        .map(|e| {
+            serde_json::to_vec(&e.metadata).map_err(|err| {
+                StoreError::Storage(format!("cannot encode the metadata of {}: {err}", e.id))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let metadata: Vec<&[u8]> = metadata.iter().map(Vec::as_slice).collect();
+    let stream = part.stream.as_str();
+    let first_revision = first as i64;
+    let (sql, params): (_, [&(dyn tokio_postgres::types::ToSql + Sync); 7]) = if events.len() == 1 {
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+            &stream,
+            &first_revision,
+            &ids[0],
+            &types[0],
+            &versions[0],
+            &data[0],
+            &metadata[0],
+        ];
+        (APPEND_ONE_EVENT, params)
+    } else {
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+            &stream,
+            &first_revision,
+            &ids,
+            &types,
+            &versions,
+            &data,
+            &metadata,
+        ];
+        (APPEND_TO_ONE_STREAM, params)
+    };
+    let statement = client.prepare_cached(sql).await.map_err(|e| db_error(&e))?;
+    let rows = match client.query(&statement, &params).await {
+        Ok(rows) => rows,
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => return Ok(None),
+        Err(e) => return Err(db_error(&e)),
+    };
+    let last = rows.iter().map(|row| row.get::<_, i64>(0)).max();
+    Ok(match last {
+        Some(last) if rows.len() == events.len() => Some(vec![AppendResult {
+            next_expected_revision: first + events.len() as u64 - 1,
+            position: Position(last as u64),
+        }]),
+        _ => None,
+    })
 }
 
 /// SQL of the first pipeline.

@@ -763,13 +763,21 @@ impl FileSink {
     }
 }
 
-/// The PostgreSQL baseline: one connection per writer.
+/// The PostgreSQL baseline: one connection per writer, each with its statements prepared once;
+/// one event is a single-row `INSERT … VALUES`, a batch one `INSERT … SELECT FROM unnest(…)`.
 #[derive(Clone)]
 struct Postgres {
-    clients: Arc<Vec<tokio_postgres::Client>>,
+    clients: Arc<Vec<PgWriter>>,
     next: Arc<std::sync::atomic::AtomicUsize>,
     /// Insert into this table of the PostgreSQL store's shape instead.
     same_shape: Option<String>,
+}
+
+/// One baseline connection and its prepared statements (one event, a batch).
+struct PgWriter {
+    client: tokio_postgres::Client,
+    one: tokio::sync::OnceCell<tokio_postgres::Statement>,
+    many: tokio::sync::OnceCell<tokio_postgres::Statement>,
 }
 
 impl Postgres {
@@ -785,7 +793,11 @@ impl Postgres {
             tokio::spawn(async move {
                 let _ = connection.await;
             });
-            clients.push(client);
+            clients.push(PgWriter {
+                client,
+                one: Default::default(),
+                many: Default::default(),
+            });
         }
         let pg = Self {
             clients: Arc::new(clients),
@@ -793,6 +805,7 @@ impl Postgres {
             same_shape: None,
         };
         let sync: String = pg.clients[0]
+            .client
             .query_one("SHOW synchronous_commit", &[])
             .await?
             .get(0);
@@ -805,6 +818,7 @@ impl Postgres {
 
     async fn reset(&self) -> anyhow::Result<()> {
         self.clients[0]
+            .client
             .batch_execute(
                 "DROP TABLE IF EXISTS muster_bench_events;
                  CREATE TABLE muster_bench_events (
@@ -820,6 +834,29 @@ impl Postgres {
         Ok(())
     }
 
+    /// The SQL of the insert of one event (`one`) or of a batch.
+    fn sql(&self, one: bool) -> String {
+        match (&self.same_shape, one) {
+            (Some(table), true) => format!(
+                "INSERT INTO {table} (position, stream, revision, id, type, schema_version, data, metadata, recorded_at) \
+                 VALUES (nextval('{table}_position'), $1, $2, $3, $4, $5, $6, $7, now())"
+            ),
+            (Some(table), false) => format!(
+                "INSERT INTO {table} (position, stream, revision, id, type, schema_version, data, metadata, recorded_at) \
+                 SELECT nextval('{table}_position'), s, r, i, t, v, d, m, now() \
+                 FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::int[], $6::bytea[], $7::bytea[]) \
+                      AS x(s, r, i, t, v, d, m)"
+            ),
+            (None, true) => "INSERT INTO muster_bench_events (stream, revision, id, type, data) \
+                 VALUES ($1, $2, $3::text::uuid, $4, $5::text::jsonb)"
+                .to_owned(),
+            (None, false) => "INSERT INTO muster_bench_events (stream, revision, id, type, data) \
+                 SELECT s, r, i::uuid, t, d::jsonb \
+                 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[]) AS x(s, r, i, t, d)"
+                .to_owned(),
+        }
+    }
+
     async fn append(
         &self,
         stream: &StreamName,
@@ -832,14 +869,19 @@ impl Postgres {
             .next()
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        let client = &self.clients[w % self.clients.len()];
+        let writer = &self.clients[w % self.clients.len()];
+        let client = &writer.client;
+        let one = events.len() == 1;
+        let cell = if one { &writer.one } else { &writer.many };
+        let statement = cell
+            .get_or_try_init(|| async { client.prepare(&self.sql(one)).await })
+            .await?;
         let streams: Vec<&str> = events.iter().map(|_| stream.as_str()).collect();
         let revisions: Vec<i64> = (0..events.len())
             .map(|i| (revision + i as u64) as i64)
             .collect();
-        let ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
         let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-        if let Some(table) = &self.same_shape {
+        if self.same_shape.is_some() {
             let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id).collect();
             let versions: Vec<i32> = events.iter().map(|e| e.schema_version as i32).collect();
             let data: Vec<&[u8]> = events.iter().map(|e| e.data.as_slice()).collect();
@@ -848,31 +890,50 @@ impl Postgres {
                 .map(|e| serde_json::to_vec(&e.metadata))
                 .collect::<Result<_, _>>()?;
             let metadata: Vec<&[u8]> = metadata.iter().map(Vec::as_slice).collect();
-            client
-                .execute(
-                    &format!(
-                        "INSERT INTO {table} (position, stream, revision, id, type, schema_version, data, metadata, recorded_at) \
-                         SELECT nextval('{table}_position'), s, r, i, t, v, d, m, now() \
-                         FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::int[], $6::bytea[], $7::bytea[]) \
-                              AS x(s, r, i, t, v, d, m)"
-                    ),
-                    &[&streams, &revisions, &ids, &types, &versions, &data, &metadata],
-                )
-                .await?;
+            if one {
+                client
+                    .execute(
+                        statement,
+                        &[
+                            &streams[0],
+                            &revisions[0],
+                            &ids[0],
+                            &types[0],
+                            &versions[0],
+                            &data[0],
+                            &metadata[0],
+                        ],
+                    )
+                    .await?;
+            } else {
+                client
+                    .execute(
+                        statement,
+                        &[
+                            &streams, &revisions, &ids, &types, &versions, &data, &metadata,
+                        ],
+                    )
+                    .await?;
+            }
             return Ok(());
         }
+        let ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
         let data: Vec<String> = events
             .iter()
             .map(|e| String::from_utf8_lossy(&e.data).into_owned())
             .collect();
-        client
-            .execute(
-                "INSERT INTO muster_bench_events (stream, revision, id, type, data)
-                 SELECT s, r, i::uuid, t, d::jsonb
-                 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[]) AS x(s, r, i, t, d)",
-                &[&streams, &revisions, &ids, &types, &data],
-            )
-            .await?;
+        if one {
+            client
+                .execute(
+                    statement,
+                    &[&streams[0], &revisions[0], &ids[0], &types[0], &data[0]],
+                )
+                .await?;
+        } else {
+            client
+                .execute(statement, &[&streams, &revisions, &ids, &types, &data])
+                .await?;
+        }
         Ok(())
     }
 }
