@@ -12,6 +12,9 @@ use futures::StreamExt;
 use muster_store::EventStore;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::http::header::{HOST, HeaderValue, ORIGIN};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::alerts::AckWatchdog;
@@ -34,6 +37,9 @@ pub struct GatewayConfig {
     pub ack_timeout: Option<Duration>,
     /// Most connections at once.
     pub max_connections: usize,
+    /// Browser origins besides the gateway's own address that may connect
+    /// ([`crate::origin::allowed`]).
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -41,6 +47,7 @@ impl Default for GatewayConfig {
         Self {
             ack_timeout: Some(DEFAULT_ACK_TIMEOUT),
             max_connections: MAX_CONNECTIONS,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -90,6 +97,7 @@ pub async fn run_with_stats(
         stats: stats.clone(),
     });
     let slots = Arc::new(Semaphore::new(config.max_connections));
+    let allowed_origins = Arc::new(config.allowed_origins);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -112,11 +120,35 @@ pub async fn run_with_stats(
         let _ = tcp.set_nodelay(true);
         let ctx = ctx.clone();
         let stop = stop_rx.clone();
+        let origins = allowed_origins.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            // The refusal's type is tungstenite's, as its handshake callback takes it.
+            #[allow(clippy::result_large_err)]
+            let check_origin = |req: &Request, res: Response| {
+                let text = |name| {
+                    req.headers()
+                        .get(name)
+                        .map(|v: &HeaderValue| v.to_str().unwrap_or("null"))
+                };
+                if crate::origin::allowed(text(ORIGIN), text(HOST), &origins) {
+                    return Ok(res);
+                }
+                tracing::warn!(%peer, "a gateway upgrade from another site was refused");
+                let mut refusal = ErrorResponse::new(Some(
+                    "this page's origin may not open the gateway; add it to allowed_origins"
+                        .to_owned(),
+                ));
+                *refusal.status_mut() = StatusCode::FORBIDDEN;
+                Err(refusal)
+            };
             let handshake = tokio::time::timeout(
                 HELLO_TIMEOUT,
-                tokio_tungstenite::accept_async_with_config(tcp, Some(websocket_config())),
+                tokio_tungstenite::accept_hdr_async_with_config(
+                    tcp,
+                    check_origin,
+                    Some(websocket_config()),
+                ),
             )
             .await;
             let ws = match handshake {

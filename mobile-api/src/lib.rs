@@ -12,6 +12,8 @@
 //! - [`protocol`]: the messages of protocol v1 (serde types), error and close codes, and the
 //!   two-step parser of incoming frames.
 //! - [`limits`]: message size, rate limit, heartbeats, queue depth, as named constants.
+//! - [`origin`]: which browser origins may open a websocket (the gateway's and the wall
+//!   feed's rule).
 //! - [`token`]: the [`token::TokenVerifier`] trait and HMAC-signed tokens with an expiry.
 //! - [`commands`]: device commands carried out against the store through core's decisions.
 //! - [`delivery`]: what a device is sent: catch-up or resync, and the [`delivery::Hub`]
@@ -35,6 +37,7 @@ pub mod commands;
 pub mod delivery;
 pub mod gateway;
 pub mod limits;
+pub mod origin;
 pub mod protocol;
 pub mod responder;
 pub mod session;

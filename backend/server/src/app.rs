@@ -134,6 +134,7 @@ async fn start_gateway(
     let port = listener.local_addr()?.port();
     let gateway_config = muster_mobile::gateway::GatewayConfig {
         ack_timeout: Some(ack_timeout),
+        allowed_origins: config.allowed_origins.clone(),
         ..Default::default()
     };
     let verifier: Arc<dyn muster_mobile::token::TokenVerifier> = tokens.clone();
@@ -389,6 +390,10 @@ impl Application {
             })
         });
         let limit = config.max_body_bytes;
+        let lockout = web::Data::new(crate::security::Lockout::default());
+        let origins = web::Data::new(crate::security::AllowedOrigins(
+            config.allowed_origins.clone(),
+        ));
         let server = actix_web::HttpServer::new(move || {
             let app = match &dispatcher {
                 Some(d) => App::new().app_data(d.clone()),
@@ -398,8 +403,11 @@ impl Application {
                 Some(e) => app.app_data(e.clone()),
                 None => app,
             };
-            app.app_data(data.clone())
+            app.wrap(actix_web::middleware::from_fn(crate::security::headers))
+                .app_data(data.clone())
                 .app_data(tokens.clone())
+                .app_data(lockout.clone())
+                .app_data(origins.clone())
                 .app_data(readiness.clone())
                 .app_data(feed_shutdown.clone())
                 .app_data(wall.clone())

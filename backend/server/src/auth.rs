@@ -17,6 +17,7 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
+use crate::security::Lockout;
 
 /// What a user may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -203,9 +204,24 @@ pub fn demo_users() -> Vec<UserConfig> {
         .collect()
 }
 
-/// The token of a request: `Authorization: Bearer <token>`, or for websockets (which
-/// browsers open without headers) the `access_token` query parameter.
+/// The routes that take a token in the address (`?access_token=`): websockets, which
+/// browsers open without headers. Every other route refuses one there: addresses end up in
+/// logs, histories and `Referer` headers.
+pub const QUERY_TOKEN_ROUTES: &[&str] = &["/api/feed"];
+
+/// The token of a request: `Authorization: Bearer <token>`, or on [`QUERY_TOKEN_ROUTES`]
+/// the `access_token` query parameter.
 fn token_of(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map(|q| q.0)
+        .unwrap_or_default();
+    let in_query = query.get("access_token");
+    if in_query.is_some() && !QUERY_TOKEN_ROUTES.contains(&req.path()) {
+        return Err(ApiError::unauthorized(
+            "a token in the address (access_token) is taken only by the websocket feed; \
+             send it as \"Authorization: Bearer <token>\"",
+        ));
+    }
     if let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
         let value = value
             .to_str()
@@ -215,10 +231,46 @@ fn token_of(req: &HttpRequest) -> Result<Option<String>, ApiError> {
         })?;
         return Ok(Some(token.trim().to_owned()));
     }
-    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .map(|q| q.0)
-        .unwrap_or_default();
-    Ok(query.get("access_token").cloned())
+    Ok(in_query.cloned())
+}
+
+/// The caller of a request, or the refusal: 401 for a missing or unknown token, 429 with
+/// `Retry-After` for an unknown token from a client locked out ([`Lockout`]). Refused tokens
+/// are logged with the peer address, never with the token.
+fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
+    let tokens = req
+        .app_data::<web::Data<Tokens>>()
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no token table")))?;
+    let lockout = req.app_data::<web::Data<Lockout>>();
+    let peer = req.peer_addr().map(|a| a.ip());
+    let refused = |reason: &str| {
+        tracing::warn!(
+            peer = %peer.map_or("unknown".to_owned(), |p| p.to_string()),
+            path = %req.path(),
+            "authentication refused: {reason}"
+        );
+        if let (Some(lockout), Some(peer)) = (lockout, peer) {
+            if let Some(wait) = lockout.locked(peer) {
+                return ApiError::too_many(
+                    format!("too many refused tokens from this address; try again in {wait} s"),
+                    wait,
+                );
+            }
+            if let Some(wait) = lockout.failed(peer) {
+                tracing::warn!(%peer, "locked out for {wait} s after repeated refused tokens");
+            }
+        }
+        ApiError::unauthorized(reason.to_owned())
+    };
+    let token = match token_of(req) {
+        Ok(Some(t)) => t,
+        Ok(None) => return Err(refused("a bearer token is required")),
+        Err(e) => return Err(refused(&e.message)),
+    };
+    tokens
+        .caller(&token)
+        .cloned()
+        .ok_or_else(|| refused("the bearer token is not known"))
 }
 
 impl FromRequest for Caller {
@@ -226,18 +278,7 @@ impl FromRequest for Caller {
     type Future = Ready<Result<Caller, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let tokens = req.app_data::<web::Data<Tokens>>();
-        let result = (|| {
-            let token = token_of(req)?
-                .ok_or_else(|| ApiError::unauthorized("a bearer token is required"))?;
-            let tokens =
-                tokens.ok_or_else(|| ApiError::internal(anyhow::anyhow!("no token table")))?;
-            tokens
-                .caller(&token)
-                .cloned()
-                .ok_or_else(|| ApiError::unauthorized("the bearer token is not known"))
-        })();
-        ready(result)
+        ready(authenticate(req))
     }
 }
 

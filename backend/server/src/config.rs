@@ -12,6 +12,8 @@
 //! gateway_bind = "127.0.0.1:7450"   # the mobile gateway for responders' devices; "off": none
 //! token_secret = "…"        # signs responders' device tokens (32 bytes or more); without
 //!                           # it no gateway runs (`--demo` makes a random one)
+//! allowed_origins = ["https://wall.example.org"]   # browser origins besides the server's
+//!                           # own that may open the wall feed and the gateway (websockets)
 //!
 //! [[users]]
 //! name = "alice"
@@ -68,6 +70,10 @@ pub struct Config {
     pub gateway_bind: String,
     /// The secret that signs responders' device tokens; no gateway runs without one.
     pub token_secret: Option<TokenSecret>,
+    /// Web origins (`https://host[:port]`) besides the server's own that may open its
+    /// websockets (the wall feed and the mobile gateway) from a browser. A browser upgrade
+    /// from any other origin is refused with 403.
+    pub allowed_origins: Vec<String>,
 }
 
 /// A secret that never shows in logs or `Debug` output.
@@ -106,6 +112,7 @@ impl Default for Config {
             users: Vec::new(),
             gateway_bind: "127.0.0.1:7450".into(),
             token_secret: None,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -178,6 +185,16 @@ impl Config {
                 "store must be \"embedded\" or a PostgreSQL connection string (postgres://…), not {:?}",
                 self.store.chars().take(40).collect::<String>()
             );
+        }
+        for origin in &self.allowed_origins {
+            let rest = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            if rest.is_none_or(|r| r.is_empty() || r.contains('/') || r.contains('*')) {
+                bail!(
+                    "allowed_origins entries are scheme://host[:port] with no path or wildcard, not {origin:?}"
+                );
+            }
         }
         if self.max_body_bytes < 1024 {
             bail!("max_body_bytes must be at least 1024");

@@ -25,6 +25,8 @@ pub struct ApiError {
     pub details: Option<Value>,
     /// For 5xx only: the cause, logged and never shown.
     cause: Option<anyhow::Error>,
+    /// Seconds to wait before trying again (`Retry-After`), for 429 and 503.
+    retry_after_s: Option<u64>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -48,6 +50,15 @@ impl ApiError {
             message: message.into(),
             details: None,
             cause: None,
+            retry_after_s: None,
+        }
+    }
+
+    /// 429: too many attempts; try again after this many seconds.
+    pub fn too_many(message: impl Into<String>, retry_after_s: u64) -> Self {
+        Self {
+            retry_after_s: Some(retry_after_s.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
         }
     }
 
@@ -95,6 +106,7 @@ impl ApiError {
             message: "the server failed to handle the request; it has been logged".into(),
             details: None,
             cause: Some(cause.into()),
+            retry_after_s: None,
         }
     }
 
@@ -144,8 +156,13 @@ impl ResponseError for ApiError {
             }
         }
         let mut answer = HttpResponse::build(self.status);
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            answer.insert_header((actix_web::http::header::RETRY_AFTER, "2"));
+        let retry_after = match (self.retry_after_s, self.status) {
+            (Some(s), _) => Some(s),
+            (None, StatusCode::SERVICE_UNAVAILABLE) => Some(2),
+            _ => None,
+        };
+        if let Some(s) = retry_after {
+            answer.insert_header((actix_web::http::header::RETRY_AFTER, s.to_string()));
         }
         answer.json(self.body())
     }

@@ -9,6 +9,8 @@
 //! - [`app`]: wiring and lifecycle: [`app::Application::build`], `port()`,
 //!   `run_until_stopped()`, graceful shutdown, `/healthz`, `/readyz`, demo units.
 //! - [`auth`]: bearer tokens and roles (operator, responder, planner, admin).
+//! - [`security`]: security headers, the lockout of clients that present unknown tokens,
+//!   the Origin check of websockets.
 //! - [`error`]: the one error body and the status of each kind of failure.
 //! - [`dispatcher`]: the live unit index fed from the log, recommendations, coverage,
 //!   accepting recommendations, and dispatch by rule.
@@ -35,6 +37,7 @@ pub mod edge;
 pub mod error;
 pub mod openapi;
 pub mod routes;
+pub mod security;
 pub mod views;
 
 pub use app::Application;

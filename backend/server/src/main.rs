@@ -115,13 +115,40 @@ enum ProjectionsCommand {
     },
 }
 
+/// Crates that see frames, requests and connections byte for byte (tokens, call-back
+/// numbers): whatever `RUST_LOG` says, they log at `info` at most.
+const PROTOCOL_CRATES: &[&str] = &[
+    "tungstenite",
+    "tokio_tungstenite",
+    "actix_ws",
+    "actix_http",
+    "actix_server",
+    "h2",
+    "hyper",
+    "hyper_util",
+    "reqwest",
+    "rustls",
+    "tokio_postgres",
+    "postgres_protocol",
+    "mio",
+];
+
 fn main() -> anyhow::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let caps = PROTOCOL_CRATES.iter().fold(
+        tracing_subscriber::filter::Targets::new()
+            .with_default(tracing_subscriber::filter::LevelFilter::TRACE),
+        |t, name| t.with_target(*name, tracing::Level::INFO),
+    );
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .finish()
+        .with(caps)
         .init();
     let cli = Cli::parse();
     match cli.command {
@@ -173,6 +200,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(b) = args.bind {
         config.bind = b;
     }
+    if args.demo {
+        check_demo(&config)?;
+    }
     let demo_users = if args.demo {
         let users = muster_server::auth::demo_users();
         config.users.extend(users.iter().cloned());
@@ -191,6 +221,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "no users: add [[users]] to the config file, set MUSTER_USERS=name:role:token, or run with --demo"
         );
     }
+    private_data_dir(&config.data_dir)?;
     muster_server::routes::wall::ensure_built();
     runtime()?.block_on(async move {
         let app = muster_server::Application::build(config.clone()).await?;
@@ -244,7 +275,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 println!("demo token {:<9} {}", u.role.as_str(), u.token);
             }
             println!("try: curl -H 'Authorization: Bearer <operator token>' {addr}/api/units");
-            println!("wall display: {addr}/?token={}", operator.token);
+            println!("wall display: {addr}/#token={}", operator.token);
         }
         let stopper = app.stopper();
         tokio::spawn(async move {
@@ -254,6 +285,63 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         });
         app.run_until_stopped().await
     })
+}
+
+/// The data directory holds personal data (caller details in the log and the views): from
+/// here on every file and directory this process creates is its user's only (umask 077), and
+/// the directory itself is made 0700.
+fn private_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+        std::fs::create_dir_all(dir).map_err(|e| {
+            anyhow::anyhow!("cannot create the data directory {}: {e}", dir.display())
+        })?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot make the data directory {} private: {e}",
+                dir.display()
+            )
+        })?;
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            let path = entry.path();
+            let mode = if path.is_dir() { 0o700 } else { 0o600 };
+            if let Err(e) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)) {
+                tracing::warn!("cannot make {} private: {e}", path.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--demo` prints tokens that anyone on the machine may see: it runs only on loopback
+/// addresses, and never beside users a configuration defines.
+fn check_demo(config: &muster_server::Config) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.users.is_empty(),
+        "--demo adds demo users whose tokens it prints; it does not run with a configuration \
+         that defines users ([[users]] or MUSTER_USERS)"
+    );
+    for (what, bind) in [
+        ("bind", &config.bind),
+        ("gateway_bind", &config.gateway_bind),
+    ] {
+        if bind == "off" {
+            continue;
+        }
+        let host = bind.rsplit_once(':').map_or(bind.as_str(), |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        anyhow::ensure!(
+            loopback,
+            "--demo runs on loopback addresses only (127.0.0.1, ::1, localhost); {what} is {bind}"
+        );
+    }
+    Ok(())
 }
 
 /// The address a process on this machine reaches the server at (a wildcard bind is reached on
@@ -307,4 +395,41 @@ fn projections_rebuild(data_dir: &std::path::Path, city: &str) -> anyhow::Result
             .map_or("none".to_string(), |p| p.to_string())
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_runs_on_loopback_without_configured_users_only() {
+        let config = |bind: &str, gateway: &str| muster_server::Config {
+            bind: bind.into(),
+            gateway_bind: gateway.into(),
+            ..Default::default()
+        };
+        for (bind, gateway) in [
+            ("127.0.0.1:8080", "127.0.0.1:7450"),
+            ("[::1]:8080", "off"),
+            ("localhost:0", "127.0.0.1:0"),
+        ] {
+            assert!(
+                check_demo(&config(bind, gateway)).is_ok(),
+                "{bind} {gateway}"
+            );
+        }
+        for (bind, gateway) in [
+            ("0.0.0.0:8080", "127.0.0.1:7450"),
+            ("127.0.0.1:8080", "0.0.0.0:7450"),
+            ("192.0.2.10:8080", "off"),
+            ("[::]:8080", "off"),
+        ] {
+            let e = check_demo(&config(bind, gateway)).unwrap_err().to_string();
+            assert!(e.contains("loopback"), "{bind} {gateway}: {e}");
+        }
+        let mut with_users = config("127.0.0.1:8080", "off");
+        with_users.users = muster_server::auth::demo_users();
+        let e = check_demo(&with_users).unwrap_err().to_string();
+        assert!(e.contains("defines users"), "{e}");
+    }
 }

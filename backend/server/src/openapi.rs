@@ -83,6 +83,28 @@ fn path_parameter(name: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}})
 }
 
+/// Every operation that may answer 401 may also answer 429: a client that presented too many
+/// unknown tokens is locked out for a while (`Retry-After`).
+fn declare_lockout(paths: &mut Value) {
+    for item in paths
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|p| p.values_mut())
+    {
+        for op in item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|o| o.values_mut())
+        {
+            if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut)
+                && responses.contains_key("401")
+            {
+                responses.insert("429".to_owned(), json!({"$ref": ERROR}));
+            }
+        }
+    }
+}
+
 /// Declares each `{name}` of each path on every operation of it.
 fn declare_path_parameters(paths: &mut Value) {
     let Some(paths) = paths.as_object_mut() else {
@@ -314,7 +336,7 @@ pub fn document() -> Value {
             "/api/incidents/{id}/dispatch": {"post": dispatch},
             "/api/coverage": {"get": coverage},
             "/api/dispatch/rules": {"get": or_unavailable(op("The dispatch rules in force: automatic dispatch, preemption, acknowledgement timeout", "any", None, "200", schema("DispatchRules")))},
-            "/api/feed": {"get": {"summary": "Wall-display websocket: snapshot, then deltas with log positions; ?after=P resumes", "description": "Token in Authorization or ?access_token=.", "parameters": [{"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": u64::MAX}}], "responses": {"101": {"description": "Switching protocols"}, "400": {"$ref": ERROR}, "401": {"$ref": ERROR}}}},
+            "/api/feed": {"get": {"summary": "Wall-display websocket: snapshot, then deltas with log positions; ?after=P resumes", "description": "Token in Authorization or ?access_token= (the only route that takes one in the address). A browser's Origin must be the server's own or in allowed_origins (else 403).", "parameters": [{"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": u64::MAX}}], "responses": {"101": {"description": "Switching protocols"}, "400": {"$ref": ERROR}, "401": {"$ref": ERROR}, "403": {"$ref": ERROR}}}},
             "/api/wall/city": {"get": op("The configured city for the wall display's base map: name, bounds, districts, stations, hospitals, map lines", "any", None, "200", schema("CityMap"))},
             "/api/wall/geocode": {"get": wall_geocode},
             "/api/wall/timeline": {"get": op("The first and last events' times and positions, for the replay bar", "any", None, "200", schema("Timeline"))},
@@ -332,6 +354,7 @@ pub fn document() -> Value {
         }
     });
     declare_path_parameters(&mut doc["paths"]);
+    declare_lockout(&mut doc["paths"]);
     name_operations(&mut doc["paths"]);
     link_answers(&mut doc["paths"]);
     if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {

@@ -189,7 +189,7 @@ async function main() {
       });
       try {
         const page = ctx.pages()[0] ?? (await ctx.newPage());
-        await page.goto(`${base}/?token=${TOKEN}`);
+        await page.goto(`${base}/#token=${TOKEN}`);
         await page.waitForFunction(() => performance.getEntriesByName("muster:first-render").length > 0, null, { timeout: 60_000 });
         const t = await page.evaluate(() => ({
           first: performance.getEntriesByName("muster:first-render")[0].startTime,
@@ -201,7 +201,7 @@ async function main() {
         shell.push(t.shell);
 
         const measure = async (spec) => {
-          await page.goto(`${base}/?token=${TOKEN}&bench=${spec}`);
+          await page.goto(`${base}/?bench=${spec}#token=${TOKEN}`);
           await page.waitForFunction(() => window.benchReady === true);
           await page.waitForTimeout(2000); // warm-up before measuring
           return sample(page, SECONDS);
@@ -210,7 +210,7 @@ async function main() {
         if (VIA_SERVER) {
           // The live page on the real feed; this process reports every unit's position once a
           // second through the API. Baseline: the same live page while nothing moves.
-          await page.goto(`${base}/?token=${TOKEN}`);
+          await page.goto(`${base}/#token=${TOKEN}`);
           await page.waitForFunction((n) => window.muster.live.units.size >= n, UNITS, { timeout: 60_000 });
           await page.waitForTimeout(2000); // warm-up before measuring
           idle = await sample(page, SECONDS);

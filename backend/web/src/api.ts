@@ -20,12 +20,14 @@ export class ApiError extends Error {
 
 const TOKEN_KEY = "muster.token";
 
+/** The token: from the address's fragment (`#token=…`, which the browser never sends to a
+ * server; taken out of the address at once and kept in local storage), else the kept one. */
 export function token(): string | null {
-  const fromUrl = new URLSearchParams(location.search).get("token");
+  const fromUrl = new URLSearchParams(location.hash.slice(1)).get("token");
   if (fromUrl) {
     localStorage.setItem(TOKEN_KEY, fromUrl);
     const url = new URL(location.href);
-    url.searchParams.delete("token");
+    url.hash = "";
     history.replaceState(null, "", url.toString());
     return fromUrl;
   }

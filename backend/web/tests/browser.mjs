@@ -24,7 +24,8 @@ const args = process.argv.slice(2);
 const musterBin = args.includes("--muster") ? args[args.indexOf("--muster") + 1] : path.join(root, "target/debug/muster");
 const artifacts = path.join(root, "test-artifacts/web");
 mkdirSync(artifacts, { recursive: true });
-const TOKEN = "wall-test-operator-token-0123456789";
+// The demo operator's token, as `muster serve --demo` prints it.
+let TOKEN = null;
 const STEP_MS = 30_000;
 
 export const CHROMIUM_ARGS = [
@@ -44,9 +45,15 @@ function freePort() {
 }
 
 let server = null;
+/** Starts `muster serve`: the first time with `--demo --no-drill` (demo units, the operator's
+ * token printed); a restart on the same data directory without `--demo`, its operator holding
+ * the token the page already has. */
 async function startServer(dataDir, port) {
-  const child = spawn(musterBin, ["serve", "--demo", "--no-drill", "--data-dir", dataDir, "--bind", `127.0.0.1:${port}`], {
-    env: { ...process.env, MUSTER_USERS: `wall-test:operator:${TOKEN}`, MUSTER_WEB_BUILD: "0", MUSTER_WEB_DIST: path.join(here, "../dist"), MUSTER_GATEWAY_BIND: "off" },
+  const restart = TOKEN !== null;
+  const demo = restart ? [] : ["--demo", "--no-drill"];
+  const users = restart ? { MUSTER_USERS: `wall-test:operator:${TOKEN}` } : {};
+  const child = spawn(musterBin, ["serve", ...demo, "--data-dir", dataDir, "--bind", `127.0.0.1:${port}`], {
+    env: { ...process.env, ...users, MUSTER_WEB_BUILD: "0", MUSTER_WEB_DIST: path.join(here, "../dist"), MUSTER_GATEWAY_BIND: "off" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
@@ -58,7 +65,11 @@ async function startServer(dataDir, port) {
     if (child.exitCode !== null) throw new Error(`muster exited early:\n${out}`);
     try {
       const r = await fetch(`http://127.0.0.1:${port}/readyz`);
-      if (r.ok) break;
+      const printed = /demo token operator\s+(\S+)/.exec(out);
+      if (r.ok && (restart || printed)) {
+        if (!restart) TOKEN = printed[1];
+        break;
+      }
     } catch {}
     if (Date.now() > deadline) throw new Error(`muster did not get ready:\n${out}`);
     await new Promise((r) => setTimeout(r, 100)); // polling the server's readiness, not a wait for an effect
@@ -120,9 +131,14 @@ async function main() {
     page.setDefaultTimeout(STEP_MS);
     const consoleErrors = [];
     page.on("pageerror", (e) => consoleErrors.push(String(e)));
+    // The server's content security policy must not block anything the page does.
+    page.on("console", (m) => {
+      const text = m.text();
+      if (m.type() === "error" && /Content Security Policy/i.test(text) && !consoleErrors.includes(text)) consoleErrors.push(text);
+    });
 
     await step("the page loads live, with the base map and the demo units", async () => {
-      await page.goto(`${base}/?token=${TOKEN}`);
+      await page.goto(`${base}/#token=${TOKEN}`);
       await page.waitForSelector('#conn[data-state="live"]');
       await page.waitForSelector('body[data-city="loaded"]');
       await page.waitForSelector("tr.unit-row");

@@ -55,8 +55,19 @@ pub async fn feed(
     body: web::Payload,
     state: web::Data<AppState>,
     shutdown: web::Data<FeedShutdown>,
+    origins: Option<web::Data<crate::security::AllowedOrigins>>,
     _: Allowed<Read>,
 ) -> Result<HttpResponse, ApiError> {
+    let allowed = origins.as_ref().map_or(&[][..], |o| o.0.as_slice());
+    if !crate::security::origin_allowed(req.headers(), allowed) {
+        tracing::warn!(
+            peer = %req.peer_addr().map_or("unknown".to_owned(), |p| p.ip().to_string()),
+            "a wall feed upgrade from another site was refused"
+        );
+        return Err(ApiError::forbidden(
+            "this page's origin may not open the feed; add it to allowed_origins in the configuration",
+        ));
+    }
     let q = web::Query::<FeedQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
     let after = q.after.map(Position);

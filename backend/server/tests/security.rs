@@ -1,0 +1,184 @@
+//! The security controls at the edge, tried from outside: headers, tokens in the address,
+//! the lockout of clients that present unknown tokens, and the Origin check of both
+//! websockets.
+
+mod common;
+
+use common::{spawn, spawn_with, spawn_with_gateway, token};
+use muster_server::auth::Role;
+use muster_server::security::MAX_FAILURES;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers_and_api_answers_are_not_cached() {
+    let app = spawn().await;
+    let client = reqwest::Client::new();
+    for (path, api) in [
+        ("/api/incidents", true),
+        ("/api/no-such-route", true),
+        ("/readyz", true),
+        ("/", false),
+    ] {
+        let r = client
+            .get(format!("{}{path}", app.base))
+            .bearer_auth(token(Role::Operator))
+            .send()
+            .await
+            .unwrap();
+        let h = r.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        let script = csp
+            .split(';')
+            .find(|d| d.trim().starts_with("script-src"))
+            .unwrap_or_else(|| panic!("{path}: no script-src in {csp}"));
+        assert_eq!(script.trim(), "script-src 'self'", "{path}: {csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        if api {
+            assert_eq!(h["cache-control"], "no-store", "{path}");
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_in_the_address_of_a_rest_route_is_refused_and_nothing_is_written() {
+    let app = spawn().await;
+    let client = reqwest::Client::new();
+    let body = json!({
+        "incident_type": "medical", "priority": "P1",
+        "location": {"lat": 60.17, "lon": 24.94},
+        "caller": {"name": "Query Token Canary"},
+    });
+    let r = client
+        .post(format!(
+            "{}/api/incidents?access_token={}",
+            app.base,
+            token(Role::Operator)
+        ))
+        .header("Idempotency-Key", "query-token-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let answer: serde_json::Value = r.json().await.unwrap();
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("Authorization: Bearer"), "{message}");
+    // Even beside a good header, a token in the address is refused.
+    let r = client
+        .get(format!("{}/api/incidents?access_token=x", app.base))
+        .bearer_auth(token(Role::Operator))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    // A good create after them; once the views have it, it is the only incident.
+    let (status, created) = app.post("/api/incidents", "query-token-2", body).await;
+    assert_eq!(status, 201, "{created}");
+    let position = created["position"].as_u64().unwrap();
+    let (status, board) = app
+        .get(&format!("/api/incidents?min_position={position}"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        board["incidents"].as_array().map(Vec::len),
+        Some(1),
+        "the refused create was stored: {board}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_presenting_unknown_tokens_is_locked_out_while_known_tokens_still_work() {
+    let app = spawn().await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for i in 0..MAX_FAILURES + 5 {
+        let r = client
+            .get(format!("{}/api/incidents", app.base))
+            .bearer_auth(format!("wrong-token-{i:04}-0123456789"))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        if status == 429 {
+            let wait: u64 = r.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=60).contains(&wait), "Retry-After {wait}");
+        }
+        statuses.push(status);
+    }
+    let refused = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(refused, MAX_FAILURES as usize, "{statuses:?}");
+    assert!(
+        statuses[MAX_FAILURES as usize..].iter().all(|s| *s == 429),
+        "{statuses:?}"
+    );
+    // The dispatch centre behind the same address goes on working.
+    let (status, _) = app.get("/api/incidents").await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}
+
+async fn upgrade(url: &str, origin: Option<&'static str>) -> Result<u16, u16> {
+    let mut request = url.into_client_request().unwrap();
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("Origin", HeaderValue::from_static(origin));
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((_, response)) => Ok(response.status().as_u16()),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(e) => panic!("the upgrade failed otherwise: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn the_wall_feed_refuses_other_sites_and_takes_its_own_and_listed_origins() {
+    let app = spawn_with(|c| c.allowed_origins = vec!["https://wall.example".into()]).await;
+    let url = format!(
+        "ws://127.0.0.1:{}/api/feed?access_token={}",
+        app.port,
+        token(Role::Planner)
+    );
+    assert_eq!(upgrade(&url, Some("https://evil.example")).await, Err(403));
+    assert_eq!(upgrade(&url, Some("null")).await, Err(403));
+    assert_eq!(upgrade(&url, None).await, Ok(101));
+    assert_eq!(upgrade(&url, Some("https://wall.example")).await, Ok(101));
+    let own: &'static str = Box::leak(format!("http://127.0.0.1:{}", app.port).into_boxed_str());
+    assert_eq!(upgrade(&url, Some(own)).await, Ok(101));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_gateway_refuses_other_sites() {
+    let app = spawn_with_gateway().await;
+    let port = app.gateway.as_ref().unwrap().port;
+    let url = format!("ws://127.0.0.1:{port}");
+    assert_eq!(upgrade(&url, Some("https://evil.example")).await, Err(403));
+    assert_eq!(upgrade(&url, None).await, Ok(101));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_listed_origin_must_be_an_origin() {
+    for bad in ["*", "https://wall.example/path", "wall.example", "https://"] {
+        let config = muster_server::Config {
+            allowed_origins: vec![bad.into()],
+            ..Default::default()
+        };
+        let e = config.check().unwrap_err().to_string();
+        assert!(e.contains("allowed_origins"), "{bad}: {e}");
+    }
+}

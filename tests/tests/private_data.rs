@@ -1,0 +1,166 @@
+//! Personal data at rest and in logs, tried on the real binary: `muster serve` at
+//! `RUST_LOG=trace` takes a call with canary caller details, answers reads and a bad request,
+//! feeds a wall display over the websocket; afterwards the canaries are in no log line and no
+//! error body, and the data directory is 0700 with every file in it 0600.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::json;
+
+const TOKEN: &str = "private-data-operator-token-0123456789";
+const CANARY_NAME: &str = "Canary Callerson Qx";
+const CANARY_NUMBER: &str = "+358 40 7654321";
+const CANARY_DIGITS: &str = "7654321";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Every file and directory under `dir`, with its mode.
+fn modes(dir: &Path, out: &mut Vec<(std::path::PathBuf, u32, bool)>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let meta = entry.metadata().unwrap();
+        out.push((
+            path.clone(),
+            meta.permissions().mode() & 0o777,
+            meta.is_dir(),
+        ));
+        if meta.is_dir() {
+            modes(&path, out);
+        }
+    }
+}
+
+#[tokio::test]
+async fn caller_details_reach_no_log_and_no_error_body_and_data_files_are_private() {
+    let work = tempfile::tempdir().unwrap();
+    let data_dir = work.path().join("data");
+    let config = work.path().join("muster.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "gateway_bind = \"off\"\ncity = \"grid\"\n[[users]]\nname = \"op\"\nrole = \"operator\"\ntoken = \"{TOKEN}\"\n"
+        ),
+    )
+    .unwrap();
+    let log_path = work.path().join("muster.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let port = free_port();
+    let mut child = Command::new(muster_e2e::muster_bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["--bind", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "trace")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = http.get(format!("{base}/readyz")).send().await;
+        if ready.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let caller = json!({"name": CANARY_NAME, "call_back": CANARY_NUMBER});
+    let r = http
+        .post(format!("{base}/api/incidents"))
+        .bearer_auth(TOKEN)
+        .header("Idempotency-Key", "canary-1")
+        .json(
+            &json!({"location": {"lat": 0.01, "lon": 0.01}, "incident_type": "medical",
+                      "priority": "P1", "caller": caller}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: serde_json::Value = r.json().await.unwrap();
+    let id = created["incident_id"].as_str().unwrap().to_owned();
+    let position = created["position"].as_u64().unwrap();
+    // The operator reads the caller back: the canaries do leave the server, to them.
+    let detail = http
+        .get(format!("{base}/api/incidents/{id}?min_position={position}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(detail.contains(CANARY_NAME), "{detail}");
+    // Bad requests that carry the canaries: their error bodies repeat neither.
+    for body in [
+        json!({"location": {"lat": 0.01, "lon": 0.01}, "incident_type": "medical",
+               "priority": "P9", "caller": caller}),
+        json!({"location": {"lat": 0.01, "lon": 0.01}, "incident_type": "medical",
+               "priority": "P1", "caller": {"name": CANARY_NAME, "call_back": "x7654321x"}}),
+    ] {
+        let r = http
+            .post(format!("{base}/api/incidents"))
+            .bearer_auth(TOKEN)
+            .header("Idempotency-Key", "canary-bad")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error());
+        let text = r.text().await.unwrap();
+        assert!(
+            !text.contains(CANARY_NAME) && !text.contains(CANARY_DIGITS),
+            "{text}"
+        );
+    }
+    // A wall display takes the feed's snapshot over the websocket.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "ws://127.0.0.1:{port}/api/feed?access_token={TOKEN}"
+    ))
+    .await
+    .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("a snapshot in time")
+        .expect("a frame")
+        .unwrap();
+    assert!(first.to_text().unwrap().contains(&id));
+    drop(ws);
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("DEBUG") && l.contains("answered")),
+        "RUST_LOG=trace did not reach the log:\n{log}"
+    );
+    for canary in [CANARY_NAME, CANARY_DIGITS, TOKEN] {
+        let hits: Vec<&str> = log.lines().filter(|l| l.contains(canary)).take(3).collect();
+        assert!(hits.is_empty(), "{canary:?} is in the log: {hits:#?}");
+    }
+
+    let dir_mode = std::fs::metadata(&data_dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(dir_mode, 0o700, "the data directory is {dir_mode:o}");
+    let mut all = Vec::new();
+    modes(&data_dir, &mut all);
+    assert!(!all.is_empty(), "the data directory is empty");
+    for (path, mode, is_dir) in all {
+        let want = if is_dir { 0o700 } else { 0o600 };
+        assert_eq!(mode, want, "{} is {mode:o}", path.display());
+    }
+}
