@@ -390,7 +390,7 @@ impl Application {
             })
         });
         let limit = config.max_body_bytes;
-        let lockout = web::Data::new(crate::security::Lockout::default());
+        let lockout = web::Data::new(crate::security::Lockout::new(config.lockout_failures));
         let origins = web::Data::new(crate::security::AllowedOrigins(
             config.allowed_origins.clone(),
         ));

@@ -236,7 +236,8 @@ fn token_of(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 
 /// The caller of a request, or the refusal: 401 for a missing or unknown token, 429 with
 /// `Retry-After` for an unknown token from a client locked out ([`Lockout`]). Refused tokens
-/// are logged with the peer address, never with the token.
+/// are logged with the peer address, never with the token, and counted towards the lockout;
+/// a request with no token at all is neither (it is no guess).
 fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
     let tokens = req
         .app_data::<web::Data<Tokens>>()
@@ -264,7 +265,8 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
     };
     let token = match token_of(req) {
         Ok(Some(t)) => t,
-        Ok(None) => return Err(refused("a bearer token is required")),
+        // No token at all is not a guess: 401, not counted.
+        Ok(None) => return Err(ApiError::unauthorized("a bearer token is required")),
         Err(e) => return Err(refused(&e.message)),
     };
     tokens

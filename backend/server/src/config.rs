@@ -14,6 +14,8 @@
 //!                           # it no gateway runs (`--demo` makes a random one)
 //! allowed_origins = ["https://wall.example.org"]   # browser origins besides the server's
 //!                           # own that may open the wall feed and the gateway (websockets)
+//! lockout_failures = 20     # unknown tokens from one address within a minute before its
+//!                           # unknown tokens get 429 for a minute
 //!
 //! [[users]]
 //! name = "alice"
@@ -30,6 +32,8 @@
 //! | `MUSTER_MAX_BODY_BYTES` | `max_body_bytes` |
 //! | `MUSTER_SHUTDOWN_TIMEOUT_S` | `shutdown_timeout_s` |
 //! | `MUSTER_CITY` | `city` |
+//! | `MUSTER_LOCKOUT_FAILURES` | `lockout_failures` |
+//! | `MUSTER_ALLOWED_ORIGINS` | `allowed_origins`, separated by commas |
 //! | `MUSTER_USERS` | more users, `name:role:token` (a responder: `name:role:token:unit id`) separated by commas |
 //! | `MUSTER_GATEWAY_BIND` | `gateway_bind` |
 //! | `MUSTER_TOKEN_SECRET` | `token_secret` |
@@ -74,6 +78,9 @@ pub struct Config {
     /// websockets (the wall feed and the mobile gateway) from a browser. A browser upgrade
     /// from any other origin is refused with 403.
     pub allowed_origins: Vec<String>,
+    /// Unknown tokens from one address within a minute after which its unknown tokens get
+    /// 429 for a minute (known tokens always work).
+    pub lockout_failures: u32,
 }
 
 /// A secret that never shows in logs or `Debug` output.
@@ -113,6 +120,7 @@ impl Default for Config {
             gateway_bind: "127.0.0.1:7450".into(),
             token_secret: None,
             allowed_origins: Vec::new(),
+            lockout_failures: crate::security::DEFAULT_LOCKOUT_FAILURES,
         }
     }
 }
@@ -162,6 +170,18 @@ impl Config {
                     self.shutdown_timeout_s = number("MUSTER_SHUTDOWN_TIMEOUT_S")?
                 }
                 "MUSTER_CITY" => self.city = value.clone(),
+                "MUSTER_ALLOWED_ORIGINS" => {
+                    self.allowed_origins = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|o| !o.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                }
+                "MUSTER_LOCKOUT_FAILURES" => {
+                    self.lockout_failures = u32::try_from(number("MUSTER_LOCKOUT_FAILURES")?)
+                        .context("MUSTER_LOCKOUT_FAILURES is too large")?
+                }
                 "MUSTER_GATEWAY_BIND" => self.gateway_bind = value.clone(),
                 "MUSTER_TOKEN_SECRET" => self.token_secret = Some(TokenSecret::new(value.trim())),
                 "MUSTER_USERS" => {
@@ -195,6 +215,9 @@ impl Config {
                     "allowed_origins entries are scheme://host[:port] with no path or wildcard, not {origin:?}"
                 );
             }
+        }
+        if self.lockout_failures == 0 {
+            bail!("lockout_failures must be at least 1");
         }
         if self.max_body_bytes < 1024 {
             bail!("max_body_bytes must be at least 1024");
@@ -251,8 +274,18 @@ mod tests {
             ("MUSTER_BIND".to_string(), "127.0.0.1:0".to_string()),
             ("MUSTER_USERS".into(), "b:operator:fedcba9876543210".into()),
             ("HOME".into(), "/root".into()),
+            (
+                "MUSTER_ALLOWED_ORIGINS".into(),
+                "https://wall.example, http://10.0.0.5:8080".into(),
+            ),
+            ("MUSTER_LOCKOUT_FAILURES".into(), "50".into()),
         ])
         .unwrap();
+        assert_eq!(
+            c.allowed_origins,
+            ["https://wall.example", "http://10.0.0.5:8080"]
+        );
+        assert_eq!(c.lockout_failures, 50);
         assert_eq!(c.bind, "127.0.0.1:0");
         assert_eq!(c.data_dir, PathBuf::from("/var/muster"));
         assert_eq!(c.users.len(), 2);
@@ -269,6 +302,16 @@ mod tests {
         );
         assert!(
             c.apply_env([("MUSTER_USERS".into(), "x:king:0123456789abcdef".into())])
+                .is_err()
+        );
+        assert!(
+            Config::default()
+                .apply_env([("MUSTER_LOCKOUT_FAILURES".into(), "0".into())])
+                .is_err()
+        );
+        assert!(
+            Config::default()
+                .apply_env([("MUSTER_ALLOWED_ORIGINS".into(), "*".into())])
                 .is_err()
         );
     }

@@ -4,7 +4,7 @@
 //!   script and no framing, `nosniff`, no referrer) and `Cache-Control: no-store` on every
 //!   API answer without a cache policy of its own, since API answers may hold caller details.
 //! - [`Lockout`]: clients (by peer address) that present unknown tokens too often are answered
-//!   429 with `Retry-After` for a while, and every refused token is logged with the peer
+//!   429 with `Retry-After` for a while (`lockout_failures` in the configuration), and every refused token is logged with the peer
 //!   address. A known token is always taken: a dispatch centre behind one address must not be
 //!   locked out by one misconfigured screen, and tokens are 128-bit random, beyond guessing.
 //! - [`origin_allowed`]: the Origin check of websocket upgrades (the wall feed; the mobile
@@ -60,13 +60,21 @@ pub async fn headers(
     Ok(res)
 }
 
-/// Failed logins per client before it is locked out, within [`Lockout::WINDOW`].
-pub const MAX_FAILURES: u32 = 20;
+/// Unknown tokens per client within [`Lockout::WINDOW`] before it is locked out, by default
+/// (`lockout_failures` in the configuration).
+pub const DEFAULT_LOCKOUT_FAILURES: u32 = 20;
 
 /// Clients that present unknown tokens too often, by peer address.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Lockout {
     clients: Mutex<HashMap<IpAddr, Failures>>,
+    max_failures: u32,
+}
+
+impl Default for Lockout {
+    fn default() -> Self {
+        Self::new(DEFAULT_LOCKOUT_FAILURES)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +91,14 @@ impl Lockout {
     pub const LOCK: Duration = Duration::from_secs(60);
     /// Clients remembered at most; past it, entries whose window has passed are dropped.
     const MAX_CLIENTS: usize = 65_536;
+
+    /// A lockout after `max_failures` unknown tokens within [`Lockout::WINDOW`].
+    pub fn new(max_failures: u32) -> Self {
+        Self {
+            clients: Mutex::default(),
+            max_failures: max_failures.max(1),
+        }
+    }
 
     /// Whether `client` is locked out now: the seconds it has to wait.
     pub fn locked(&self, client: IpAddr) -> Option<u64> {
@@ -116,7 +132,7 @@ impl Lockout {
             };
         }
         f.count += 1;
-        if f.count >= MAX_FAILURES && f.locked_until.is_none_or(|u| u <= now) {
+        if f.count >= self.max_failures && f.locked_until.is_none_or(|u| u <= now) {
             f.locked_until = Some(now + Self::LOCK);
             return Some(Self::LOCK.as_secs());
         }
@@ -149,7 +165,7 @@ mod tests {
         let lockout = Lockout::default();
         let attacker: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "192.0.2.2".parse().unwrap();
-        for _ in 1..MAX_FAILURES {
+        for _ in 1..DEFAULT_LOCKOUT_FAILURES {
             assert_eq!(lockout.failed(attacker), None);
             assert_eq!(lockout.locked(attacker), None);
         }

@@ -6,7 +6,7 @@ mod common;
 
 use common::{spawn, spawn_with, spawn_with_gateway, token};
 use muster_server::auth::Role;
-use muster_server::security::MAX_FAILURES;
+use muster_server::security::DEFAULT_LOCKOUT_FAILURES as MAX_FAILURES;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
