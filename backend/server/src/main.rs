@@ -82,7 +82,8 @@ struct ServeArgs {
     bind: Option<String>,
     /// Demo mode: demo users (printing their tokens) and a live drill of the bundled
     /// Helsinki sample keeping the city busy: its units registered, calls entered, the
-    /// dispatcher's recommendations sent, and a simulated crew device per unit.
+    /// dispatcher's recommendations sent, and a simulated crew device per unit. Runs only on
+    /// loopback binds and with no users configured.
     #[arg(long)]
     demo: bool,
     /// With --demo: no drill; one demo unit at each station instead, with a device token
