@@ -166,7 +166,12 @@ pub async fn run_with_stats(
             let (sink, stream) = ws.split();
             let end = run_session(stream, sink, ctx.clone(), stop).await;
             ctx.stats.connections.fetch_sub(1, Ordering::Relaxed);
-            tracing::debug!(%peer, unit = ?end.unit, code = ?end.code, reason = %end.reason, "session ended");
+            if end.code == Some(crate::protocol::close::AUTH_FAILED) {
+                // A refused or expired device token: logged with the peer, never the token.
+                tracing::warn!(%peer, unit = ?end.unit, reason = %end.reason, "device authentication refused");
+            } else {
+                tracing::debug!(%peer, unit = ?end.unit, code = ?end.code, reason = %end.reason, "session ended");
+            }
         });
     }
     let _ = stop_tx.send(true);

@@ -249,8 +249,8 @@ where
         }
     };
     let (token, claimed_unit, resume_after) = hello;
-    let unit = match ctx.verifier.verify(&token, Utc::now()) {
-        Ok(unit) => unit,
+    let (unit, token_expires_at) = match ctx.verifier.verify(&token, Utc::now()) {
+        Ok(v) => (v.unit, v.expires_at),
         Err(e) => {
             let reason = e.to_string();
             return conn
@@ -329,11 +329,27 @@ where
     let mut acked = 0u64;
     let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The session lasts as long as its token: then the device must come back with a new one.
+    let token_expiry = Instant::now()
+        + (token_expires_at - Utc::now())
+            .to_std()
+            .unwrap_or(std::time::Duration::ZERO)
+            .min(std::time::Duration::from_secs(366 * 24 * 3600));
     loop {
         tokio::select! {
             biased;
             _ = stopping(&mut shutdown) => {
                 return conn.close(close::GOING_AWAY, "the gateway is shutting down").await;
+            }
+            () = tokio::time::sleep_until(token_expiry) => {
+                let reason = format!("the device token expired at {token_expires_at}");
+                return conn
+                    .refuse(
+                        ServerMessage::error(ErrorCode::AuthFailed, reason.clone()),
+                        close::AUTH_FAILED,
+                        &reason,
+                    )
+                    .await;
             }
             frame = stream.next() => {
                 last_heard = Instant::now();

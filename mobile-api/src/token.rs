@@ -40,10 +40,20 @@ pub enum TokenError {
     },
 }
 
+/// A valid token: the unit it is bound to and when it stops being valid (a session opened
+/// with it is closed then).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// The unit.
+    pub unit: UnitId,
+    /// When the token expires.
+    pub expires_at: DateTime<Utc>,
+}
+
 /// Tells which unit a token is for.
 pub trait TokenVerifier: Send + Sync + 'static {
-    /// The unit the token is bound to, if the token is valid at `now`.
-    fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<UnitId, TokenError>;
+    /// The unit the token is bound to and its expiry, if the token is valid at `now`.
+    fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Verified, TokenError>;
 }
 
 /// Issues and verifies HMAC-SHA256 signed tokens bound to a unit, with an expiry.
@@ -89,7 +99,7 @@ impl HmacTokens {
 }
 
 impl TokenVerifier for HmacTokens {
-    fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<UnitId, TokenError> {
+    fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Verified, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed("it is too long"));
         }
@@ -123,7 +133,10 @@ impl TokenVerifier for HmacTokens {
         if now >= expired_at {
             return Err(TokenError::Expired { expired_at });
         }
-        Ok(unit)
+        Ok(Verified {
+            unit,
+            expires_at: expired_at,
+        })
     }
 }
 
@@ -143,7 +156,15 @@ mod tests {
         let unit = UnitId::from_uuid(Uuid::from_u128(42));
         let now = Utc::now();
         let token = tokens().issue(unit, now + Duration::minutes(5));
-        assert_eq!(tokens().verify(&token, now), Ok(unit));
+        let expires =
+            DateTime::from_timestamp((now + Duration::minutes(5)).timestamp(), 0).unwrap();
+        assert_eq!(
+            tokens().verify(&token, now),
+            Ok(Verified {
+                unit,
+                expires_at: expires
+            })
+        );
         assert!(matches!(
             tokens().verify(&token, now + Duration::minutes(5)),
             Err(TokenError::Expired { .. })

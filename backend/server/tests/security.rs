@@ -182,3 +182,62 @@ async fn a_listed_origin_must_be_an_origin() {
         assert!(e.contains("allowed_origins"), "{bad}: {e}");
     }
 }
+
+#[tokio::test]
+async fn a_device_session_ends_when_its_token_expires() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let app = spawn_with_gateway().await;
+    let gateway = app.gateway.clone().unwrap();
+    let (status, unit) = app
+        .post(
+            "/api/units",
+            "expiry-unit-1",
+            json!({
+                "kind": "als_ambulance", "call_sign": "A9", "agency": "ems", "home_station": "s-1",
+                "location": {"lat": 60.17, "lon": 24.94},
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{unit}");
+    let unit_id = muster_core::UnitId::parse(unit["unit_id"].as_str().unwrap()).unwrap();
+    // Expiry is kept in whole seconds: this token lasts between one and two seconds.
+    let expires = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let token = gateway.tokens.issue(unit_id, expires);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}", gateway.port))
+        .await
+        .unwrap();
+    ws.send(Message::text(
+        json!({"type": "hello", "v": 1, "token": token, "unit": unit_id}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + common::DEADLINE;
+    let mut welcomed = false;
+    let close = loop {
+        let frame = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("the session was still open after the deadline");
+        match frame {
+            Some(Ok(Message::Text(text))) => {
+                let m: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if m["type"] == "welcome" {
+                    welcomed = true;
+                }
+            }
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => {}
+            other => panic!("the session ended without a close frame: {other:?}"),
+        }
+    };
+    assert!(welcomed, "the device was never welcomed");
+    let close = close.expect("a close code");
+    assert_eq!(u16::from(close.code), 4003, "{close:?}");
+    assert!(close.reason.contains("expired"), "{close:?}");
+    assert!(
+        chrono::Utc::now() >= expires - chrono::Duration::seconds(1),
+        "closed before the token expired"
+    );
+    app.stop().await;
+}
