@@ -162,6 +162,17 @@ where
         }
         self.close(code, reason).await
     }
+
+    /// Refuses the device's token: the `error` with this code, then close 4003 (get a new
+    /// token; do not retry with this one).
+    async fn refuse_token(&mut self, code: ErrorCode, reason: String) -> SessionEnd {
+        self.refuse(
+            ServerMessage::error(code, reason.clone()),
+            close::AUTH_FAILED,
+            &reason,
+        )
+        .await
+    }
 }
 
 fn too_big_reason() -> String {
@@ -252,13 +263,8 @@ where
     let (unit, token_expires_at) = match ctx.verifier.verify(&token, Utc::now()) {
         Ok(v) => (v.unit, v.expires_at),
         Err(e) => {
-            let reason = e.to_string();
             return conn
-                .refuse(
-                    ServerMessage::error(ErrorCode::AuthFailed, reason.clone()),
-                    close::AUTH_FAILED,
-                    &reason,
-                )
+                .refuse_token(ErrorCode::AuthFailed, e.to_string())
                 .await;
         }
     };
@@ -266,13 +272,7 @@ where
         && claimed != unit
     {
         let reason = format!("the token is for unit {unit}, not for unit {claimed}");
-        return conn
-            .refuse(
-                ServerMessage::error(ErrorCode::Forbidden, reason.clone()),
-                close::AUTH_FAILED,
-                &reason,
-            )
-            .await;
+        return conn.refuse_token(ErrorCode::Forbidden, reason).await;
     }
     conn.unit = Some(unit);
     ctx.stats.sessions.fetch_add(1, Ordering::Relaxed);
@@ -343,13 +343,7 @@ where
             }
             () = tokio::time::sleep_until(token_expiry) => {
                 let reason = format!("the device token expired at {token_expires_at}");
-                return conn
-                    .refuse(
-                        ServerMessage::error(ErrorCode::AuthFailed, reason.clone()),
-                        close::AUTH_FAILED,
-                        &reason,
-                    )
-                    .await;
+                return conn.refuse_token(ErrorCode::AuthFailed, reason).await;
             }
             frame = stream.next() => {
                 last_heard = Instant::now();
