@@ -35,10 +35,14 @@ pub async fn headers(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let api = req.path().starts_with("/api/") || req.path() == "/readyz";
-    // The path only: a query may hold a token (the feed's) and is never logged.
-    let (method, path) = (req.method().clone(), req.path().to_owned());
+    // The path only: a query may hold a token (the feed's) and is never logged. Copied only
+    // when the request log is on.
+    let logged = tracing::enabled!(tracing::Level::DEBUG)
+        .then(|| (req.method().clone(), req.path().to_owned()));
     let mut res = next.call(req).await?;
-    tracing::debug!(%method, %path, status = res.status().as_u16(), "answered");
+    if let Some((method, path)) = logged {
+        tracing::debug!(%method, %path, status = res.status().as_u16(), "answered");
+    }
     let h = res.headers_mut();
     let set = |h: &mut HeaderMap, name: header::HeaderName, value: &'static str| {
         if !h.contains_key(&name) {
