@@ -8,7 +8,11 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 profile=default
-if [ "${CI:-}" = "true" ]; then profile=ci; fi
+if [ "${CI:-}" = "true" ]; then
+    profile=ci
+    # A clean clone builds once: incremental caches would only take disk space.
+    export CARGO_INCREMENTAL=0
+fi
 
 # The PostgreSQL backend's contract suite and the several-nodes tests run against a local
 # PostgreSQL (installed from Debian when missing), started here and stopped on the way out.
