@@ -890,9 +890,7 @@ async fn work_call(
                         }
                         // The units recommended a moment ago went to another incident first:
                         // the incident waits for the next free unit, as on any busy day.
-                        Answer::Refused(409, v)
-                            if v.pointer("/error/code").and_then(Value::as_str)
-                                == Some("no_units") => {}
+                        Answer::Refused(409, v) if raced(&v) => {}
                         Answer::Refused(status, v) => {
                             refused(&api.stats, format!("POST {path}: {status} {v}"));
                         }
@@ -907,6 +905,24 @@ async fn work_call(
         }
     }
     Ok(())
+}
+
+/// Whether a 409 to "send the recommendation" means only that the units recommended a moment
+/// ago went to another incident first: none was left (`no_units`), or every one picked was
+/// taken meanwhile (`unit_busy`).
+fn raced(answer: &Value) -> bool {
+    if answer.pointer("/error/code").and_then(Value::as_str) == Some("no_units") {
+        return true;
+    }
+    answer
+        .get("results")
+        .and_then(Value::as_array)
+        .is_some_and(|results| {
+            !results.is_empty()
+                && results
+                    .iter()
+                    .all(|r| r.pointer("/error/code").and_then(Value::as_str) == Some("unit_busy"))
+        })
 }
 
 /// A scripted road closure, entered and lifted through the operator API as an operator would.

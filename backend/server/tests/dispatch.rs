@@ -349,7 +349,12 @@ async fn a_unit_that_cleared_the_scene_is_not_asked_for_again_but_one_stood_down
             .await;
         assert_eq!(status, 201, "{sent}");
         let unit = sent["results"][0]["unit_id"].as_str().unwrap().to_owned();
-        let (_, detail) = app.get(&format!("/api/units/{unit}")).await;
+        let (_, detail) = app
+            .get(&format!(
+                "/api/units/{unit}?min_position={}",
+                sent["position"].as_u64().unwrap()
+            ))
+            .await;
         let task = detail["task"].as_str().unwrap().to_owned();
         let position = progress(&app, &unit, &task, statuses, tag).await;
         assert_eq!(

@@ -97,12 +97,18 @@ async fn post_dispatch(
     let units = match named {
         Some(units) => units,
         None if repeat => Vec::new(),
-        None => d
-            .recommendation(incident)?
-            .recommendation
-            .picks()
-            .map(|c| c.unit)
-            .collect(),
+        None => {
+            // The recommendation reads the dispatcher's view: let it apply everything
+            // committed before this request, so that it does not pick a unit an earlier
+            // command already sent.
+            let head = d.runner().store().head();
+            d.wait_for_head(head, MIN_POSITION_WAIT).await;
+            d.recommendation(incident)?
+                .recommendation
+                .picks()
+                .map(|c| c.unit)
+                .collect()
+        }
     };
     if units.is_empty() && !repeat {
         return Err(ApiError::new(
