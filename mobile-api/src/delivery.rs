@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use muster_core::device::{DeviceEvent, DeviceState};
 use muster_core::event;
 use muster_core::incident::{IncidentEvent, IncidentState};
 use muster_core::unit::{UnitEvent, UnitState};
@@ -38,6 +39,47 @@ pub const DELIVERED_TYPES: &[&str] = &[
     "TaskDeclined",
     "TaskCompleted",
 ];
+
+/// The device event that ends the sessions opened with a token. It reaches the unit's
+/// connections through the hub like a task event, but is never sent to the device.
+pub const REVOKED_TYPE: &str = "DeviceTokenRevoked";
+
+/// The token id a revocation names, when `recorded` is one.
+pub fn revoked_token(recorded: &RecordedEvent) -> Option<uuid::Uuid> {
+    if recorded.event_type != REVOKED_TYPE {
+        return None;
+    }
+    match event::decode::<DeviceEvent>(recorded) {
+        Ok(DeviceEvent::DeviceTokenRevoked { token_id, .. }) => Some(token_id),
+        _ => None,
+    }
+}
+
+/// The unit's device enrolment as the log has it now: the tokens issued and revoked.
+pub async fn device_state(store: &dyn EventStore, unit: UnitId) -> Result<DeviceState, StoreError> {
+    let stream = unit.device_stream();
+    let mut state = DeviceState::default();
+    let mut next = 0;
+    loop {
+        let page = match store
+            .read_stream(&stream, Direction::Forwards, ReadFrom::Revision(next), PAGE)
+            .await
+        {
+            Ok(page) => page,
+            Err(StoreError::StreamNotFound(_)) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        for recorded in &page {
+            if let Ok(event) = event::decode::<DeviceEvent>(recorded) {
+                state.apply(&event);
+            }
+            next = recorded.revision + 1;
+        }
+        if page.len() < PAGE {
+            return Ok(state);
+        }
+    }
+}
 
 /// The sequence number of the delivery of this event.
 pub fn seq_of(recorded: &RecordedEvent) -> u64 {
@@ -337,11 +379,14 @@ impl Hub {
 
     /// Hands one stored event to the connections of its unit.
     pub fn dispatch(&self, recorded: RecordedEvent) {
-        if !DELIVERED_TYPES.contains(&recorded.event_type.as_str()) {
-            return;
-        }
-        let Some(AggregateRef::Unit(unit)) = AggregateRef::from_stream(&recorded.stream) else {
-            return;
+        let unit = match AggregateRef::from_stream(&recorded.stream) {
+            Some(AggregateRef::Unit(unit))
+                if DELIVERED_TYPES.contains(&recorded.event_type.as_str()) =>
+            {
+                unit
+            }
+            Some(AggregateRef::Device(unit)) if recorded.event_type == REVOKED_TYPE => unit,
+            _ => return,
         };
         let mut map = self.lock();
         let Some(list) = map.get_mut(&unit) else {

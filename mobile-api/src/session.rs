@@ -175,6 +175,9 @@ where
     }
 }
 
+/// Why a session opened with a revoked token is refused or closed.
+const REVOKED_REASON: &str = "the device token was revoked";
+
 fn too_big_reason() -> String {
     format!("message over {MAX_MESSAGE_BYTES} bytes")
 }
@@ -260,8 +263,8 @@ where
         }
     };
     let (token, claimed_unit, resume_after) = hello;
-    let (unit, token_expires_at) = match ctx.verifier.verify(&token, Utc::now()) {
-        Ok(v) => (v.unit, v.expires_at),
+    let (unit, token_id, token_expires_at) = match ctx.verifier.verify(&token, Utc::now()) {
+        Ok(v) => (v.unit, v.token_id, v.expires_at),
         Err(e) => {
             return conn
                 .refuse_token(ErrorCode::AuthFailed, e.to_string())
@@ -277,8 +280,27 @@ where
     conn.unit = Some(unit);
     ctx.stats.sessions.fetch_add(1, Ordering::Relaxed);
 
-    // 2. catch up, then live
+    // 2. catch up, then live. Registered before the token's revocations are read, so that
+    // one committed after the read still reaches this session through the hub.
     let mut registration = ctx.hub.register(unit);
+    match delivery::device_state(ctx.store.as_ref(), unit).await {
+        Ok(device) if device.is_revoked(token_id) => {
+            return conn
+                .refuse_token(ErrorCode::AuthFailed, REVOKED_REASON.to_owned())
+                .await;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(error = %e, %unit, "could not read the unit's device tokens");
+            return conn
+                .refuse(
+                    ServerMessage::error(ErrorCode::Internal, "the event store is unavailable"),
+                    close::INTERNAL,
+                    "the event store is unavailable",
+                )
+                .await;
+        }
+    }
     let start = match delivery::start(ctx.store.as_ref(), unit, resume_after).await {
         Ok(start) => start,
         Err(e) => {
@@ -445,6 +467,14 @@ where
                         )
                         .await;
                 };
+                if recorded.event_type == delivery::REVOKED_TYPE {
+                    if delivery::revoked_token(&recorded) == Some(token_id) {
+                        return conn
+                            .refuse_token(ErrorCode::AuthFailed, REVOKED_REASON.to_owned())
+                            .await;
+                    }
+                    continue;
+                }
                 if recorded.revision < watermark {
                     tracing::trace!(%unit, revision = recorded.revision, watermark, "live event already replayed");
                     continue;

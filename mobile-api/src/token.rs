@@ -1,9 +1,12 @@
 //! Responder tokens: who may connect, and for which unit.
 //!
 //! The gateway asks a [`TokenVerifier`] for the unit a token is bound to. [`HmacTokens`] is
-//! the built-in verifier: a token is `mt1.<unit id>.<expiry, unix seconds>.<signature>`, the
-//! signature an HMAC-SHA256 over everything before it, base64url without padding. Anyone
-//! holding the secret can issue tokens; the gateway keeps no table.
+//! the built-in verifier: a token is `mt2.<unit id>.<token id>.<expiry, unix seconds>.<signature>`,
+//! the signature an HMAC-SHA256 over everything before it, base64url without padding. Anyone
+//! holding the secret can issue tokens; the gateway keeps no table of them. The token id, a
+//! random UUID, makes every token distinct and names it when it is revoked: revocations are
+//! events in the unit's `device-<unit id>` stream, which the gateway reads at `hello` and
+//! follows while the session lasts.
 
 use std::fmt;
 
@@ -13,9 +16,13 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use muster_core::UnitId;
 use sha2::Sha256;
+use uuid::Uuid;
 
 /// Prefix (and version) of an HMAC token.
-pub const TOKEN_PREFIX: &str = "mt1";
+pub const TOKEN_PREFIX: &str = "mt2";
+
+/// Prefix of the first version's tokens, which had no id.
+const OLD_TOKEN_PREFIX: &str = "mt1";
 
 /// Shortest secret accepted, in bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -40,12 +47,14 @@ pub enum TokenError {
     },
 }
 
-/// A valid token: the unit it is bound to and when it stops being valid (a session opened
-/// with it is closed then).
+/// A valid token: the unit it is bound to, its id, and when it stops being valid (a session
+/// opened with it is closed then).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Verified {
     /// The unit.
     pub unit: UnitId,
+    /// The token's id, by which it is revoked.
+    pub token_id: Uuid,
     /// When the token expires.
     pub expires_at: DateTime<Utc>,
 }
@@ -88,9 +97,18 @@ impl HmacTokens {
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
     }
 
-    /// A token for `unit`, valid until `expires_at`.
+    /// A token for `unit`, valid until `expires_at`, with a random id.
     pub fn issue(&self, unit: UnitId, expires_at: DateTime<Utc>) -> String {
-        let body = format!("{TOKEN_PREFIX}.{unit}.{}", expires_at.timestamp());
+        self.issue_with_id(unit, Uuid::new_v4(), expires_at)
+    }
+
+    /// A token for `unit` with this id, valid until `expires_at`.
+    pub fn issue_with_id(&self, unit: UnitId, token_id: Uuid, expires_at: DateTime<Utc>) -> String {
+        let body = format!(
+            "{TOKEN_PREFIX}.{unit}.{}.{}",
+            token_id.simple(),
+            expires_at.timestamp()
+        );
         let mut mac = self.mac();
         mac.update(body.as_bytes());
         let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
@@ -106,15 +124,24 @@ impl TokenVerifier for HmacTokens {
         let (body, signature) = token
             .rsplit_once('.')
             .ok_or(TokenError::Malformed("it has no signature"))?;
+        if body.starts_with(OLD_TOKEN_PREFIX) && body[OLD_TOKEN_PREFIX.len()..].starts_with('.') {
+            return Err(TokenError::Malformed(
+                "it is a version-1 token, which cannot be revoked: enrol the device again",
+            ));
+        }
         let mut parts = body.split('.');
-        let (Some(prefix), Some(unit), Some(expiry), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Malformed("it does not have four parts"));
+        let (Some(prefix), Some(unit), Some(token_id), Some(expiry), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(TokenError::Malformed("it does not have five parts"));
         };
         if prefix != TOKEN_PREFIX {
             return Err(TokenError::Malformed(
-                "it is not a version-1 responder token",
+                "it is not a version-2 responder token",
             ));
         }
         let signature = URL_SAFE_NO_PAD
@@ -125,6 +152,8 @@ impl TokenVerifier for HmacTokens {
         mac.verify_slice(&signature)
             .map_err(|_| TokenError::BadSignature)?;
         let unit = UnitId::parse(unit).map_err(|_| TokenError::Malformed("bad unit id"))?;
+        let token_id =
+            Uuid::try_parse(token_id).map_err(|_| TokenError::Malformed("bad token id"))?;
         let expiry: i64 = expiry
             .parse()
             .map_err(|_| TokenError::Malformed("bad expiry"))?;
@@ -135,6 +164,7 @@ impl TokenVerifier for HmacTokens {
         }
         Ok(Verified {
             unit,
+            token_id,
             expires_at: expired_at,
         })
     }
@@ -155,15 +185,27 @@ mod tests {
     fn a_token_verifies_until_it_expires() {
         let unit = UnitId::from_uuid(Uuid::from_u128(42));
         let now = Utc::now();
-        let token = tokens().issue(unit, now + Duration::minutes(5));
+        let id = Uuid::from_u128(7);
+        let token = tokens().issue_with_id(unit, id, now + Duration::minutes(5));
         let expires =
             DateTime::from_timestamp((now + Duration::minutes(5)).timestamp(), 0).unwrap();
         assert_eq!(
             tokens().verify(&token, now),
             Ok(Verified {
                 unit,
+                token_id: id,
                 expires_at: expires
             })
+        );
+        // Two tokens for one unit in the same second differ, and name different ids.
+        let (a, b) = (
+            tokens().issue(unit, now + Duration::minutes(5)),
+            tokens().issue(unit, now + Duration::minutes(5)),
+        );
+        assert_ne!(a, b);
+        assert_ne!(
+            tokens().verify(&a, now).unwrap().token_id,
+            tokens().verify(&b, now).unwrap().token_id
         );
         assert!(matches!(
             tokens().verify(&token, now + Duration::minutes(5)),
@@ -188,6 +230,25 @@ mod tests {
             let (head, _) = body.rsplit_once('.').unwrap();
             format!("{head}.{}.{sig}", now.timestamp() + 999_999)
         };
+        let other_id = {
+            let id = tokens()
+                .verify(&good, now)
+                .unwrap()
+                .token_id
+                .simple()
+                .to_string();
+            good.replace(&id, &Uuid::from_u128(5).simple().to_string())
+        };
+        let version_one = {
+            // The first version's shape, signed with the right secret.
+            let body = format!("mt1.{unit}.{}", now.timestamp() + 300);
+            let mut mac = tokens().mac();
+            mac.update(body.as_bytes());
+            format!(
+                "{body}.{}",
+                URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+            )
+        };
         type Case<'a> = (&'a str, &'a str, fn(&TokenError) -> bool);
         let cases: &[Case<'_>] = &[
             ("", "empty", |e| matches!(e, TokenError::Malformed(_))),
@@ -204,6 +265,12 @@ mod tests {
             (&later, "expiry extended", |e| {
                 *e == TokenError::BadSignature
             }),
+            (&other_id, "id swapped", |e| *e == TokenError::BadSignature),
+            (
+                &version_one,
+                "version 1",
+                |e| matches!(e, TokenError::Malformed(m) if m.contains("version-1")),
+            ),
         ];
         for (token, why, ok) in cases {
             let e = tokens().verify(token, now).expect_err(why);

@@ -156,12 +156,12 @@ pub fn road_closure_command<S: States>(
     Ok(changes)
 }
 
-/// Records a token issued for a unit's device: the unit must be registered.
+/// Records a token issued for a unit's device, or revokes tokens: the unit must be registered.
 pub fn issue_device_token<S: States>(
     states: &S,
     command: DeviceCommand,
 ) -> Result<Changes, S::Error> {
-    let DeviceCommand::IssueToken { unit, .. } = command;
+    let unit = command.unit();
     if states.unit(unit)?.unit.is_none() {
         return Err(Refusal::not_found(format!("there is no unit {unit}")).into());
     }
@@ -635,6 +635,7 @@ mod tests {
             issued_by: "op".into(),
             expires_at: t(3600),
             fingerprint: "0123456789abcdef".into(),
+            token_id: Uuid::from_u128(77),
             at: t(0),
         };
         let changes = issue_device_token(&given(), issue(unit)).unwrap();

@@ -130,11 +130,12 @@ impl EventSchema for RoadClosureEvent {
 
 impl EventSchema for DeviceEvent {
     const CATEGORY: &'static str = "device";
-    const EVENT_TYPES: &'static [&'static str] = &["DeviceTokenIssued"];
+    const EVENT_TYPES: &'static [&'static str] = &["DeviceTokenIssued", "DeviceTokenRevoked"];
 
     fn event_type(&self) -> &'static str {
         match self {
             Self::DeviceTokenIssued { .. } => "DeviceTokenIssued",
+            Self::DeviceTokenRevoked { .. } => "DeviceTokenRevoked",
         }
     }
 }
@@ -737,7 +738,15 @@ mod tests {
                 issued_by: "operator-1".into(),
                 expires_at: t(3600),
                 fingerprint: "0123456789abcdef".into(),
+                token_id: None,
                 at: t(0),
+            }),
+            DomainEvent::Device(crate::device::DeviceEvent::DeviceTokenRevoked {
+                unit,
+                token_id: Uuid::from_u128(7),
+                revoked_by: "operator-1".into(),
+                reason: Some("phone lost".into()),
+                at: t(5),
             }),
             DomainEvent::Alert(crate::alert::AlertEvent::TaskAckOverdue {
                 task,

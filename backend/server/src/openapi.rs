@@ -35,6 +35,10 @@ use crate::views::AreaCounts;
     roads::CloseRoads,
     dispatch::DispatchRequest,
     devices::DeviceTokenRequest,
+    devices::RevokeDeviceTokens,
+    devices::DeviceTokensRevoked,
+    devices::DeviceTokenList,
+    devices::DeviceTokenRow,
     ErrorBody,
     CommandAnswer,
     incidents::IncidentReported,
@@ -228,6 +232,15 @@ pub fn document() -> Value {
         command("DeviceToken"),
     ));
     device_token["requestBody"] = json!({"required": false, "content": {"application/json": {"schema": schema("DeviceTokenRequest")}}});
+    let mut revoke_tokens = op(
+        "Revoke one of the unit's device tokens (token_id), or all that are still valid: the gateway closes their sessions (4003) and refuses them (audited in device-<unit id>)",
+        "operator, admin",
+        None,
+        "200",
+        command("DeviceTokensRevoked"),
+    );
+    revoke_tokens["parameters"] = json!([{"$ref": "#/components/parameters/IdempotencyKey"}]);
+    revoke_tokens["requestBody"] = json!({"required": false, "content": {"application/json": {"schema": schema("RevokeDeviceTokens")}}});
     let mut wall_geocode = op(
         "Street and house number to positions in the configured city (the console's address lookup)",
         "any",
@@ -322,6 +335,8 @@ pub fn document() -> Value {
             "/api/units/{id}/tasks/{task}/decline": {"post": task_step("Decline a task, with an optional reason: the unit is free again and the incident needs another", "Decline")},
             "/api/units/{id}/tasks/{task}/complete": {"post": task_step("Complete a task: the unit is done with the incident", "NoFields")},
             "/api/units/{id}/device-token": {"post": device_token},
+            "/api/units/{id}/device-token/revoke": {"post": revoke_tokens},
+            "/api/units/{id}/device-tokens": {"get": op("The unit's device tokens, newest first, without their secret: id, fingerprint, who issued it, validity, revocation", "operator, admin", None, "200", schema("DeviceTokenList"))},
             "/api/roads/closures": {
                 "post": or_unavailable(op("Close the roads within radius_m (5 to 2,000) of a point; the dispatcher routes around them (stream road-closure-<id>)", "operator, admin", Some("CloseRoads"), "201", command("RoadsClosed"))),
                 "get": or_unavailable(op("The road closures in force", "any", None, "200", schema("ClosuresInForce"))),

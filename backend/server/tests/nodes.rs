@@ -309,3 +309,44 @@ async fn a_device_follows_tasks_from_any_node_and_moves_to_another_when_its_node
     assert!(again.is_err(), "a task was shown twice: {again:?}");
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_device_token_revoked_on_one_node_ends_its_session_on_another() {
+    let Some(db) = fresh_database("revocation across nodes").await else {
+        eprintln!("skipped: MUSTER_TEST_POSTGRES is not set");
+        return;
+    };
+    let with_gateway = |c: &mut muster_server::Config, store: &str| {
+        c.store = store.to_owned();
+        c.token_secret = Some(muster_server::config::TokenSecret::new(
+            common::GATEWAY_SECRET,
+        ));
+        c.gateway_bind = "127.0.0.1:0".into();
+    };
+    let a = spawn_with(|c| with_gateway(c, &db)).await;
+    let b = spawn_with(|c| with_gateway(c, &db)).await;
+    let unit = common::register_unit(&a, "revoke-node-unit", "A2").await;
+    let (status, issued) = a
+        .post(
+            &format!("/api/units/{unit}/device-token"),
+            "unused-key-1",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 201, "{issued}");
+    let token = issued["token"].as_str().unwrap();
+    let mut on_b = common::device_session(b.gateway.as_ref().unwrap().port, token, unit).await;
+    let (status, body) = a
+        .post(
+            &format!("/api/units/{unit}/device-token/revoke"),
+            "revoke-node-1",
+            json!({"token_id": issued["token_id"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let close = common::closed(&mut on_b).await;
+    assert_eq!(u16::from(close.code), 4003, "{close:?}");
+    assert!(close.reason.contains("revoked"), "{close:?}");
+    a.stop().await;
+    b.stop().await;
+}

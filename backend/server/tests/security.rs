@@ -241,3 +241,128 @@ async fn a_device_session_ends_when_its_token_expires() {
     );
     app.stop().await;
 }
+
+/// Issues a device token for `unit` through the API: (token, token id).
+async fn issue_device_token(app: &common::App, unit: muster_core::UnitId) -> (String, String) {
+    let (status, issued) = app
+        .post(
+            &format!("/api/units/{unit}/device-token"),
+            "unused-key-1",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 201, "{issued}");
+    (
+        issued["token"].as_str().unwrap().to_owned(),
+        issued["token_id"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_revoked_device_token_ends_its_session_and_is_refused_after() {
+    use common::{closed, device_session, next_text, register_unit};
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let app = spawn_with_gateway().await;
+    let port = app.gateway.as_ref().unwrap().port;
+    let unit = register_unit(&app, "revoke-unit-1", "A7").await;
+    let (first, first_id) = issue_device_token(&app, unit).await;
+    let (second, second_id) = issue_device_token(&app, unit).await;
+    assert_ne!(first, second, "two tokens for one unit are the same");
+    let mut on_first = device_session(port, &first, unit).await;
+    let mut on_second = device_session(port, &second, unit).await;
+
+    let (status, body) = app
+        .post(
+            &format!("/api/units/{unit}/device-token/revoke"),
+            "revoke-first-1",
+            json!({"token_id": first_id, "reason": "phone lost"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["revoked"], json!([first_id]), "{body}");
+    let close = closed(&mut on_first).await;
+    assert_eq!(u16::from(close.code), 4003, "{close:?}");
+    assert!(close.reason.contains("revoked"), "{close:?}");
+    // The other token's session goes on.
+    on_second
+        .send(Message::text(
+            json!({"type": "ping", "nonce": 7}).to_string(),
+        ))
+        .await
+        .unwrap();
+    loop {
+        let m = next_text(&mut on_second)
+            .await
+            .expect("the other token's session was closed");
+        if m["type"] == "pong" {
+            break;
+        }
+    }
+
+    // A new hello with the revoked token is refused.
+    let (mut again, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    again
+        .send(Message::text(
+            json!({"type": "hello", "v": 1, "token": first, "unit": unit}).to_string(),
+        ))
+        .await
+        .unwrap();
+    let refusal = next_text(&mut again).await.unwrap();
+    assert_eq!(refusal["code"], "auth_failed", "{refusal}");
+    assert_eq!(u16::from(closed(&mut again).await.code), 4003);
+
+    // All of the unit's tokens: only the second is left to revoke.
+    let (status, body) = app
+        .post(
+            &format!("/api/units/{unit}/device-token/revoke"),
+            "revoke-all-1",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["revoked"], json!([second_id]), "{body}");
+    assert_eq!(u16::from(closed(&mut on_second).await.code), 4003);
+
+    // The list names both, revoked, without their secret.
+    let (status, list) = app.get(&format!("/api/units/{unit}/device-tokens")).await;
+    assert_eq!(status, 200, "{list}");
+    let tokens = list["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), 2, "{list}");
+    assert_eq!(
+        tokens[0]["token_id"],
+        second_id.as_str(),
+        "newest first: {list}"
+    );
+    assert!(tokens.iter().all(|t| t["revoked_at"].is_string()), "{list}");
+    let text = list.to_string();
+    assert!(
+        !text.contains(&first) && !text.contains(&second),
+        "a token in {text}"
+    );
+
+    // A token the unit never had, and a unit that does not exist.
+    let (status, body) = app
+        .post(
+            &format!("/api/units/{unit}/device-token/revoke"),
+            "revoke-stranger-1",
+            json!({"token_id": uuid::Uuid::new_v4()}),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let nobody = muster_core::UnitId::from_uuid(uuid::Uuid::new_v4());
+    let (status, body) = app
+        .post(
+            &format!("/api/units/{nobody}/device-token/revoke"),
+            "revoke-nobody-1",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, _) = app.get(&format!("/api/units/{nobody}/device-tokens")).await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}

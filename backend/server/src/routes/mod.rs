@@ -326,6 +326,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/units/{id}/tasks/{task}/decline"),
     ("post", "/api/units/{id}/tasks/{task}/complete"),
     ("post", "/api/units/{id}/device-token"),
+    ("post", "/api/units/{id}/device-token/revoke"),
+    ("get", "/api/units/{id}/device-tokens"),
     ("post", "/api/roads/closures"),
     ("get", "/api/roads/closures"),
     ("post", "/api/roads/closures/{id}/reopen"),

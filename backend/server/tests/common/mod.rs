@@ -133,3 +133,74 @@ pub async fn next_matching(
     .await
     .unwrap_or_else(|_| panic!("no {what} before the deadline"))
 }
+
+/// Registers an ambulance through `app` and answers its id.
+pub async fn register_unit(app: &App, key: &str, call_sign: &str) -> muster_core::UnitId {
+    let (status, unit) = app
+        .post(
+            "/api/units",
+            key,
+            serde_json::json!({
+                "kind": "als_ambulance", "call_sign": call_sign, "agency": "ems",
+                "home_station": "s-1", "location": {"lat": 60.17, "lon": 24.94},
+            }),
+        )
+        .await;
+    assert_eq!(status, 201, "{unit}");
+    muster_core::UnitId::parse(unit["unit_id"].as_str().unwrap()).unwrap()
+}
+
+/// A device's websocket to the mobile gateway.
+pub type DeviceSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a device session on the gateway at `port` with `token`: the socket once welcomed.
+pub async fn device_session(port: u16, token: &str, unit: muster_core::UnitId) -> DeviceSocket {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    ws.send(Message::text(
+        serde_json::json!({"type": "hello", "v": 1, "token": token, "unit": unit}).to_string(),
+    ))
+    .await
+    .unwrap();
+    match next_text(&mut ws).await {
+        Ok(m) if m["type"] == "welcome" => ws,
+        other => panic!("no welcome: {other:?}"),
+    }
+}
+
+/// The next text message of a device socket as JSON, or the close frame that ended it, at
+/// most [`DEADLINE`].
+pub async fn next_text(
+    ws: &mut DeviceSocket,
+) -> Result<Value, Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>> {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("nothing came from the gateway before the deadline");
+        match frame {
+            Some(Ok(Message::Text(text))) => return Ok(serde_json::from_str(&text).unwrap()),
+            Some(Ok(Message::Close(frame))) => return Err(frame),
+            Some(Ok(_)) => {}
+            other => panic!("the session ended without a close frame: {other:?}"),
+        }
+    }
+}
+
+/// Reads a device socket until the gateway closes it: the close frame.
+pub async fn closed(ws: &mut DeviceSocket) -> tokio_tungstenite::tungstenite::protocol::CloseFrame {
+    loop {
+        match next_text(ws).await {
+            Ok(_) => {}
+            Err(frame) => return frame.expect("a close frame with a code"),
+        }
+    }
+}
