@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::json;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const TOKEN: &str = "private-data-operator-token-0123456789";
 const CANARY_NAME: &str = "Canary Callerson Qx";
@@ -128,11 +129,13 @@ async fn caller_details_reach_no_log_and_no_error_body_and_data_files_are_privat
         );
     }
     // A wall display takes the feed's snapshot over the websocket.
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
-        "ws://127.0.0.1:{port}/api/feed?access_token={TOKEN}"
-    ))
-    .await
-    .unwrap();
+    let mut request = format!("ws://127.0.0.1:{port}/api/feed")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     let first = tokio::time::timeout(Duration::from_secs(10), ws.next())
         .await
         .expect("a snapshot in time")

@@ -394,6 +394,9 @@ impl Application {
         let origins = web::Data::new(crate::security::AllowedOrigins(
             config.allowed_origins.clone(),
         ));
+        let tickets = web::Data::new(crate::tickets::FeedTickets::new(
+            config.token_secret.as_ref().map(|s| s.expose().as_bytes()),
+        ));
         let server = actix_web::HttpServer::new(move || {
             let app = match &dispatcher {
                 Some(d) => App::new().app_data(d.clone()),
@@ -408,6 +411,7 @@ impl Application {
                 .app_data(tokens.clone())
                 .app_data(lockout.clone())
                 .app_data(origins.clone())
+                .app_data(tickets.clone())
                 .app_data(readiness.clone())
                 .app_data(feed_shutdown.clone())
                 .app_data(wall.clone())

@@ -204,22 +204,19 @@ pub fn demo_users() -> Vec<UserConfig> {
         .collect()
 }
 
-/// The routes that take a token in the address (`?access_token=`): websockets, which
-/// browsers open without headers. Every other route refuses one there: addresses end up in
-/// logs, histories and `Referer` headers.
-pub const QUERY_TOKEN_ROUTES: &[&str] = &["/api/feed"];
-
-/// The token of a request: `Authorization: Bearer <token>`, or on [`QUERY_TOKEN_ROUTES`]
-/// the `access_token` query parameter.
+/// The token of a request: `Authorization: Bearer <token>`. A token in the address
+/// (`?access_token=`) is refused on every route: addresses end up in logs, histories and
+/// `Referer` headers. The wall feed, which browsers open without headers, takes a one-time
+/// ticket instead ([`crate::tickets`]).
 fn token_of(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
         .map(|q| q.0)
         .unwrap_or_default();
-    let in_query = query.get("access_token");
-    if in_query.is_some() && !QUERY_TOKEN_ROUTES.contains(&req.path()) {
+    if query.contains_key("access_token") {
         return Err(ApiError::unauthorized(
-            "a token in the address (access_token) is taken only by the websocket feed; \
-             send it as \"Authorization: Bearer <token>\"",
+            "a token in the address (access_token) is not taken; send it as \
+             \"Authorization: Bearer <token>\" (the wall feed takes a one-time ticket from \
+             POST /api/feed/ticket)",
         ));
     }
     if let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) {
@@ -231,48 +228,52 @@ fn token_of(req: &HttpRequest) -> Result<Option<String>, ApiError> {
         })?;
         return Ok(Some(token.trim().to_owned()));
     }
-    Ok(in_query.cloned())
+    Ok(None)
+}
+
+/// Refuses a credential: logged with the peer address and path (never the credential) and
+/// counted towards the peer's [`Lockout`]; 429 with `Retry-After` once it is locked out,
+/// else 401 with `reason`.
+pub fn refused(req: &HttpRequest, reason: &str) -> ApiError {
+    let lockout = req.app_data::<web::Data<Lockout>>();
+    let peer = req.peer_addr().map(|a| a.ip());
+    tracing::warn!(
+        peer = %peer.map_or("unknown".to_owned(), |p| p.to_string()),
+        path = %req.path(),
+        "authentication refused: {reason}"
+    );
+    if let (Some(lockout), Some(peer)) = (lockout, peer) {
+        if let Some(wait) = lockout.locked(peer) {
+            return ApiError::too_many(
+                format!("too many refused tokens from this address; try again in {wait} s"),
+                wait,
+            );
+        }
+        if let Some(wait) = lockout.failed(peer) {
+            tracing::warn!(%peer, "locked out for {wait} s after repeated refused tokens");
+        }
+    }
+    ApiError::unauthorized(reason.to_owned())
 }
 
 /// The caller of a request, or the refusal: 401 for a missing or unknown token, 429 with
 /// `Retry-After` for an unknown token from a client locked out ([`Lockout`]). Refused tokens
 /// are logged with the peer address, never with the token, and counted towards the lockout;
 /// a request with no token at all is neither (it is no guess).
-fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
+pub fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
     let tokens = req
         .app_data::<web::Data<Tokens>>()
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no token table")))?;
-    let lockout = req.app_data::<web::Data<Lockout>>();
-    let peer = req.peer_addr().map(|a| a.ip());
-    let refused = |reason: &str| {
-        tracing::warn!(
-            peer = %peer.map_or("unknown".to_owned(), |p| p.to_string()),
-            path = %req.path(),
-            "authentication refused: {reason}"
-        );
-        if let (Some(lockout), Some(peer)) = (lockout, peer) {
-            if let Some(wait) = lockout.locked(peer) {
-                return ApiError::too_many(
-                    format!("too many refused tokens from this address; try again in {wait} s"),
-                    wait,
-                );
-            }
-            if let Some(wait) = lockout.failed(peer) {
-                tracing::warn!(%peer, "locked out for {wait} s after repeated refused tokens");
-            }
-        }
-        ApiError::unauthorized(reason.to_owned())
-    };
     let token = match token_of(req) {
         Ok(Some(t)) => t,
         // No token at all is not a guess: 401, not counted.
         Ok(None) => return Err(ApiError::unauthorized("a bearer token is required")),
-        Err(e) => return Err(refused(&e.message)),
+        Err(e) => return Err(refused(req, &e.message)),
     };
     tokens
         .caller(&token)
         .cloned()
-        .ok_or_else(|| refused("the bearer token is not known"))
+        .ok_or_else(|| refused(req, "the bearer token is not known"))
 }
 
 impl FromRequest for Caller {

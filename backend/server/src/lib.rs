@@ -38,6 +38,7 @@ pub mod error;
 pub mod openapi;
 pub mod routes;
 pub mod security;
+pub mod tickets;
 pub mod views;
 
 pub use app::Application;

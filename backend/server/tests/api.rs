@@ -826,10 +826,23 @@ async fn the_wall_display_gets_a_snapshot_then_deltas_and_resumes_where_it_left(
         )
         .await;
     app.view("/api/incidents", &first["position"]).await;
+    // A browser's way in: a one-time ticket, then the socket.
+    let ticket = || async {
+        let r = app
+            .client
+            .post(format!("{}/api/feed/ticket", app.base))
+            .bearer_auth(token(Role::Planner))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        let body: serde_json::Value = r.json().await.unwrap();
+        body["ticket"].as_str().unwrap().to_owned()
+    };
     let url = format!(
-        "ws://127.0.0.1:{}/api/feed?access_token={}",
+        "ws://127.0.0.1:{}/api/feed?ticket={}",
         app.port,
-        token(Role::Planner)
+        ticket().await
     );
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     let snapshot = next_json(&mut ws).await;
@@ -860,7 +873,16 @@ async fn the_wall_display_gets_a_snapshot_then_deltas_and_resumes_where_it_left(
         )
         .await;
     let after = second["position"].as_u64().unwrap();
-    let url = format!("{url}&after={after}");
+    let again = format!("{url}&after={after}");
+    assert!(
+        tokio_tungstenite::connect_async(&again).await.is_err(),
+        "a ticket was taken twice"
+    );
+    let url = format!(
+        "ws://127.0.0.1:{}/api/feed?ticket={}&after={after}",
+        app.port,
+        ticket().await
+    );
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     let resume = next_json(&mut ws).await;
     assert_eq!(resume["type"], "resume", "{resume}");
@@ -869,9 +891,9 @@ async fn the_wall_display_gets_a_snapshot_then_deltas_and_resumes_where_it_left(
     assert_eq!(missed["incident"]["id"], third["incident_id"]);
     assert!(missed["position"].as_u64().unwrap() > after);
 
-    // Without a known token, no feed.
+    // Without a ticket this server signed, no feed.
     let bad = format!(
-        "ws://127.0.0.1:{}/api/feed?access_token=nobody-at-all-here",
+        "ws://127.0.0.1:{}/api/feed?ticket=ft1.e30.bm90LWEtc2lnbmF0dXJl",
         app.port
     );
     assert!(tokio_tungstenite::connect_async(&bad).await.is_err());

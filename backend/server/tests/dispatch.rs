@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{App, DEADLINE, spawn, token};
+use common::{App, DEADLINE, spawn};
 use futures::StreamExt;
 use muster_server::auth::Role;
 use muster_server::dispatcher::station_code;
@@ -189,11 +189,7 @@ async fn the_recommendation_is_nearest_by_road_and_accepting_it_dispatches_once(
 async fn a_p1_sensor_fire_alarm_is_dispatched_without_an_operator() {
     let app = spawn().await;
     let engines = engines(&app).await;
-    let url = format!(
-        "ws://127.0.0.1:{}/api/feed?access_token={}",
-        app.port,
-        token(Role::Operator)
-    );
+    let url = common::feed_url(&app, Role::Operator).await;
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
     let at = engines[0].1;
     let (status, s) = app

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{spawn, spawn_with, spawn_with_gateway, token};
+use common::{feed_url, spawn, spawn_with, spawn_with_gateway, token};
 use muster_server::auth::Role;
 use muster_server::security::DEFAULT_LOCKOUT_FAILURES as MAX_FAILURES;
 use serde_json::json;
@@ -147,17 +147,52 @@ async fn upgrade(url: &str, origin: Option<&'static str>) -> Result<u16, u16> {
 #[tokio::test]
 async fn the_wall_feed_refuses_other_sites_and_takes_its_own_and_listed_origins() {
     let app = spawn_with(|c| c.allowed_origins = vec!["https://wall.example".into()]).await;
-    let url = format!(
+    let own: &'static str = Box::leak(format!("http://127.0.0.1:{}", app.port).into_boxed_str());
+    for (origin, want) in [
+        (Some("https://evil.example"), Err(403)),
+        (Some("null"), Err(403)),
+        (None, Ok(101)),
+        (Some("https://wall.example"), Ok(101)),
+        (Some(own), Ok(101)),
+    ] {
+        let url = feed_url(&app, Role::Planner).await;
+        assert_eq!(upgrade(&url, origin).await, want, "{origin:?}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_wall_feed_takes_a_ticket_once_and_never_a_token_in_its_address() {
+    let app = spawn().await;
+    let url = feed_url(&app, Role::Planner).await;
+    assert_eq!(upgrade(&url, None).await, Ok(101));
+    assert_eq!(upgrade(&url, None).await, Err(401), "a ticket taken twice");
+    let forged = format!("ws://127.0.0.1:{}/api/feed?ticket=ft1.e30.AAAA", app.port);
+    assert_eq!(upgrade(&forged, None).await, Err(401));
+    let in_address = format!(
         "ws://127.0.0.1:{}/api/feed?access_token={}",
         app.port,
         token(Role::Planner)
     );
-    assert_eq!(upgrade(&url, Some("https://evil.example")).await, Err(403));
-    assert_eq!(upgrade(&url, Some("null")).await, Err(403));
-    assert_eq!(upgrade(&url, None).await, Ok(101));
-    assert_eq!(upgrade(&url, Some("https://wall.example")).await, Ok(101));
-    let own: &'static str = Box::leak(format!("http://127.0.0.1:{}", app.port).into_boxed_str());
-    assert_eq!(upgrade(&url, Some(own)).await, Ok(101));
+    assert_eq!(upgrade(&in_address, None).await, Err(401));
+    // A client that can set headers sends its bearer token.
+    let mut request = format!("ws://127.0.0.1:{}/api/feed", app.port)
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "Authorization",
+        HeaderValue::from_str(&format!("Bearer {}", token(Role::Planner))).unwrap(),
+    );
+    let (_, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.status().as_u16(), 101);
+    // A ticket is for a known caller only.
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/feed/ticket", app.base))
+        .bearer_auth("nobody-at-all-here-0123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
     app.stop().await;
 }
 

@@ -37,7 +37,7 @@ export class LiveState {
   }
 
   start() {
-    this.connect();
+    void this.connect();
     this.probeTimer = window.setInterval(() => this.probe(), PROBE_MS);
   }
 
@@ -85,11 +85,49 @@ export class LiveState {
     }
   }
 
-  private connect() {
+  /** Tries again after the next backoff step. */
+  private retry() {
+    if (this.connection !== "unauthorized") this.set("lost");
+    const delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
+    this.attempt++;
+    window.setTimeout(() => void this.connect(), delay);
+  }
+
+  /**
+   * A one-time ticket for the socket: a browser cannot send its token in a header when it
+   * opens a websocket, and a token in the address would end up in logs. `null` when the
+   * server cannot be reached or refused the token (then the state says which).
+   */
+  private async ticket(): Promise<string | null> {
+    try {
+      const res = await fetch("/api/feed/ticket", {
+        method: "POST",
+        headers: { Authorization: `Bearer ${this.token() ?? ""}` },
+        cache: "no-store",
+      });
+      if (res.status === 401) {
+        this.set("unauthorized");
+        return null;
+      }
+      if (!res.ok) return null;
+      const body = (await res.json()) as { ticket: string };
+      return body.ticket;
+    } catch {
+      return null;
+    }
+  }
+
+  private async connect() {
     if (this.stopped) return;
     this.set("connecting");
+    const ticket = await this.ticket();
+    if (this.stopped) return;
+    if (ticket === null) {
+      this.retry();
+      return;
+    }
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    const params = new URLSearchParams({ access_token: this.token() ?? "" });
+    const params = new URLSearchParams({ ticket });
     if (this.position !== null) params.set("after", String(this.position));
     const ws = new WebSocket(`${proto}//${location.host}/api/feed?${params}`);
     this.ws = ws;
@@ -118,10 +156,7 @@ export class LiveState {
         void this.checkToken();
       }
       if (this.connection === "live") this.freshAt = Date.now();
-      if (this.connection !== "unauthorized") this.set("lost");
-      const delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
-      this.attempt++;
-      window.setTimeout(() => this.connect(), delay);
+      this.retry();
     };
   }
 

@@ -167,10 +167,14 @@ async fn e2e_on(
     let display_port = nodes[nodes.len() - 1].0;
 
     let sent: Arc<Mutex<HashMap<IncidentId, Instant>>> = Arc::default();
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
-        "ws://127.0.0.1:{display_port}/api/feed?access_token={planner}"
-    ))
-    .await?;
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://127.0.0.1:{display_port}/api/feed"
+        ))?;
+    request
+        .headers_mut()
+        .insert("Authorization", format!("Bearer {planner}").parse()?);
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
     // The snapshot first.
     ws.next().await.context("no snapshot")??;
     let offered = (settings.rate_per_s as f64 * settings.seconds) as u64;

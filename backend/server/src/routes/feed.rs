@@ -4,6 +4,10 @@
 //! deltas it missed (a `resume` message, then those deltas) when the server's backlog still
 //! holds them, else a fresh snapshot.
 //!
+//! A browser opens the socket with a one-time ticket (`POST /api/feed/ticket`, then
+//! `?ticket=…`, see [`crate::tickets`]); other clients may send their bearer token in the
+//! `Authorization` header instead.
+//!
 //! Messages (JSON text frames):
 //! - `{"type": "snapshot", "position": P, "incidents": [...], "units": [...]}`
 //! - `{"type": "resume", "after": P}`
@@ -14,13 +18,15 @@ use actix_ws::Message;
 use bytes::Bytes;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use muster_store::Position;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
 use super::{Allowed, AppState, Read};
+use crate::auth::{Caller, READERS};
 use crate::error::ApiError;
+use crate::tickets::FeedTickets;
 use crate::views::{Live, Views};
 
 /// The largest frame a display may send (it only sends pings and closes).
@@ -41,8 +47,42 @@ pub fn opening(live: &Live, after: Option<Position>) -> Vec<String> {
 #[derive(Debug, Deserialize)]
 struct FeedQuery {
     after: Option<u64>,
-    #[allow(dead_code)]
-    access_token: Option<String>,
+    ticket: Option<String>,
+}
+
+/// The answer to `POST /api/feed/ticket`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FeedTicket {
+    /// Open `GET /api/feed?ticket=<ticket>` with it, once, before `expires_at`.
+    pub ticket: String,
+    /// When it stops being taken (30 s after it was issued).
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// `POST /api/feed/ticket`: a one-time ticket for the feed, for the caller of the request.
+pub async fn ticket(
+    tickets: web::Data<FeedTickets>,
+    allowed: Allowed<Read>,
+) -> Result<HttpResponse, ApiError> {
+    let (ticket, expires_at) = tickets.issue(&allowed.0, chrono::Utc::now());
+    Ok(HttpResponse::Created().json(FeedTicket { ticket, expires_at }))
+}
+
+/// The caller of a feed upgrade: a one-time `ticket` in the address, or a bearer token in
+/// the `Authorization` header (clients that can set headers).
+fn feed_caller(
+    req: &HttpRequest,
+    tickets: &FeedTickets,
+    ticket: Option<&str>,
+) -> Result<Caller, ApiError> {
+    let caller = match ticket {
+        Some(ticket) => tickets
+            .redeem(ticket, chrono::Utc::now())
+            .map_err(|e| crate::auth::refused(req, &e.to_string()))?,
+        None => crate::auth::authenticate(req)?,
+    };
+    caller.require(READERS)?;
+    Ok(caller)
 }
 
 /// Stops every feed session when the server shuts down.
@@ -56,8 +96,11 @@ pub async fn feed(
     state: web::Data<AppState>,
     shutdown: web::Data<FeedShutdown>,
     origins: Option<web::Data<crate::security::AllowedOrigins>>,
-    _: Allowed<Read>,
+    tickets: web::Data<FeedTickets>,
 ) -> Result<HttpResponse, ApiError> {
+    let q = web::Query::<FeedQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
+    feed_caller(&req, &tickets, q.ticket.as_deref())?;
     let allowed = origins.as_ref().map_or(&[][..], |o| o.0.as_slice());
     if !crate::security::origin_allowed(req.headers(), allowed) {
         tracing::warn!(
@@ -68,8 +111,6 @@ pub async fn feed(
             "this page's origin may not open the feed; add it to allowed_origins in the configuration",
         ));
     }
-    let q = web::Query::<FeedQuery>::from_query(req.query_string())
-        .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
     let after = q.after.map(Position);
     let (response, session, incoming) = actix_ws::handle(&req, body).map_err(|e| {
         ApiError::bad_request(

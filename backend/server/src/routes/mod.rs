@@ -341,6 +341,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/coverage"),
     ("get", "/api/dispatch/rules"),
     ("get", "/api/feed"),
+    ("post", "/api/feed/ticket"),
     ("get", "/api/wall/city"),
     ("get", "/api/wall/geocode"),
     ("get", "/api/wall/timeline"),
@@ -360,5 +361,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(dispatch::routes)
         .configure(devices::routes)
         .configure(roads::routes)
-        .route("/api/feed", web::get().to(feed::feed));
+        .route("/api/feed", web::get().to(feed::feed))
+        .route("/api/feed/ticket", web::post().to(feed::ticket));
 }

@@ -204,3 +204,23 @@ pub async fn closed(ws: &mut DeviceSocket) -> tokio_tungstenite::tungstenite::pr
         }
     }
 }
+
+/// A one-time ticket for the wall feed, for a user of `role`.
+pub async fn feed_ticket(app: &App, role: Role) -> String {
+    let r = app
+        .client
+        .post(format!("{}/api/feed/ticket", app.base))
+        .bearer_auth(token(role))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let body: Value = r.json().await.unwrap();
+    body["ticket"].as_str().unwrap().to_owned()
+}
+
+/// The wall feed's address on `app` with a fresh one-time ticket for `role`.
+pub async fn feed_url(app: &App, role: Role) -> String {
+    let ticket = feed_ticket(app, role).await;
+    format!("ws://127.0.0.1:{}/api/feed?ticket={ticket}", app.port)
+}
