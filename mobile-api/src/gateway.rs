@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use crate::alerts::AckWatchdog;
 use crate::delivery::Hub;
 use crate::limits::{HELLO_TIMEOUT, MAX_CONNECTIONS, MAX_MESSAGE_BYTES};
-use crate::session::{GatewayStats, SessionContext, run_session};
+use crate::session::{GatewayStats, SessionContext, run_session_from};
 use crate::token::TokenVerifier;
 
 /// Default time a crew has to acknowledge a task before the operators are alerted.
@@ -40,6 +40,9 @@ pub struct GatewayConfig {
     /// Browser origins besides the gateway's own address that may connect
     /// ([`crate::origin::allowed`]).
     pub allowed_origins: Vec<String>,
+    /// Forged or malformed tokens from one address within a minute before it is locked out
+    /// ([`crate::lockout::Lockout`]).
+    pub lockout_failures: u32,
 }
 
 impl Default for GatewayConfig {
@@ -48,6 +51,7 @@ impl Default for GatewayConfig {
             ack_timeout: Some(DEFAULT_ACK_TIMEOUT),
             max_connections: MAX_CONNECTIONS,
             allowed_origins: Vec::new(),
+            lockout_failures: crate::lockout::DEFAULT_LOCKOUT_FAILURES,
         }
     }
 }
@@ -95,6 +99,7 @@ pub async fn run_with_stats(
         verifier,
         hub,
         stats: stats.clone(),
+        lockout: Arc::new(crate::lockout::Lockout::new(config.lockout_failures)),
     });
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let allowed_origins = Arc::new(config.allowed_origins);
@@ -164,7 +169,7 @@ pub async fn run_with_stats(
             };
             ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
             let (sink, stream) = ws.split();
-            let end = run_session(stream, sink, ctx.clone(), stop).await;
+            let end = run_session_from(Some(peer.ip()), stream, sink, ctx.clone(), stop).await;
             ctx.stats.connections.fetch_sub(1, Ordering::Relaxed);
             if end.code == Some(crate::protocol::close::AUTH_FAILED) {
                 // A refused or expired device token: logged with the peer, never the token.

@@ -37,6 +37,7 @@ pub mod commands;
 pub mod delivery;
 pub mod gateway;
 pub mod limits;
+pub mod lockout;
 pub mod origin;
 pub mod protocol;
 pub mod responder;

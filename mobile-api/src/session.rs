@@ -11,6 +11,7 @@
 //!    ([`IDLE_TIMEOUT`]), on a full queue, on an oversized message, or on shutdown.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -31,10 +32,11 @@ use crate::limits::{
     HELLO_TIMEOUT, IDLE_TIMEOUT, MAX_MESSAGE_BYTES, PING_INTERVAL, RATE_BURST, RATE_PER_SEC,
     RATE_STRIKES_BEFORE_CLOSE, WRITE_TIMEOUT,
 };
+use crate::lockout::Lockout;
 use crate::protocol::{
     ClientMessage, ErrorCode, PROTOCOL_VERSION, ServerMessage, close, parse_client_message,
 };
-use crate::token::TokenVerifier;
+use crate::token::{TokenError, TokenVerifier};
 
 /// Counters of one gateway, shared by its sessions.
 #[derive(Debug, Default)]
@@ -59,6 +61,8 @@ pub struct SessionContext {
     pub hub: Arc<Hub>,
     /// Counters.
     pub stats: Arc<GatewayStats>,
+    /// Peers that presented forged or malformed tokens too often.
+    pub lockout: Arc<Lockout>,
 }
 
 impl fmt::Debug for SessionContext {
@@ -184,6 +188,24 @@ fn too_big_reason() -> String {
 
 /// Runs one device connection to its end.
 pub async fn run_session<St, Si>(
+    stream: St,
+    sink: Si,
+    ctx: Arc<SessionContext>,
+    shutdown: watch::Receiver<bool>,
+) -> SessionEnd
+where
+    St: Stream<Item = Result<Message, WsError>> + Unpin,
+    Si: Sink<Message> + Unpin,
+    Si::Error: fmt::Display,
+{
+    run_session_from(None, stream, sink, ctx, shutdown).await
+}
+
+/// [`run_session`] for a device at `peer`: forged or malformed tokens count towards the
+/// peer's lockout ([`SessionContext::lockout`]), and a locked-out peer's refused tokens are
+/// answered `rate_limited` and close 1013 instead of `auth_failed`.
+pub async fn run_session_from<St, Si>(
+    peer: Option<IpAddr>,
     mut stream: St,
     sink: Si,
     ctx: Arc<SessionContext>,
@@ -266,6 +288,25 @@ where
     let (unit, token_id, token_expires_at) = match ctx.verifier.verify(&token, Utc::now()) {
         Ok(v) => (v.unit, v.token_id, v.expires_at),
         Err(e) => {
+            if let Some(peer) = peer {
+                if let Some(wait) = ctx.lockout.locked(peer) {
+                    let reason =
+                        format!("too many refused tokens from this address; try again in {wait} s");
+                    let error = ServerMessage::Error {
+                        code: ErrorCode::RateLimited,
+                        message: reason.clone(),
+                        key: None,
+                        retry_after_ms: Some(wait * 1000),
+                    };
+                    return conn.refuse(error, close::TRY_AGAIN_LATER, &reason).await;
+                }
+                // A forgery or a guess counts; an expired token is a device that was away.
+                if matches!(e, TokenError::Malformed(_) | TokenError::BadSignature)
+                    && let Some(wait) = ctx.lockout.failed(peer)
+                {
+                    tracing::warn!(%peer, "locked out of the gateway for {wait} s after repeated refused tokens");
+                }
+            }
             return conn
                 .refuse_token(ErrorCode::AuthFailed, e.to_string())
                 .await;

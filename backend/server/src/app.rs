@@ -135,6 +135,7 @@ async fn start_gateway(
     let gateway_config = muster_mobile::gateway::GatewayConfig {
         ack_timeout: Some(ack_timeout),
         allowed_origins: config.allowed_origins.clone(),
+        lockout_failures: config.lockout_failures,
         ..Default::default()
     };
     let verifier: Arc<dyn muster_mobile::token::TokenVerifier> = tokens.clone();

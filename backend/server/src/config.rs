@@ -14,8 +14,9 @@
 //!                           # it no gateway runs (`--demo` makes a random one)
 //! allowed_origins = ["https://wall.example.org"]   # browser origins besides the server's
 //!                           # own that may open the wall feed and the gateway (websockets)
-//! lockout_failures = 20     # unknown tokens from one address within a minute before its
-//!                           # unknown tokens get 429 for a minute
+//! lockout_failures = 20     # unknown tokens (API, feed tickets) or forged device tokens
+//!                           # (gateway hello) from one address within a minute before its
+//!                           # refused tokens get 429 / close 1013 for a minute
 //!
 //! [[users]]
 //! name = "alice"

@@ -401,3 +401,75 @@ async fn a_revoked_device_token_ends_its_session_and_is_refused_after() {
     assert_eq!(status, 404);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn forged_device_tokens_lock_the_address_out_of_the_gateway_but_a_valid_one_gets_in() {
+    use common::{closed, next_text, register_unit};
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    const FAILURES: u32 = 3;
+    let app = spawn_with(|c| {
+        c.token_secret = Some(muster_server::config::TokenSecret::new(
+            common::GATEWAY_SECRET,
+        ));
+        c.gateway_bind = "127.0.0.1:0".into();
+        c.lockout_failures = FAILURES;
+    })
+    .await;
+    let gateway = app.gateway.clone().unwrap();
+    let unit = register_unit(&app, "lockout-unit-1", "A8").await;
+    let forged = gateway
+        .tokens
+        .issue(unit, chrono::Utc::now() + chrono::Duration::hours(1))
+        .replace("mt2.", "mt2.x");
+    let hello = |token: String| async move {
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}", gateway.port))
+                .await
+                .unwrap();
+        ws.send(Message::text(
+            json!({"type": "hello", "v": 1, "token": token, "unit": unit}).to_string(),
+        ))
+        .await
+        .unwrap();
+        let first = next_text(&mut ws).await.expect("an answer to hello");
+        let close = if first["type"] == "welcome" {
+            None
+        } else {
+            Some(u16::from(closed(&mut ws).await.code))
+        };
+        (first, close)
+    };
+    let mut answers = Vec::new();
+    for _ in 0..FAILURES + 2 {
+        let (first, close) = hello(forged.clone()).await;
+        answers.push((first["code"].as_str().unwrap_or("").to_owned(), close));
+    }
+    let want: Vec<(String, Option<u16>)> = (0..FAILURES + 2)
+        .map(|i| {
+            if i < FAILURES {
+                ("auth_failed".to_owned(), Some(4003))
+            } else {
+                ("rate_limited".to_owned(), Some(1013))
+            }
+        })
+        .collect();
+    assert_eq!(answers, want);
+    let (locked, _) = hello(forged.clone()).await;
+    assert!(
+        locked["retry_after_ms"].as_u64().unwrap() >= 1000,
+        "{locked}"
+    );
+    // The crew's real token still works from the same address.
+    let valid = gateway
+        .tokens
+        .issue(unit, chrono::Utc::now() + chrono::Duration::hours(1));
+    let (first, close) = hello(valid).await;
+    assert_eq!(
+        (first["type"].as_str(), close),
+        (Some("welcome"), None),
+        "{first}"
+    );
+    app.stop().await;
+}

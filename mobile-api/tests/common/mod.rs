@@ -132,6 +132,7 @@ pub fn context(store: &Arc<dyn EventStore>) -> Arc<SessionContext> {
         verifier: Arc::new(tokens()),
         hub,
         stats: Arc::new(GatewayStats::default()),
+        lockout: Arc::new(muster_mobile::lockout::Lockout::default()),
     })
 }
 
