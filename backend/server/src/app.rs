@@ -395,6 +395,10 @@ impl Application {
         let origins = web::Data::new(crate::security::AllowedOrigins(
             config.allowed_origins.clone(),
         ));
+        let reads = web::Data::new(crate::security::ExpensiveReads::per_processor());
+        let slots = web::Data::new(crate::security::RequestSlots(tokio::sync::Semaphore::new(
+            config.max_concurrent_requests,
+        )));
         let tickets = web::Data::new(crate::tickets::FeedTickets::new(
             config.token_secret.as_ref().map(|s| s.expose().as_bytes()),
         ));
@@ -407,7 +411,10 @@ impl Application {
                 Some(e) => app.app_data(e.clone()),
                 None => app,
             };
-            app.wrap(actix_web::middleware::from_fn(crate::security::headers))
+            app.wrap(actix_web::middleware::from_fn(crate::security::concurrency))
+                .wrap(actix_web::middleware::from_fn(crate::security::headers))
+                .app_data(slots.clone())
+                .app_data(reads.clone())
                 .app_data(data.clone())
                 .app_data(tokens.clone())
                 .app_data(lockout.clone())

@@ -17,6 +17,7 @@
 //! lockout_failures = 20     # unknown tokens (API, feed tickets) or forged device tokens
 //!                           # (gateway hello) from one address within a minute before its
 //!                           # refused tokens get 429 / close 1013 for a minute
+//! max_concurrent_requests = 1024   # requests handled at once; more get 503 with Retry-After
 //!
 //! [[users]]
 //! name = "alice"
@@ -34,6 +35,7 @@
 //! | `MUSTER_SHUTDOWN_TIMEOUT_S` | `shutdown_timeout_s` |
 //! | `MUSTER_CITY` | `city` |
 //! | `MUSTER_LOCKOUT_FAILURES` | `lockout_failures` |
+//! | `MUSTER_MAX_CONCURRENT_REQUESTS` | `max_concurrent_requests` |
 //! | `MUSTER_ALLOWED_ORIGINS` | `allowed_origins`, separated by commas |
 //! | `MUSTER_USERS` | more users, `name:role:token` (a responder: `name:role:token:unit id`) separated by commas |
 //! | `MUSTER_GATEWAY_BIND` | `gateway_bind` |
@@ -82,6 +84,8 @@ pub struct Config {
     /// Unknown tokens from one address within a minute after which its unknown tokens get
     /// 429 for a minute (known tokens always work).
     pub lockout_failures: u32,
+    /// Requests handled at once; more get 503 with `Retry-After` (health checks always pass).
+    pub max_concurrent_requests: usize,
 }
 
 /// A secret that never shows in logs or `Debug` output.
@@ -122,6 +126,7 @@ impl Default for Config {
             token_secret: None,
             allowed_origins: Vec::new(),
             lockout_failures: crate::security::DEFAULT_LOCKOUT_FAILURES,
+            max_concurrent_requests: crate::security::DEFAULT_MAX_CONCURRENT_REQUESTS,
         }
     }
 }
@@ -183,6 +188,11 @@ impl Config {
                     self.lockout_failures = u32::try_from(number("MUSTER_LOCKOUT_FAILURES")?)
                         .context("MUSTER_LOCKOUT_FAILURES is too large")?
                 }
+                "MUSTER_MAX_CONCURRENT_REQUESTS" => {
+                    self.max_concurrent_requests =
+                        usize::try_from(number("MUSTER_MAX_CONCURRENT_REQUESTS")?)
+                            .context("MUSTER_MAX_CONCURRENT_REQUESTS is too large")?
+                }
                 "MUSTER_GATEWAY_BIND" => self.gateway_bind = value.clone(),
                 "MUSTER_TOKEN_SECRET" => self.token_secret = Some(TokenSecret::new(value.trim())),
                 "MUSTER_USERS" => {
@@ -219,6 +229,12 @@ impl Config {
         }
         if self.lockout_failures == 0 {
             bail!("lockout_failures must be at least 1");
+        }
+        if !(1..=1_000_000).contains(&self.max_concurrent_requests) {
+            bail!(
+                "max_concurrent_requests must be between 1 and 1000000, not {}",
+                self.max_concurrent_requests
+            );
         }
         if self.max_body_bytes < 1024 {
             bail!("max_body_bytes must be at least 1024");

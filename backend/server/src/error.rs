@@ -62,6 +62,17 @@ impl ApiError {
         }
     }
 
+    /// Sets the seconds to wait before trying again (`Retry-After`).
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_s = Some(seconds.max(1));
+        self
+    }
+
+    /// The seconds to wait before trying again, when the answer says.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after_s
+    }
+
     /// Adds details.
     pub fn with_details(mut self, details: Value) -> Self {
         self.details = Some(details);

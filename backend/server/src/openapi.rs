@@ -110,6 +110,30 @@ fn declare_lockout(paths: &mut Value) {
     }
 }
 
+/// Every operation may answer 503 with `Retry-After` when the server handles as many
+/// requests as it takes at once (`max_concurrent_requests`), or for the long reads, when
+/// every slot for them stays taken.
+fn declare_overload(paths: &mut Value) {
+    for (_, item) in paths
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|p| p.iter_mut())
+        .filter(|(path, _)| !matches!(path.as_str(), "/healthz" | "/readyz"))
+    {
+        for op in item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|o| o.values_mut())
+        {
+            if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
+                responses
+                    .entry("503".to_owned())
+                    .or_insert_with(|| json!({"$ref": ERROR}));
+            }
+        }
+    }
+}
+
 /// Declares each `{name}` of each path on every operation of it.
 fn declare_path_parameters(paths: &mut Value) {
     let Some(paths) = paths.as_object_mut() else {
@@ -252,7 +276,7 @@ pub fn document() -> Value {
     wall_geocode["parameters"] = json!([{"name": "q", "in": "query", "required": true, "description": "a street, and a house number if known",
                  "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"}}]);
     let mut wall_at = op(
-        "The city at a past moment, in the feed's snapshot shape (the log folded up to it; 422 past 5,000,000 events)",
+        "The city at a past moment, in the feed's snapshot shape (the log folded up to it; 422 past 5,000,000 events). A long read: 10 a second per user (bursts of 30; over it 429 with Retry-After), a few at once per server",
         "any",
         None,
         "200",
@@ -358,7 +382,7 @@ pub fn document() -> Value {
             "/api/wall/geocode": {"get": wall_geocode},
             "/api/wall/timeline": {"get": op("The first and last events' times and positions, for the replay bar", "any", None, "200", schema("Timeline"))},
             "/api/wall/at": {"get": wall_at},
-            "/api/wall/response-times": {"get": op("Today's NFPA time points folded: call to first on scene and to first dispatch, nearest-rank percentiles", "any", None, "200", schema("ResponseTimesToday"))},
+            "/api/wall/response-times": {"get": op("Today's NFPA time points folded: call to first on scene and to first dispatch, nearest-rank percentiles. A long read: 10 a second per user (bursts of 30; over it 429 with Retry-After), a few at once per server", "any", None, "200", schema("ResponseTimesToday"))},
             "/api/openapi.json": {"get": plain("This document", "OpenAPI 3.1", json!({"type": "object"}))},
             "/healthz": {"get": plain("Alive", "alive", schema("Alive"))},
             "/readyz": {"get": readyz},
@@ -372,6 +396,7 @@ pub fn document() -> Value {
     });
     declare_path_parameters(&mut doc["paths"]);
     declare_lockout(&mut doc["paths"]);
+    declare_overload(&mut doc["paths"]);
     name_operations(&mut doc["paths"]);
     link_answers(&mut doc["paths"]);
     if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {

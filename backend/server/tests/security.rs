@@ -473,3 +473,81 @@ async fn forged_device_tokens_lock_the_address_out_of_the_gateway_but_a_valid_on
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_full_server_answers_503_at_once_and_health_checks_still_pass() {
+    let app = spawn_with(|c| c.max_concurrent_requests = 1).await;
+    let client = reqwest::Client::new();
+    // One request held: it waits for a log position that will not come within its wait.
+    let held = {
+        let client = client.clone();
+        let url = format!("{}/api/incidents?min_position=999999", app.base);
+        tokio::spawn(async move {
+            client
+                .get(url)
+                .bearer_auth(token(Role::Planner))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    // Until the held request has the only slot, a second may still get in; wait for the 503.
+    let deadline = tokio::time::Instant::now() + common::DEADLINE;
+    let refused = loop {
+        let r = client
+            .get(format!("{}/api/units", app.base))
+            .bearer_auth(token(Role::Planner))
+            .send()
+            .await
+            .unwrap();
+        if r.status().as_u16() == 503 {
+            break r;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never refused");
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    let health = client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    assert_eq!(held.await.unwrap(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn long_reads_have_a_rate_per_user() {
+    let app = spawn().await;
+    let client = reqwest::Client::new();
+    let get = |role: Role| {
+        client
+            .get(format!("{}/api/wall/at?position=0", app.base))
+            .bearer_auth(token(role))
+            .send()
+    };
+    let mut statuses = Vec::new();
+    // More than a burst, faster than the rate refills it.
+    for _ in 0..muster_server::security::ExpensiveReads::BURST as usize + 20 {
+        statuses.push(get(Role::Planner).await.unwrap().status().as_u16());
+        if statuses.last() == Some(&429) {
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    let r = get(Role::Planner).await.unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    // Another user reads on.
+    assert_eq!(get(Role::Operator).await.unwrap().status().as_u16(), 200);
+    app.stop().await;
+}

@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 
 use super::{Allowed, AppState, Read};
 use crate::error::ApiError;
+use crate::security::ExpensiveReads;
 use crate::views::{IncidentRow, UnitRow, ViewState};
 
 /// `GET /api/wall/city`: the configured city for the base map.
@@ -476,8 +477,10 @@ async fn at(
     wall: web::Data<WallState>,
     state: web::Data<AppState>,
     query: web::Query<AtQuery>,
-    _: Allowed<Read>,
+    reads: web::Data<ExpensiveReads>,
+    allowed: Allowed<Read>,
 ) -> Result<HttpResponse, ApiError> {
+    let _slot = reads.admit(&allowed.0.name).await?;
     let time = match &query.time {
         Some(t) => Some(
             DateTime::parse_from_rfc3339(t)
@@ -519,8 +522,10 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
 
 async fn response_times(
     wall: web::Data<WallState>,
-    _: Allowed<Read>,
+    reads: web::Data<ExpensiveReads>,
+    allowed: Allowed<Read>,
 ) -> Result<HttpResponse, ApiError> {
+    let _slot = reads.admit(&allowed.0.name).await?;
     use muster_core::incident::{IncidentEvent, TimePoint};
     let mut times = wall.times.lock().await;
     loop {
