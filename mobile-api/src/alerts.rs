@@ -39,10 +39,11 @@ pub fn overdue_command(task: TaskId, at: DateTime<Utc>) -> Command {
         fingerprint: Fingerprint::of("raise ack overdue", &serde_json::json!({ "task": task })),
         metadata: EventMetadata {
             actor: Some("mobile-gateway".into()),
-            source: Some("field".into()),
+            source: Some("system".into()),
             correlation_id: None,
             causation_id: None,
             occurred_at: Some(at),
+            ..EventMetadata::default()
         },
     }
 }

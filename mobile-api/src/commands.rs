@@ -88,6 +88,9 @@ pub struct Done {
 pub struct UnitCommands {
     runner: Runner,
     unit: UnitId,
+    peer: Option<String>,
+    node: Option<String>,
+    credential: Option<String>,
 }
 
 impl std::fmt::Debug for UnitCommands {
@@ -104,7 +107,30 @@ impl UnitCommands {
         Self {
             runner: Runner::new(store),
             unit,
+            peer: None,
+            node: None,
+            credential: None,
         }
+    }
+
+    /// Records where the commands come from: the device's address, the gateway node, and
+    /// the device token's id.
+    pub fn with_origin(
+        mut self,
+        peer: Option<std::net::IpAddr>,
+        node: Option<String>,
+        token_id: Option<Uuid>,
+    ) -> Self {
+        self.peer = peer.map(|p| p.to_string());
+        self.node = node;
+        self.credential = token_id.map(|id| format!("device-token:{id}"));
+        self
+    }
+
+    /// The metadata that records what the device was shown: the same actor and origin as
+    /// its commands.
+    pub fn audit_metadata(&self) -> EventMetadata {
+        self.metadata(Utc::now())
     }
 
     fn metadata(&self, at: DateTime<Utc>) -> EventMetadata {
@@ -114,6 +140,10 @@ impl UnitCommands {
             correlation_id: Some(Uuid::now_v7()),
             causation_id: None,
             occurred_at: Some(at),
+            peer: self.peer.clone(),
+            node: self.node.clone(),
+            credential: self.credential.clone(),
+            role: Some("device".into()),
         }
     }
 

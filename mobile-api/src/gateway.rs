@@ -43,6 +43,8 @@ pub struct GatewayConfig {
     /// Forged or malformed tokens from one address within a minute before it is locked out
     /// ([`crate::lockout::Lockout`]).
     pub lockout_failures: u32,
+    /// This node's name, recorded with the devices' commands.
+    pub node: Option<String>,
 }
 
 impl Default for GatewayConfig {
@@ -52,6 +54,7 @@ impl Default for GatewayConfig {
             max_connections: MAX_CONNECTIONS,
             allowed_origins: Vec::new(),
             lockout_failures: crate::lockout::DEFAULT_LOCKOUT_FAILURES,
+            node: None,
         }
     }
 }
@@ -100,6 +103,7 @@ pub async fn run_with_stats(
         hub,
         stats: stats.clone(),
         lockout: Arc::new(crate::lockout::Lockout::new(config.lockout_failures)),
+        node: config.node,
     });
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let allowed_origins = Arc::new(config.allowed_origins);

@@ -362,6 +362,17 @@ pub enum ServerMessage {
 }
 
 impl ServerMessage {
+    /// The incident whose call-back number this message discloses, if it does (a task, or a
+    /// resync's active task): such a disclosure is recorded in the audit trail first.
+    pub fn discloses_call_back(&self) -> Option<IncidentId> {
+        let task = match self {
+            Self::Task { task, .. } => Some(task),
+            Self::Resync { snapshot, .. } => snapshot.active_task.as_ref(),
+            _ => None,
+        }?;
+        task.call_back.is_some().then_some(task.incident)
+    }
+
     /// An error without a key.
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::Error {

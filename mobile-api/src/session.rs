@@ -63,6 +63,8 @@ pub struct SessionContext {
     pub stats: Arc<GatewayStats>,
     /// Peers that presented forged or malformed tokens too often.
     pub lockout: Arc<Lockout>,
+    /// This node's name, recorded with the devices' commands.
+    pub node: Option<String>,
 }
 
 impl fmt::Debug for SessionContext {
@@ -355,6 +357,12 @@ where
                 .await;
         }
     };
+    // The device's commands, and the audit of what it is shown, carry where it is from.
+    let mut commands = UnitCommands::new(ctx.store.clone(), unit).with_origin(
+        peer,
+        ctx.node.clone(),
+        Some(token_id),
+    );
     let welcome = ServerMessage::Welcome {
         v: PROTOCOL_VERSION,
         unit,
@@ -370,14 +378,18 @@ where
     let mut watermark = match start {
         Start::Replay { events, next } => {
             for recorded in &events {
-                if let Err(end) = deliver(&mut conn, &ctx, recorded).await {
+                if let Err(end) = deliver(&mut conn, &ctx, &commands, recorded).await {
                     return end;
                 }
             }
             next
         }
         Start::Resync { seq, snapshot } => {
-            if let Err(end) = conn.send(&ServerMessage::Resync { seq, snapshot }).await {
+            let resync = ServerMessage::Resync { seq, snapshot };
+            if let Err(end) = audited(&mut conn, &ctx, &commands, &resync).await {
+                return end;
+            }
+            if let Err(end) = conn.send(&resync).await {
                 return end;
             }
             seq
@@ -385,7 +397,6 @@ where
     };
 
     // 3. serve
-    let mut commands = UnitCommands::new(ctx.store.clone(), unit);
     let mut rate = RateLimit::new();
     let mut strikes = 0u32;
     let mut last_heard = Instant::now();
@@ -522,7 +533,7 @@ where
                 }
                 tracing::trace!(%unit, revision = recorded.revision, "live delivery");
                 watermark = recorded.revision + 1;
-                if let Err(end) = deliver(&mut conn, &ctx, &recorded).await {
+                if let Err(end) = deliver(&mut conn, &ctx, &commands, &recorded).await {
                     return end;
                 }
             }
@@ -546,9 +557,43 @@ async fn stopping(shutdown: &mut watch::Receiver<bool>) {
     }
 }
 
+/// Records the disclosure of a call-back number in `message`, if it has one, in the audit
+/// trail; the session ends (close 1011) when it cannot, and the message is not sent.
+async fn audited<Si>(
+    conn: &mut Conn<Si>,
+    ctx: &SessionContext,
+    commands: &UnitCommands,
+    message: &ServerMessage,
+) -> Result<(), SessionEnd>
+where
+    Si: Sink<Message> + Unpin,
+    Si::Error: fmt::Display,
+{
+    let Some(incident) = message.discloses_call_back() else {
+        return Ok(());
+    };
+    let fields = muster_app::audit::caller_fields(false, true);
+    if let Err(e) = muster_app::audit::record_caller_read(
+        ctx.store.as_ref(),
+        incident,
+        fields,
+        "device",
+        commands.audit_metadata(),
+    )
+    .await
+    {
+        tracing::error!(error = %e, %incident, "could not record a disclosure in the audit trail");
+        return Err(conn
+            .close(close::INTERNAL, "the event store is unavailable")
+            .await);
+    }
+    Ok(())
+}
+
 async fn deliver<Si>(
     conn: &mut Conn<Si>,
     ctx: &SessionContext,
+    commands: &UnitCommands,
     recorded: &muster_store::RecordedEvent,
 ) -> Result<(), SessionEnd>
 where
@@ -557,6 +602,7 @@ where
 {
     match delivery::message_for(ctx.store.as_ref(), recorded).await {
         Ok(Some(message)) => {
+            audited(conn, ctx, commands, &message).await?;
             conn.send(&message).await?;
             ctx.stats.deliveries.fetch_add(1, Ordering::Relaxed);
             Ok(())

@@ -75,7 +75,10 @@ pub fn into_engine(
                     ix.apply(id, &ev, at, at, &stations);
                 }
             }
-            DomainEvent::RoadClosure(_) | DomainEvent::Device(_) | DomainEvent::Alert(_) => {}
+            DomainEvent::RoadClosure(_)
+            | DomainEvent::Device(_)
+            | DomainEvent::Alert(_)
+            | DomainEvent::Audit(_) => {}
         }
         if n % 4096 == 0 {
             progress(n);

@@ -1,7 +1,8 @@
 //! Personal data at rest and in logs, tried on the real binary: `muster serve` at
 //! `RUST_LOG=trace` takes a call with canary caller details, answers reads and a bad request,
 //! feeds a wall display over the websocket; afterwards the canaries are in no log line and no
-//! error body, and the data directory is 0700 with every file in it 0600.
+//! error body, and the data directory is 0700 with every file in it 0600; `muster audit`
+//! names who entered the call and who read the caller back, without the caller's details.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -165,5 +166,53 @@ async fn caller_details_reach_no_log_and_no_error_body_and_data_files_are_privat
     for (path, mode, is_dir) in all {
         let want = if is_dir { 0o700 } else { 0o600 };
         assert_eq!(mode, want, "{} is {mode:o}", path.display());
+    }
+
+    // The audit trail: who entered the call and who read the caller back, from where, with
+    // which credential; and no caller detail in it.
+    let audit = Command::new(muster_e2e::muster_bin())
+        .args(["audit", "--json", "--incident", &id, "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(audit.stdout).unwrap();
+    assert!(
+        audit.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&audit.stderr)
+    );
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |t: &str| {
+        lines
+            .iter()
+            .find(|l| l["type"] == t)
+            .unwrap_or_else(|| panic!("no {t} in the trail:\n{text}"))
+    };
+    for (line, source) in [
+        (of("IncidentReported"), "hotline"),
+        (of("CallerDetailsRead"), "operator"),
+    ] {
+        assert_eq!(line["actor"], "op", "{line}");
+        assert_eq!(line["role"], "operator", "{line}");
+        assert_eq!(line["source"], source, "{line}");
+        assert_eq!(line["peer"], "127.0.0.1", "{line}");
+        assert!(
+            line["node"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!(":{port}")),
+            "{line}"
+        );
+        let credential = line["credential"].as_str().unwrap();
+        assert!(
+            credential.starts_with("token:") && !credential.contains(TOKEN),
+            "{line}"
+        );
+    }
+    for canary in [CANARY_NAME, CANARY_DIGITS, TOKEN] {
+        assert!(!text.contains(canary), "{canary:?} is in the audit trail");
     }
 }

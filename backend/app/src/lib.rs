@@ -12,6 +12,7 @@
 //! - [`runner`]: [`Runner`], [`Command`], [`CommandKey`], [`Fingerprint`], [`Executed`],
 //!   [`CommandError`], and the idempotency record.
 
+pub mod audit;
 pub mod runner;
 
 pub use runner::{

@@ -211,7 +211,10 @@ impl State {
             Some(AggregateRef::RoadClosure(_)) => State::RoadClosure(RoadClosureState::default()),
             Some(AggregateRef::Device(_)) => State::Device(DeviceState::default()),
             Some(AggregateRef::Alert(_)) => State::Alert(AlertState::default()),
-            None => return Err(CommandError::Stream(stream.to_string())),
+            // The audit trail is appended to, never decided on.
+            Some(AggregateRef::Audit(_)) | None => {
+                return Err(CommandError::Stream(stream.to_string()));
+            }
         })
     }
 

@@ -20,6 +20,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::alert::AlertEvent;
+use crate::audit::AuditEvent;
 use crate::device::DeviceEvent;
 use crate::ids::AggregateRef;
 use crate::incident::IncidentEvent;
@@ -140,6 +141,17 @@ impl EventSchema for DeviceEvent {
     }
 }
 
+impl EventSchema for AuditEvent {
+    const CATEGORY: &'static str = "audit";
+    const EVENT_TYPES: &'static [&'static str] = &["CallerDetailsRead"];
+
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::CallerDetailsRead { .. } => "CallerDetailsRead",
+        }
+    }
+}
+
 impl EventSchema for AlertEvent {
     const CATEGORY: &'static str = "alert";
     const EVENT_TYPES: &'static [&'static str] = &["TaskAckOverdue"];
@@ -159,6 +171,7 @@ pub const EVENT_TYPES: &[(&str, &[&str])] = &[
     (RoadClosureEvent::CATEGORY, RoadClosureEvent::EVENT_TYPES),
     (DeviceEvent::CATEGORY, DeviceEvent::EVENT_TYPES),
     (AlertEvent::CATEGORY, AlertEvent::EVENT_TYPES),
+    (AuditEvent::CATEGORY, AuditEvent::EVENT_TYPES),
 ];
 
 /// The current schema version of an event type; `None` for a type Muster does not know.
@@ -186,6 +199,8 @@ pub enum DomainEvent {
     Device(DeviceEvent),
     /// An operator alert about a task.
     Alert(AlertEvent),
+    /// A record of the audit trail of reads.
+    Audit(AuditEvent),
 }
 
 impl DomainEvent {
@@ -198,6 +213,7 @@ impl DomainEvent {
             Self::RoadClosure(e) => e.event_type(),
             Self::Device(e) => e.event_type(),
             Self::Alert(e) => e.event_type(),
+            Self::Audit(e) => e.event_type(),
         }
     }
 
@@ -228,6 +244,7 @@ impl DomainEvent {
             }
             AggregateRef::Device(_) => DomainEvent::Device(decode_with(recorded, upcasters)?),
             AggregateRef::Alert(_) => DomainEvent::Alert(decode_with(recorded, upcasters)?),
+            AggregateRef::Audit(_) => DomainEvent::Audit(decode_with(recorded, upcasters)?),
         };
         Ok((aggregate, event))
     }
@@ -748,6 +765,12 @@ mod tests {
                 reason: Some("phone lost".into()),
                 at: t(5),
             }),
+            DomainEvent::Audit(crate::audit::AuditEvent::CallerDetailsRead {
+                incident: inc,
+                fields: vec!["name".into(), "call_back".into()],
+                via: "api".into(),
+                at: t(6),
+            }),
             DomainEvent::Alert(crate::alert::AlertEvent::TaskAckOverdue {
                 task,
                 incident: inc,
@@ -787,6 +810,10 @@ mod tests {
             ),
             DomainEvent::Alert(e) => (
                 TaskId::from_uuid(Uuid::from_u128(3)).alert_stream(),
+                encode(e, id, meta).unwrap(),
+            ),
+            DomainEvent::Audit(e) => (
+                IncidentId::from_uuid(Uuid::from_u128(1)).audit_stream(),
                 encode(e, id, meta).unwrap(),
             ),
         }

@@ -123,6 +123,8 @@ pub const ROAD_CLOSURE_STREAM_PREFIX: &str = "road-closure-";
 pub const DEVICE_STREAM_PREFIX: &str = "device-";
 /// Prefix of a task's operator alerts, `alert-<task id>`.
 pub const ALERT_STREAM_PREFIX: &str = "alert-";
+/// Prefix of an incident's audit trail of reads, `audit-<incident id>`.
+pub const AUDIT_STREAM_PREFIX: &str = "audit-";
 
 fn stream(prefix: &str, id: Uuid) -> StreamName {
     // A prefix plus a hyphenated UUID is always a valid stream name: short, printable, trimmed.
@@ -157,6 +159,13 @@ impl ClosureId {
     }
 }
 
+impl IncidentId {
+    /// The stream of the incident's audit trail of reads, `audit-<id>`.
+    pub fn audit_stream(&self) -> StreamName {
+        stream(AUDIT_STREAM_PREFIX, self.0)
+    }
+}
+
 impl UnitId {
     /// The stream of the unit's device enrolments, `device-<id>`.
     pub fn device_stream(&self) -> StreamName {
@@ -186,6 +195,8 @@ pub enum AggregateRef {
     Device(UnitId),
     /// `alert-<task id>`: the operator alerts about a task.
     Alert(TaskId),
+    /// `audit-<incident id>`: the reads of an incident's personal data.
+    Audit(IncidentId),
 }
 
 impl AggregateRef {
@@ -206,6 +217,8 @@ impl AggregateRef {
             uuid(rest).map(|u| Self::Device(UnitId(u)))
         } else if let Some(rest) = name.strip_prefix(ALERT_STREAM_PREFIX) {
             uuid(rest).map(|u| Self::Alert(TaskId(u)))
+        } else if let Some(rest) = name.strip_prefix(AUDIT_STREAM_PREFIX) {
+            uuid(rest).map(|u| Self::Audit(IncidentId(u)))
         } else {
             None
         }
@@ -220,6 +233,7 @@ impl AggregateRef {
             Self::RoadClosure(id) => id.stream_name(),
             Self::Device(unit) => unit.device_stream(),
             Self::Alert(task) => task.alert_stream(),
+            Self::Audit(incident) => incident.audit_stream(),
         }
     }
 }

@@ -51,6 +51,7 @@
 //!    ([`decision::RefusalKind::UnitBusy`]).
 
 pub mod alert;
+pub mod audit;
 pub mod combined;
 pub mod decision;
 pub mod device;

@@ -136,6 +136,7 @@ async fn start_gateway(
         ack_timeout: Some(ack_timeout),
         allowed_origins: config.allowed_origins.clone(),
         lockout_failures: config.lockout_failures,
+        node: Some(node_name(port)),
         ..Default::default()
     };
     let verifier: Arc<dyn muster_mobile::token::TokenVerifier> = tokens.clone();
@@ -366,12 +367,13 @@ impl Application {
         let geocoder = city
             .as_ref()
             .map(|c| Arc::new(muster_geodata::geocode::Geocoder::new(Arc::new(c.clone()))));
+        let port = listener.local_addr()?.port();
         let state = AppState {
             runner,
             views,
             geocoder,
+            node: node_name(port).into(),
         };
-        let port = listener.local_addr()?.port();
         let data = web::Data::new(state.clone());
         let tokens = web::Data::new(tokens);
         let readiness = web::Data::new(Readiness {
@@ -525,6 +527,7 @@ pub async fn register_demo_units(
         name: operator.name.clone(),
         role: operator.role,
         unit: operator.unit,
+        credential: Some(crate::auth::credential_id(&operator.token)),
     };
     let mut units = Vec::new();
     for (i, station) in city.stations.iter().enumerate() {
@@ -559,7 +562,7 @@ pub async fn register_demo_units(
         let command = muster_app::Command {
             key: muster_app::CommandKey::new(caller.name.clone(), key.clone()),
             fingerprint: muster_app::Fingerprint::of("demo unit", &serde_json::json!(id)),
-            metadata: crate::edge::metadata(&caller, "operator"),
+            metadata: crate::edge::metadata(None, &caller, "operator"),
         };
         routes::units::register(&app.state.runner, &command, id, body)
             .await
@@ -632,4 +635,10 @@ pub fn start_demo_drill(
         }
     });
     Ok(drill)
+}
+
+/// This node's name in the audit trail: the host's name and the HTTP port.
+pub fn node_name(port: u16) -> String {
+    let uname = rustix::system::uname();
+    format!("{}:{port}", uname.nodename().to_string_lossy())
 }

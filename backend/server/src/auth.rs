@@ -93,6 +93,9 @@ pub struct Caller {
     pub role: Role,
     /// For a responder, the unit whose crew they are.
     pub unit: Option<muster_core::UnitId>,
+    /// The credential presented, by an id that does not reveal it (`token:<fingerprint>`),
+    /// recorded with the caller's commands.
+    pub credential: Option<String>,
 }
 
 impl Caller {
@@ -159,6 +162,7 @@ impl Tokens {
                     name: u.name.clone(),
                     role: u.role,
                     unit: u.unit,
+                    credential: Some(credential_id(&u.token)),
                 },
             );
             anyhow::ensure!(old.is_none(), "two users share a token (user {:?})", u.name);
@@ -182,6 +186,15 @@ impl Tokens {
     pub fn is_empty(&self) -> bool {
         self.by_token.is_empty()
     }
+}
+
+/// Names a bearer token in the audit trail without revealing it: `token:` and the first 16
+/// hex digits of its SHA-256.
+pub fn credential_id(token: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(token.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("token:{hex}")
 }
 
 /// A fresh random token: 32 hex digits.
@@ -311,6 +324,7 @@ mod tests {
             name: "p".into(),
             role: Role::Planner,
             unit: None,
+            credential: None,
         };
         assert!(planner.require(READERS).is_ok());
         let e = planner.require(DISPATCH).unwrap_err();

@@ -495,6 +495,7 @@ impl Dispatcher {
                 correlation_id: Some(Uuid::now_v7()),
                 causation_id: None,
                 occurred_at: Some(Utc::now()),
+                ..EventMetadata::default()
             },
         }
     }

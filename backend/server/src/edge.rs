@@ -170,14 +170,21 @@ fn unsupported_media_type() -> ApiError {
     )
 }
 
-/// The event metadata of a caller's command: who, through which source, when.
-pub fn metadata(caller: &Caller, source: &str) -> EventMetadata {
+/// The event metadata of a caller's command: who (name, role, credential), through which
+/// source, from where (the peer address and this node, when a request is at hand), when.
+pub fn metadata(req: Option<&HttpRequest>, caller: &Caller, source: &str) -> EventMetadata {
     EventMetadata {
         actor: Some(caller.name.clone()),
         source: Some(source.into()),
         correlation_id: Some(Uuid::now_v7()),
         causation_id: None,
         occurred_at: Some(Utc::now()),
+        peer: req.and_then(|r| r.peer_addr()).map(|a| a.ip().to_string()),
+        node: req
+            .and_then(|r| r.app_data::<actix_web::web::Data<crate::routes::AppState>>())
+            .map(|s| s.node.to_string()),
+        credential: caller.credential.clone(),
+        role: Some(caller.role.as_str().to_owned()),
     }
 }
 
@@ -195,7 +202,7 @@ pub fn command(
     Command {
         key: CommandKey::new(caller.name.clone(), key),
         fingerprint: Fingerprint::of(&name, body),
-        metadata: metadata(caller, source),
+        metadata: metadata(Some(req), caller, source),
     }
 }
 

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod audit_cmd;
 #[cfg(feature = "bench")]
 mod bench;
 mod geodata_cmd;
@@ -22,6 +23,9 @@ struct Cli {
 enum Command {
     /// Inspect, verify, export and back up an embedded event store.
     Store(store_cmd::StoreArgs),
+    /// List or export the audit trail of an incident or a user: who did what, from where,
+    /// and every read of caller details.
+    Audit(audit_cmd::AuditArgs),
     /// Import, generate and inspect city files; route and geocode on them.
     Geodata(geodata_cmd::GeodataArgs),
     /// Measure Muster's components against baselines measured in the same run.
@@ -154,6 +158,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Store(args) => store_cmd::run(args),
+        Command::Audit(args) => audit_cmd::run(args),
         Command::Geodata(args) => geodata_cmd::run(args),
         #[cfg(feature = "bench")]
         Command::Bench(args) => bench::run(args),

@@ -61,6 +61,9 @@ struct Payload {
     x: i64,
     /// Nonce, hex.
     i: String,
+    /// The credential the ticket was asked for with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    c: Option<String>,
 }
 
 /// Issues and takes feed tickets.
@@ -115,6 +118,7 @@ impl FeedTickets {
             u: caller.unit,
             x: expires.timestamp(),
             i: nonce.iter().map(|b| format!("{b:02x}")).collect(),
+            c: caller.credential.clone(),
         };
         let json = serde_json::to_vec(&payload).expect("a ticket serializes");
         let body = format!("{PREFIX}.{}", URL_SAFE_NO_PAD.encode(json));
@@ -159,6 +163,7 @@ impl FeedTickets {
             name: payload.n,
             role: payload.r,
             unit: payload.u,
+            credential: payload.c,
         })
     }
 }
@@ -172,6 +177,7 @@ mod tests {
             name: "wall-1".into(),
             role: Role::Planner,
             unit: None,
+            credential: Some("token:0123456789abcdef".into()),
         }
     }
 

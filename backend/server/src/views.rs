@@ -230,7 +230,8 @@ impl ViewState {
             DomainEvent::Sensor(_)
             | DomainEvent::RoadClosure(_)
             | DomainEvent::Device(_)
-            | DomainEvent::Alert(_) => None,
+            | DomainEvent::Alert(_)
+            | DomainEvent::Audit(_) => None,
         })
     }
 

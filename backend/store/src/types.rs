@@ -241,6 +241,19 @@ pub struct EventMetadata {
     /// When it happened, according to the source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub occurred_at: Option<DateTime<Utc>>,
+    /// The network address the command came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The node that took the command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The credential the actor presented, by an id that does not reveal it
+    /// (`token:<fingerprint>`, `device-token:<id>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    /// The actor's role when it acted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// An event to append. Its data is JSON, checked when the event is built.

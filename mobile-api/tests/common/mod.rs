@@ -133,6 +133,7 @@ pub fn context(store: &Arc<dyn EventStore>) -> Arc<SessionContext> {
         hub,
         stats: Arc::new(GatewayStats::default()),
         lockout: Arc::new(muster_mobile::lockout::Lockout::default()),
+        node: None,
     })
 }
 

@@ -21,7 +21,7 @@ use muster_core::device::{DeviceCommand, MAX_VALID_HOURS};
 use muster_core::value::IdempotencyKey;
 use muster_core::{UnitId, combined};
 use muster_mobile::token::HmacTokens;
-use muster_store::{Direction, EventMetadata, ReadFrom, StoreError};
+use muster_store::{Direction, ReadFrom, StoreError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -97,6 +97,7 @@ impl std::fmt::Debug for DeviceToken {
 }
 
 async fn issue(
+    req: HttpRequest,
     state: web::Data<AppState>,
     enrolment: Option<web::Data<Enrolment>>,
     allowed: Allowed<Dispatch>,
@@ -132,13 +133,7 @@ async fn issue(
             "POST /api/units/{id}/device-token",
             &serde_json::json!({ "unit": unit, "token_id": token_id, "fingerprint": fingerprint }),
         ),
-        metadata: EventMetadata {
-            actor: Some(caller.name.clone()),
-            source: Some("operator".into()),
-            correlation_id: None,
-            causation_id: None,
-            occurred_at: Some(now),
-        },
+        metadata: crate::edge::metadata(Some(&req), caller, "operator"),
     };
     let issue = DeviceCommand::IssueToken {
         unit,

@@ -75,6 +75,7 @@ pub struct DispatchRequest {
 
 async fn post_dispatch(
     d: Option<web::Data<Dispatcher>>,
+    req: HttpRequest,
     allowed: Allowed<Dispatch>,
     Key(key): Key,
     path: web::Path<String>,
@@ -90,7 +91,9 @@ async fn post_dispatch(
         )
         .with_details(json!({"field": "units"})));
     }
-    let command = Dispatcher::command(&caller.name, "operator", key, incident, named.as_deref());
+    let mut command =
+        Dispatcher::command(&caller.name, "operator", key, incident, named.as_deref());
+    command.metadata = crate::edge::metadata(Some(&req), caller, "operator");
     // A repeat is answered from the first request's record, whatever the recommendation
     // says now; a new request of "send the recommendation" sends what it picks.
     let repeat = d.runner().recorded(&command.key).await?;

@@ -330,6 +330,7 @@ async fn list_incidents(
 
 async fn get_incident(
     state: web::Data<AppState>,
+    req: HttpRequest,
     Allowed(caller, _): Allowed<Read>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -373,6 +374,19 @@ async fn get_incident(
                 .map(|p| p.expose().to_owned()),
         }),
     };
+    // Every disclosure of caller details is in the audit trail before it is answered.
+    if let Some(out) = &body.caller {
+        let fields = muster_app::audit::caller_fields(out.name.is_some(), out.call_back.is_some());
+        muster_app::audit::record_caller_read(
+            state.runner.store().as_ref(),
+            id,
+            fields,
+            "api",
+            crate::edge::metadata(Some(&req), &caller, source_of(&caller)),
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    }
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(body))

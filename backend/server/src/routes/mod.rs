@@ -57,6 +57,8 @@ pub struct AppState {
     pub views: Views,
     /// Addresses of the configured city, if any.
     pub geocoder: Option<std::sync::Arc<muster_geodata::geocode::Geocoder>>,
+    /// This node's name in the audit trail: host name and HTTP port.
+    pub node: std::sync::Arc<str>,
 }
 
 /// Reverse geocoding farther than this from the nearest address or named road answers no

@@ -24,6 +24,8 @@ pub struct App {
     pub port: u16,
     /// The mobile gateway, when the config has a token secret.
     pub gateway: Option<muster_server::app::Gateway>,
+    /// The server's state: its store, views and runner.
+    pub state: muster_server::routes::AppState,
     client: reqwest::Client,
     stopper: muster_server::app::Stopper,
     running: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -69,12 +71,14 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> App {
         .unwrap();
     let port = app.port();
     let gateway = app.gateway().cloned();
+    let state = app.state().clone();
     let stopper = app.stopper();
     let running = tokio::spawn(app.run_until_stopped());
     App {
         base: format!("http://127.0.0.1:{port}"),
         port,
         gateway,
+        state,
         client: reqwest::Client::new(),
         stopper,
         running,

@@ -5,6 +5,9 @@
 //! | schema version (4) | recorded at, µs since the epoch (8)
 //! | stream (2 + n) | type (2 + n) | metadata (binary) | data (4 + n, JSON)
 //! ```
+//! The metadata is actor, source, correlation id, causation id and occurrence time, each
+//! optional; format 2 adds a count and that many tagged optional texts (peer, node,
+//! credential, role). Format 1 records are read as they are.
 //! The position is the key of the record, so it is not repeated inside.
 
 use chrono::{DateTime, Utc};
@@ -12,7 +15,13 @@ use uuid::Uuid;
 
 use crate::types::{EventMetadata, NewEvent, Position, RecordedEvent, StreamName, StreamRevision};
 
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
+
+/// Tags of format 2's additional metadata texts.
+const TAG_PEER: u8 = 1;
+const TAG_NODE: u8 = 2;
+const TAG_CREDENTIAL: u8 = 3;
+const TAG_ROLE: u8 = 4;
 
 /// Why a stored record could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +54,19 @@ pub(crate) fn encode(
             out.extend_from_slice(&t.timestamp_micros().to_le_bytes());
         }
         None => out.push(0),
+    }
+    let extras = [
+        (TAG_PEER, m.peer.as_deref()),
+        (TAG_NODE, m.node.as_deref()),
+        (TAG_CREDENTIAL, m.credential.as_deref()),
+        (TAG_ROLE, m.role.as_deref()),
+    ];
+    out.push(extras.iter().filter(|(_, v)| v.is_some()).count() as u8);
+    for (tag, value) in extras {
+        if value.is_some() {
+            out.push(tag);
+            put_opt_str(out, value);
+        }
     }
     out.extend_from_slice(&(event.data.len() as u32).to_le_bytes());
     out.extend_from_slice(&event.data);
@@ -167,7 +189,7 @@ pub(crate) fn decode(position: Position, buf: &[u8]) -> Result<RecordedEvent, De
     }
     let mut r = Reader { buf, at: 4 };
     let format = r.u8()?;
-    if format != FORMAT {
+    if format != 1 && format != FORMAT {
         return Err(DecodeError(format!("unknown record format {format}")));
     }
     let revision = r.u64()?;
@@ -186,6 +208,20 @@ pub(crate) fn decode(position: Position, buf: &[u8]) -> Result<RecordedEvent, De
         0 => None,
         _ => Some(micros(r.u64()?)?),
     };
+    let (mut peer, mut node, mut credential, mut role) = (None, None, None, None);
+    if format >= 2 {
+        for _ in 0..r.u8()? {
+            let tag = r.u8()?;
+            let value = r.opt_str()?;
+            match tag {
+                TAG_PEER => peer = value,
+                TAG_NODE => node = value,
+                TAG_CREDENTIAL => credential = value,
+                TAG_ROLE => role = value,
+                other => return Err(DecodeError(format!("unknown metadata tag {other}"))),
+            }
+        }
+    }
     let len = r.u32()? as usize;
     let data = r.take(len)?.to_vec();
     if r.at != buf.len() {
@@ -208,6 +244,10 @@ pub(crate) fn decode(position: Position, buf: &[u8]) -> Result<RecordedEvent, De
             correlation_id,
             causation_id,
             occurred_at,
+            peer,
+            node,
+            credential,
+            role,
         },
         recorded_at,
     })
@@ -232,6 +272,10 @@ mod tests {
             correlation_id: Some(Uuid::new_v4()),
             causation_id: None,
             occurred_at: Some(DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap()),
+            peer: Some("192.0.2.7".into()),
+            node: None,
+            credential: Some("token:0123456789abcdef".into()),
+            role: Some("operator".into()),
         });
         (stream, event)
     }
@@ -248,6 +292,27 @@ mod tests {
             (back.revision, back.position, back.recorded_at),
             (5, Position(9), now)
         );
+    }
+
+    #[test]
+    fn format_1_records_read_as_they_were() {
+        let (stream, mut event) = sample();
+        event.metadata.peer = None;
+        event.metadata.credential = None;
+        event.metadata.role = None;
+        let now = DateTime::from_timestamp_micros(1_800_000_000_000_001).unwrap();
+        let mut buf = Vec::new();
+        encode(&stream, 5, now, &event, &mut buf);
+        // Format 1 is format 2 without the count of additional texts (here 0), just before
+        // the data's length.
+        let count_at = buf.len() - event.data.len() - 4 - 1;
+        assert_eq!(buf[count_at], 0);
+        buf.remove(count_at);
+        buf[4] = 1;
+        let crc = crc32fast::hash(&buf[4..]);
+        buf[..4].copy_from_slice(&crc.to_le_bytes());
+        let back = decode(Position(9), &buf).unwrap();
+        assert!(back.same_as(&stream, &event));
     }
 
     #[test]
