@@ -25,6 +25,7 @@ use uuid::Uuid;
 use crate::client::ClientConfig;
 use crate::gateway::{self, GatewayConfig};
 use crate::responder::{self, ResponderConfig};
+use crate::tls::{self, CertificateFiles, ReloadableCert, check_plaintext_bind};
 use crate::token::{HmacTokens, MIN_SECRET_BYTES};
 
 /// Arguments of `muster gateway`.
@@ -77,9 +78,21 @@ struct GatewayRunArgs {
     /// Directory of the embedded event store.
     #[arg(long, default_value = "data")]
     data_dir: PathBuf,
-    /// Address to listen on (port 0 picks a free port).
+    /// Address to listen on (port 0 picks a free port). An address other than loopback
+    /// needs TLS (--tls-cert, --tls-key) or --tls-proxy.
     #[arg(long, default_value = "127.0.0.1:7450")]
     listen: String,
+    /// PEM certificate chain for wss:// (the gateway's own certificate first, then the
+    /// intermediates); needs --tls-key. Read again, with the key, on SIGHUP.
+    #[arg(long, env = "MUSTER_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "MUSTER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A TLS-terminating proxy is in front: plain ws:// may listen on an address other than
+    /// loopback.
+    #[arg(long, env = "MUSTER_TLS_PROXY", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
+    tls_proxy: bool,
     #[command(flatten)]
     secret: SecretArgs,
     /// Seconds a crew has to acknowledge a task before the operators are alerted.
@@ -144,11 +157,28 @@ async fn serve_gateway(args: GatewayRunArgs) -> anyhow::Result<()> {
         EmbeddedStore::open(&args.data_dir, EmbeddedOptions::default())
             .with_context(|| format!("opening the event store in {}", args.data_dir.display()))?,
     );
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(ReloadableCert::load(CertificateFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        })?)),
+        _ => {
+            check_plaintext_bind(
+                "--listen",
+                &args.listen,
+                args.tls_proxy,
+                "Pass --tls-cert and --tls-key (MUSTER_TLS_CERT, MUSTER_TLS_KEY), or --tls-proxy \
+                 (MUSTER_TLS_PROXY=true) when a TLS-terminating proxy is in front.",
+            )?;
+            None
+        }
+    };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    eprintln!("mobile gateway listening on ws://{addr}");
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    eprintln!("mobile gateway listening on {scheme}://{addr}");
     let runner = Runner::new(store.clone());
     let units = demo_units(&runner, args.demo_units).await?;
     for (i, unit) in units.iter().enumerate() {
@@ -169,8 +199,17 @@ async fn serve_gateway(args: GatewayRunArgs) -> anyhow::Result<()> {
             }
         });
     }
+    let tls = match tls {
+        Some(cert) => {
+            tls::reload_on_hangup(cert.clone(), std::future::pending())
+                .context("listening for SIGHUP")?;
+            Some(Arc::new(tls::server_config(cert)?))
+        }
+        None => None,
+    };
     let config = GatewayConfig {
         ack_timeout: Some(Duration::from_secs(args.ack_timeout_secs)),
+        tls,
         ..GatewayConfig::default()
     };
     gateway::run(listener, store, Arc::new(tokens), config, async {
@@ -278,9 +317,13 @@ async fn demo_task(runner: &Runner, unit: UnitId) -> anyhow::Result<()> {
 /// Arguments of `muster responder`.
 #[derive(Debug, Args)]
 pub struct ResponderArgs {
-    /// The gateway's address.
+    /// The gateway's address: wss://host:port (TLS) or ws://host:port.
     #[arg(long, default_value = "ws://127.0.0.1:7450")]
     url: String,
+    /// A PEM file of CA certificates to trust for a wss:// gateway besides the system's
+    /// roots (such as ops/local-ca.sh's ca.pem). The certificate is always verified.
+    #[arg(long, env = "MUSTER_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     /// The responder's token (`muster gateway token --unit …`).
     #[arg(long, env = "MUSTER_RESPONDER_TOKEN", hide_env_values = true)]
     token: String,
@@ -329,7 +372,15 @@ pub fn run_responder(args: ResponderArgs) -> anyhow::Result<()> {
     let secs = |s: f64, what: &str| {
         Duration::try_from_secs_f64(s).with_context(|| format!("{what} must be a positive number"))
     };
+    anyhow::ensure!(
+        args.url.starts_with("ws://") || args.url.starts_with("wss://"),
+        "--url must be a ws:// or wss:// address, not {:?}",
+        args.url
+    );
     let mut client = ClientConfig::new(args.url, args.token);
+    if client.url.starts_with("wss://") || args.ca_cert.is_some() {
+        client.tls = Some(tls::client_config(args.ca_cert.as_deref())?);
+    }
     client.unit = args.unit;
     let config = ResponderConfig {
         client,

@@ -13,6 +13,7 @@
 //! order holds even when a command is rate-limited.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -39,8 +40,12 @@ pub const SEEN_TASKS: usize = 4096;
 /// How a client connects.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
-    /// `ws://host:port`.
+    /// The gateway's address: `wss://host:port` (TLS) or `ws://host:port`.
     pub url: String,
+    /// Whom a `wss://` gateway's certificate must be issued by ([`crate::tls::client_config`]:
+    /// the system's roots, plus a CA file); `None`: the system's roots. Verification is never
+    /// skipped.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// The responder's token.
     pub token: String,
     /// The unit, checked by the gateway against the token when given.
@@ -61,6 +66,7 @@ impl ClientConfig {
     pub fn new(url: impl Into<String>, token: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            tls: None,
             token: token.into(),
             unit: None,
             resume_after: None,
@@ -451,7 +457,12 @@ async fn connection(
 ) -> Ended {
     let connect = tokio::time::timeout(
         Duration::from_secs(10),
-        tokio_tungstenite::connect_async(config.url.as_str()),
+        tokio_tungstenite::connect_async_tls_with_config(
+            config.url.as_str(),
+            None,
+            false,
+            config.tls.clone().map(tokio_tungstenite::Connector::Rustls),
+        ),
     );
     let mut ws = match connect.await {
         Ok(Ok((ws, _))) => ws,

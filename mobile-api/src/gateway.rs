@@ -1,7 +1,8 @@
 //! The mobile gateway: accepts websocket connections on a listener the caller bound, runs a
 //! [`session`](crate::session) for each, one [`Hub`] reading `$all` for all of them, and the
 //! [`AckWatchdog`]. Stops when the shutdown future resolves: sessions get close code 1001 and
-//! the gateway waits for them to end.
+//! the gateway waits for them to end. With [`GatewayConfig::tls`] every connection speaks
+//! TLS (`wss://`) before the websocket handshake.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use muster_store::EventStore;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -45,6 +47,8 @@ pub struct GatewayConfig {
     pub lockout_failures: u32,
     /// This node's name, recorded with the devices' commands.
     pub node: Option<String>,
+    /// TLS for every connection ([`crate::tls::server_config`]); `None`: plain `ws://`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for GatewayConfig {
@@ -55,6 +59,7 @@ impl Default for GatewayConfig {
             allowed_origins: Vec::new(),
             lockout_failures: crate::lockout::DEFAULT_LOCKOUT_FAILURES,
             node: None,
+            tls: None,
         }
     }
 }
@@ -107,6 +112,7 @@ pub async fn run_with_stats(
     });
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let allowed_origins = Arc::new(config.allowed_origins);
+    let acceptor = config.tls.map(tokio_rustls::TlsAcceptor::from);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -130,56 +136,17 @@ pub async fn run_with_stats(
         let ctx = ctx.clone();
         let stop = stop_rx.clone();
         let origins = allowed_origins.clone();
+        let tls = acceptor.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            // The refusal's type is tungstenite's, as its handshake callback takes it.
-            #[allow(clippy::result_large_err)]
-            let check_origin = |req: &Request, res: Response| {
-                let text = |name| {
-                    req.headers()
-                        .get(name)
-                        .map(|v: &HeaderValue| v.to_str().unwrap_or("null"))
-                };
-                if crate::origin::allowed(text(ORIGIN), text(HOST), &origins) {
-                    return Ok(res);
-                }
-                tracing::warn!(%peer, "a gateway upgrade from another site was refused");
-                let mut refusal = ErrorResponse::new(Some(
-                    "this page's origin may not open the gateway; add it to allowed_origins"
-                        .to_owned(),
-                ));
-                *refusal.status_mut() = StatusCode::FORBIDDEN;
-                Err(refusal)
+            let Some(tls) = tls else {
+                return serve_connection(tcp, peer, ctx, stop, &origins).await;
             };
-            let handshake = tokio::time::timeout(
-                HELLO_TIMEOUT,
-                tokio_tungstenite::accept_hdr_async_with_config(
-                    tcp,
-                    check_origin,
-                    Some(websocket_config()),
-                ),
-            )
-            .await;
-            let ws = match handshake {
-                Ok(Ok(ws)) => ws,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "websocket handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "websocket handshake timed out");
-                    return;
-                }
-            };
-            ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
-            let (sink, stream) = ws.split();
-            let end = run_session_from(Some(peer.ip()), stream, sink, ctx.clone(), stop).await;
-            ctx.stats.connections.fetch_sub(1, Ordering::Relaxed);
-            if end.code == Some(crate::protocol::close::AUTH_FAILED) {
-                // A refused or expired device token: logged with the peer, never the token.
-                tracing::warn!(%peer, unit = ?end.unit, reason = %end.reason, "device authentication refused");
-            } else {
-                tracing::debug!(%peer, unit = ?end.unit, code = ?end.code, reason = %end.reason, "session ended");
+            // The TLS handshake has as long as the websocket upgrade after it.
+            match tokio::time::timeout(HELLO_TIMEOUT, tls.accept(tcp)).await {
+                Ok(Ok(stream)) => serve_connection(stream, peer, ctx, stop, &origins).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         });
     }
@@ -189,6 +156,67 @@ pub async fn run_with_stats(
     let _ = hub_task.await;
     if let Some(w) = watchdog {
         let _ = w.await;
+    }
+}
+
+/// One connection, plain or TLS: the websocket upgrade (with the Origin check), then a
+/// session.
+async fn serve_connection<S>(
+    stream: S,
+    peer: std::net::SocketAddr,
+    ctx: Arc<SessionContext>,
+    stop: watch::Receiver<bool>,
+    origins: &[String],
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    // The refusal's type is tungstenite's, as its handshake callback takes it.
+    #[allow(clippy::result_large_err)]
+    let check_origin = |req: &Request, res: Response| {
+        let text = |name| {
+            req.headers()
+                .get(name)
+                .map(|v: &HeaderValue| v.to_str().unwrap_or("null"))
+        };
+        if crate::origin::allowed(text(ORIGIN), text(HOST), origins) {
+            return Ok(res);
+        }
+        tracing::warn!(%peer, "a gateway upgrade from another site was refused");
+        let mut refusal = ErrorResponse::new(Some(
+            "this page's origin may not open the gateway; add it to allowed_origins".to_owned(),
+        ));
+        *refusal.status_mut() = StatusCode::FORBIDDEN;
+        Err(refusal)
+    };
+    let handshake = tokio::time::timeout(
+        HELLO_TIMEOUT,
+        tokio_tungstenite::accept_hdr_async_with_config(
+            stream,
+            check_origin,
+            Some(websocket_config()),
+        ),
+    )
+    .await;
+    let ws = match handshake {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "websocket handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "websocket handshake timed out");
+            return;
+        }
+    };
+    ctx.stats.connections.fetch_add(1, Ordering::Relaxed);
+    let (sink, stream) = ws.split();
+    let end = run_session_from(Some(peer.ip()), stream, sink, ctx.clone(), stop).await;
+    ctx.stats.connections.fetch_sub(1, Ordering::Relaxed);
+    if end.code == Some(crate::protocol::close::AUTH_FAILED) {
+        // A refused or expired device token: logged with the peer, never the token.
+        tracing::warn!(%peer, unit = ?end.unit, reason = %end.reason, "device authentication refused");
+    } else {
+        tracing::debug!(%peer, unit = ?end.unit, code = ?end.code, reason = %end.reason, "session ended");
     }
 }
 

@@ -21,7 +21,10 @@
 //! - [`alerts`]: the watchdog that records an operator alert for a task not acknowledged in
 //!   time.
 //! - [`session`]: one connection's logic, generic over `Sink`/`Stream`.
-//! - [`gateway`]: the listener loop, `run(listener, …, shutdown)`.
+//! - [`gateway`]: the listener loop, `run(listener, …, shutdown)`, plain or TLS.
+//! - [`tls`]: certificates from PEM files reloaded on SIGHUP, the rustls configurations of
+//!   listeners and clients (system roots plus a CA file), the refusal of plaintext
+//!   listeners other machines reach.
 //! - [`client`]: the client library: reconnects, resumes, deduplicates, queues commands
 //!   while offline.
 //! - [`responder`]: the device simulator behind `muster responder`.
@@ -42,4 +45,5 @@ pub mod origin;
 pub mod protocol;
 pub mod responder;
 pub mod session;
+pub mod tls;
 pub mod token;
