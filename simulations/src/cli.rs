@@ -107,6 +107,11 @@ pub enum DrillCommand {
         /// Operator token for --server.
         #[arg(long, env = "MUSTER_TOKEN")]
         token: Option<String>,
+        /// A PEM file of CA certificates to trust for an https:// --server besides the
+        /// system's roots (such as ops/local-ca.sh's ca.pem). The certificate is always
+        /// verified.
+        #[arg(long, env = "MUSTER_CA_CERT")]
+        ca_cert: Option<PathBuf>,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
@@ -401,6 +406,7 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
             report,
             server,
             token,
+            ca_cert,
             quiet,
         } => {
             let events = read_recording(&log)
@@ -409,11 +415,13 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
                 let Some(token) = token else {
                     bail!("--server needs --token (or MUSTER_TOKEN): an operator's token")
                 };
+                let tls = crate::server::client_tls(&[&server], ca_cert.as_deref())?;
                 let b = bar(events.len() as u64, quiet, "replay");
                 let stats = crate::server::into_server(
                     &events,
                     &server,
                     &token,
+                    tls,
                     (speed > 0.0).then_some(speed),
                     &mut |n| b.set_position(n as u64),
                 )?;

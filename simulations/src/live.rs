@@ -62,13 +62,18 @@ const MIN_FIX_WALL_S: f64 = 0.5;
 /// How a live drill runs.
 #[derive(Debug, Clone)]
 pub struct LiveOptions {
-    /// The server's HTTP address, such as `http://127.0.0.1:8080`.
+    /// The server's address, such as `http://127.0.0.1:8080` or
+    /// `https://dispatch.example.org:8443`.
     pub server: String,
     /// An operator's token.
     pub token: String,
-    /// The mobile gateway's address (`ws://host:port`); `None`: the server's host and the
-    /// gateway port the server names.
+    /// The mobile gateway's address (`wss://host:port` or `ws://host:port`); `None`: the
+    /// server's host and the gateway port the server names, `wss` when the server's address
+    /// is `https`.
     pub gateway: Option<String>,
+    /// Whom the certificates of an https server and a wss gateway must be issued by
+    /// ([`crate::server::client_tls`]); `None`: the system's roots. Never skipped.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Virtual seconds per wall second.
     pub speed: f64,
     /// Seed of the calls and the crews' behaviour.
@@ -962,14 +967,17 @@ async fn close_roads(
 }
 
 fn gateway_url(server: &str, port: u64) -> String {
-    let host = server
-        .trim_start_matches("http://")
-        .trim_start_matches("https://")
-        .split('/')
-        .next()
-        .unwrap_or("127.0.0.1");
-    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    format!("ws://{host}:{port}")
+    let (scheme, rest) = match server.strip_prefix("https://") {
+        Some(rest) => ("wss", rest),
+        None => ("ws", server.trim_start_matches("http://")),
+    };
+    let host = rest.split('/').next().unwrap_or("127.0.0.1");
+    let host = match host.rsplit_once(':') {
+        // A port after a host name, an IPv4 address or an IPv6 address's `]`.
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    };
+    format!("{scheme}://{host}:{port}")
 }
 
 /// Plays `scenario` into the server until its calls run out and every incident is closed
@@ -985,7 +993,7 @@ pub async fn run(
     }
     let stats: Shared = Arc::default();
     let api = Api {
-        http: reqwest::Client::new(),
+        http: crate::server::http_client(&options.server, options.tls.clone())?,
         base: options.server.trim_end_matches('/').to_owned(),
         token: options.token.clone(),
         run: Uuid::now_v7(),
@@ -1056,6 +1064,7 @@ pub async fn run(
             ),
         };
         let mut config = ClientConfig::new(url, token);
+        config.tls = options.tls.clone();
         config.unit = Some(unit.id);
         devices.push(Device {
             pos: unit.station,
@@ -1194,15 +1203,21 @@ pub struct LiveArgs {
     /// The scenario: a file, or a built-in sample (helsinki, generated-30km); it must be on
     /// the server's city.
     pub scenario: std::path::PathBuf,
-    /// The server.
+    /// The server: https://host:port (TLS) or http://host:port.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub server: String,
     /// An operator's token.
     #[arg(long, env = "MUSTER_TOKEN")]
     pub token: String,
-    /// The mobile gateway (default: the server's host, on the port the server names).
+    /// The mobile gateway, wss://host:port or ws://host:port (default: the server's host,
+    /// on the port the server names; wss when the server is https).
     #[arg(long)]
     pub gateway: Option<String>,
+    /// A PEM file of CA certificates to trust for an https server and a wss gateway besides
+    /// the system's roots (such as ops/local-ca.sh's ca.pem). Certificates are always
+    /// verified.
+    #[arg(long, env = "MUSTER_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// Virtual seconds per wall second.
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
@@ -1258,10 +1273,14 @@ pub fn run_cli(args: LiveArgs) -> anyhow::Result<()> {
     let scenario = Arc::new(
         Scenario::load_file_or_sample(&args.scenario).map_err(|e| anyhow::anyhow!("{e}"))?,
     );
+    let mut addresses = vec![args.server.as_str()];
+    addresses.extend(args.gateway.as_deref());
+    let tls = crate::server::client_tls(&addresses, args.ca_cert.as_deref())?;
     let options = LiveOptions {
         server: args.server.clone(),
         token: args.token,
         gateway: args.gateway,
+        tls,
         speed: args.speed,
         seed: args.seed.unwrap_or(scenario.seed),
         hours: args.hours,
@@ -1310,4 +1329,27 @@ pub fn run_cli(args: LiveArgs) -> anyhow::Result<()> {
         writeln!(out, "  {e}")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gateway_is_found_on_the_servers_host_with_its_scheme() {
+        for (server, gateway) in [
+            ("http://127.0.0.1:8080", "ws://127.0.0.1:7450"),
+            (
+                "https://dispatch.example.org:8443/",
+                "wss://dispatch.example.org:7450",
+            ),
+            (
+                "https://dispatch.example.org",
+                "wss://dispatch.example.org:7450",
+            ),
+            ("https://[::1]:8443", "wss://[::1]:7450"),
+        ] {
+            assert_eq!(gateway_url(server, 7450), gateway, "{server}");
+        }
+    }
 }

@@ -9,6 +9,7 @@
 //! and sensor registrations (a sensor's incident is entered as a call).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -19,6 +20,41 @@ use muster_core::incident::{IncidentEvent, TimePoint};
 use muster_core::unit::{UnitEvent, UnitStatus};
 use muster_store::RecordedEvent;
 use serde_json::{Value, json};
+
+/// Trust for https and wss addresses: the system's roots plus the CA certificates in
+/// `ca_file`, built only when something needs it (an `https://`/`wss://` address or a named
+/// CA file), so that plain loopback use needs no root store.
+pub fn client_tls(
+    addresses: &[&str],
+    ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<Arc<rustls::ClientConfig>>> {
+    let needed = ca_file.is_some()
+        || addresses
+            .iter()
+            .any(|a| a.starts_with("https://") || a.starts_with("wss://"));
+    if !needed {
+        return Ok(None);
+    }
+    Ok(Some(muster_mobile::tls::client_config(ca_file)?))
+}
+
+/// An HTTP client for the server at `base`: an `https://` server's certificate is verified
+/// against `tls` (`None`: the system's roots), never skipped.
+pub fn http_client(
+    base: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> anyhow::Result<reqwest::Client> {
+    let tls = match tls {
+        Some(tls) => Some(tls),
+        None => client_tls(&[base], None)?,
+    };
+    let builder = reqwest::Client::builder();
+    let builder = match tls {
+        Some(tls) => builder.use_preconfigured_tls((*tls).clone()),
+        None => builder,
+    };
+    builder.build().context("making the HTTP client")
+}
 
 /// What a replay into a server did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -80,20 +116,23 @@ impl Client {
     }
 }
 
-/// Replays `events` into the server at `base` (such as `http://127.0.0.1:8080`) with an
-/// operator token. `speed` is virtual seconds per wall second (`None`: as fast as the
-/// server answers). Runs its own runtime; inside one, use [`into_server_async`].
+/// Replays `events` into the server at `base` (such as `http://127.0.0.1:8080` or
+/// `https://dispatch.example.org`) with an operator token; `tls` is whom an https server's
+/// certificate must be issued by ([`client_tls`]; `None`: the system's roots). `speed` is
+/// virtual seconds per wall second (`None`: as fast as the server answers). Runs its own
+/// runtime; inside one, use [`into_server_async`].
 pub fn into_server(
     events: &[RecordedEvent],
     base: &str,
     token: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
     speed: Option<f64>,
     progress: &mut dyn FnMut(usize),
 ) -> anyhow::Result<ServerReplayStats> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(into_server_async(events, base, token, speed, progress))
+    runtime.block_on(into_server_async(events, base, token, tls, speed, progress))
 }
 
 /// [`into_server`] on the caller's runtime.
@@ -101,13 +140,14 @@ pub async fn into_server_async(
     events: &[RecordedEvent],
     base: &str,
     token: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
     speed: Option<f64>,
     progress: &mut dyn FnMut(usize),
 ) -> anyhow::Result<ServerReplayStats> {
     let started = Instant::now();
     let first: Option<DateTime<Utc>> = events.iter().find_map(|e| e.metadata.occurred_at);
     let mut client = Client {
-        http: reqwest::Client::new(),
+        http: http_client(base, tls)?,
         base: base.trim_end_matches('/').to_owned(),
         token: token.to_owned(),
         stats: ServerReplayStats::default(),

@@ -2,6 +2,11 @@
 //! serve` build an [`Application`] from a [`Config`] and a bound listener; the caller owns
 //! the socket (port 0 picks a free one) and decides when to stop.
 //!
+//! With `tls_cert` and `tls_key` configured, the HTTP listener (API, wall display, wall feed)
+//! and the mobile gateway speak TLS, presenting one certificate that a SIGHUP reloads
+//! ([`muster_mobile::tls::ReloadableCert`]); without them, both listeners must be loopback
+//! unless a TLS-terminating proxy is in front ([`Config::check_plaintext`]).
+//!
 //! Graceful shutdown ([`Stopper::stop`]): the server stops accepting, requests in flight
 //! finish (up to `shutdown_timeout_s`), wall-display feeds are closed, the projector applies
 //! everything committed and saves the views with their checkpoint, then the store closes.
@@ -12,6 +17,7 @@ use std::sync::{Arc, OnceLock};
 
 use actix_web::{App, HttpResponse, dev::ServerHandle, web};
 use anyhow::Context;
+use muster_mobile::tls::ReloadableCert;
 use muster_store::postgres::{PostgresOptions, PostgresStore, is_postgres_url};
 use muster_store::{EmbeddedOptions, EmbeddedStore, EventStore, Position};
 use tokio::sync::watch;
@@ -38,6 +44,7 @@ pub struct Application {
     state: AppState,
     city: Option<muster_geodata::model::City>,
     gateway: Option<Gateway>,
+    tls: Option<Arc<ReloadableCert>>,
 }
 
 /// The event store a server runs on.
@@ -101,13 +108,18 @@ impl StoreHandle {
 pub struct Gateway {
     /// The port it listens on.
     pub port: u16,
+    /// Whether it speaks TLS (`wss://`).
+    pub tls: bool,
     /// Issues and checks responders' device tokens.
     pub tokens: Arc<muster_mobile::token::HmacTokens>,
 }
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway").field("port", &self.port).finish()
+        f.debug_struct("Gateway")
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .finish()
     }
 }
 
@@ -116,6 +128,7 @@ async fn start_gateway(
     config: &Config,
     store: Arc<dyn EventStore>,
     ack_timeout: std::time::Duration,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<Gateway>> {
     let Some(secret) = &config.token_secret else {
@@ -131,12 +144,17 @@ async fn start_gateway(
     let listener = tokio::net::TcpListener::bind(&config.gateway_bind)
         .await
         .with_context(|| format!("binding the mobile gateway to {}", config.gateway_bind))?;
-    let port = listener.local_addr()?.port();
+    let gateway = Gateway {
+        port: listener.local_addr()?.port(),
+        tls: tls.is_some(),
+        tokens: tokens.clone(),
+    };
     let gateway_config = muster_mobile::gateway::GatewayConfig {
         ack_timeout: Some(ack_timeout),
         allowed_origins: config.allowed_origins.clone(),
         lockout_failures: config.lockout_failures,
-        node: Some(node_name(port)),
+        node: Some(node_name(gateway.port)),
+        tls,
         ..Default::default()
     };
     let verifier: Arc<dyn muster_mobile::token::TokenVerifier> = tokens.clone();
@@ -149,7 +167,7 @@ async fn start_gateway(
             let _ = stop.wait_for(|stopping| *stopping).await;
         },
     ));
-    Ok(Some(Gateway { port, tokens }))
+    Ok(Some(gateway))
 }
 
 impl std::fmt::Debug for Application {
@@ -290,6 +308,15 @@ impl Application {
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
         config.check()?;
+        config.check_plaintext(&listener.local_addr()?.to_string())?;
+        let tls = config
+            .tls_files()
+            .map(|files| ReloadableCert::load(files).map(Arc::new))
+            .transpose()?;
+        let tls_config = tls
+            .clone()
+            .map(muster_mobile::tls::server_config)
+            .transpose()?;
         let store = StoreHandle::open(&config).await?;
         let dyn_store: Arc<dyn EventStore> = store.dyn_store();
         let (areas, city) = Areas::from_setting(&config.city)?;
@@ -308,6 +335,13 @@ impl Application {
         }
         let views = Views::new(saved, areas);
         let (stopping, stop_rx) = watch::channel(false);
+        if let Some(cert) = &tls {
+            let mut stop = stop_rx.clone();
+            muster_mobile::tls::reload_on_hangup(cert.clone(), async move {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            })
+            .context("listening for SIGHUP to reload the TLS certificate")?;
+        }
         let projector = tokio::spawn(run_projector(
             views.clone(),
             dyn_store.clone(),
@@ -351,6 +385,7 @@ impl Application {
             &config,
             dyn_store.clone(),
             rules.ack_timeout(),
+            tls_config.clone().map(Arc::new),
             stop_rx.clone(),
         )
         .await?;
@@ -439,8 +474,11 @@ impl Application {
         .workers(config.workers)
         .max_connections(MAX_CONNECTIONS_PER_WORKER)
         .shutdown_timeout(config.shutdown_timeout_s)
-        .disable_signals()
-        .listen(listener)?
+        .disable_signals();
+        let server = match tls_config {
+            Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+            None => server.listen(listener)?,
+        }
         .run();
         let stopper = Stopper {
             handle: server.handle(),
@@ -456,6 +494,7 @@ impl Application {
             state,
             city,
             gateway,
+            tls,
         })
     }
 
@@ -472,6 +511,17 @@ impl Application {
     /// The command side and views (for demo set-up and benchmarks).
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The certificate the listeners present, when they speak TLS; SIGHUP reloads it, and
+    /// so does [`ReloadableCert::reload`].
+    pub fn tls(&self) -> Option<&Arc<ReloadableCert>> {
+        self.tls.as_ref()
+    }
+
+    /// `https` when the HTTP listener speaks TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     /// The mobile gateway, when one runs.
@@ -583,12 +633,14 @@ pub struct DemoDrill {
 
 /// Starts the live drill of the bundled Helsinki sample against this server, at `base` (its
 /// own address) with an operator's token, round after round until the server stops. It
-/// needs the bundled city and the mobile gateway.
+/// needs the bundled city and the mobile gateway. `tls` is whom it trusts when the server
+/// speaks TLS (`None`: the system's roots).
 pub fn start_demo_drill(
     app: &Application,
     base: &str,
     operator_token: &str,
     speed: f64,
+    tls: Option<Arc<rustls::ClientConfig>>,
 ) -> anyhow::Result<DemoDrill> {
     let scenario =
         muster_sim::scenario::Scenario::load_file_or_sample(std::path::Path::new("helsinki"))
@@ -612,7 +664,12 @@ pub fn start_demo_drill(
     let options = muster_sim::live::LiveOptions {
         server: base.to_owned(),
         token: operator_token.to_owned(),
-        gateway: Some(format!("ws://127.0.0.1:{}", gateway.port)),
+        gateway: Some(format!(
+            "{}://127.0.0.1:{}",
+            if gateway.tls { "wss" } else { "ws" },
+            gateway.port
+        )),
+        tls,
         speed,
         seed: scenario.seed,
         hours: None,

@@ -18,6 +18,11 @@
 //!                           # (gateway hello) from one address within a minute before its
 //!                           # refused tokens get 429 / close 1013 for a minute
 //! max_concurrent_requests = 1024   # requests handled at once; more get 503 with Retry-After
+//! tls_cert = "/etc/muster/tls/chain.pem"   # TLS on the API, the wall feed and the gateway:
+//! tls_key = "/etc/muster/tls/key.pem"      # PEM chain (own certificate first) and its key,
+//!                           # both read again on SIGHUP
+//! tls_proxy = false         # true: a TLS-terminating proxy is in front, so plaintext
+//!                           # listeners may bind addresses other than loopback
 //!
 //! [[users]]
 //! name = "alice"
@@ -40,6 +45,13 @@
 //! | `MUSTER_USERS` | more users, `name:role:token` (a responder: `name:role:token:unit id`) separated by commas |
 //! | `MUSTER_GATEWAY_BIND` | `gateway_bind` |
 //! | `MUSTER_TOKEN_SECRET` | `token_secret` |
+//! | `MUSTER_TLS_CERT` | `tls_cert` |
+//! | `MUSTER_TLS_KEY` | `tls_key` |
+//! | `MUSTER_TLS_PROXY` | `tls_proxy` (`true` or `false`) |
+//!
+//! Without TLS, `bind` and (when the gateway runs) `gateway_bind` must be loopback addresses
+//! unless `tls_proxy` is true ([`Config::check_plaintext`]): a dispatch centre's tokens and
+//! callers' details never cross a network in the clear by accident.
 
 use std::path::{Path, PathBuf};
 
@@ -86,6 +98,15 @@ pub struct Config {
     pub lockout_failures: u32,
     /// Requests handled at once; more get 503 with `Retry-After` (health checks always pass).
     pub max_concurrent_requests: usize,
+    /// The PEM certificate chain (the server's own certificate first, then intermediates)
+    /// presented by the operator API, the wall feed and the mobile gateway; with `tls_key`.
+    /// Both files are read again on SIGHUP.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// A TLS-terminating proxy is in front: plaintext listeners may bind addresses other
+    /// than loopback.
+    pub tls_proxy: bool,
 }
 
 /// A secret that never shows in logs or `Debug` output.
@@ -127,6 +148,9 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             lockout_failures: crate::security::DEFAULT_LOCKOUT_FAILURES,
             max_concurrent_requests: crate::security::DEFAULT_MAX_CONCURRENT_REQUESTS,
+            tls_cert: None,
+            tls_key: None,
+            tls_proxy: false,
         }
     }
 }
@@ -195,6 +219,15 @@ impl Config {
                 }
                 "MUSTER_GATEWAY_BIND" => self.gateway_bind = value.clone(),
                 "MUSTER_TOKEN_SECRET" => self.token_secret = Some(TokenSecret::new(value.trim())),
+                "MUSTER_TLS_CERT" => self.tls_cert = Some(PathBuf::from(&value)),
+                "MUSTER_TLS_KEY" => self.tls_key = Some(PathBuf::from(&value)),
+                "MUSTER_TLS_PROXY" => {
+                    self.tls_proxy = match value.trim().to_ascii_lowercase().as_str() {
+                        "true" | "1" | "yes" => true,
+                        "false" | "0" | "no" | "" => false,
+                        _ => bail!("MUSTER_TLS_PROXY must be true or false, not {value:?}"),
+                    }
+                }
                 "MUSTER_USERS" => {
                     for item in value.split(',').filter(|s| !s.trim().is_empty()) {
                         self.users.push(parse_user(item)?);
@@ -239,6 +272,11 @@ impl Config {
         if self.max_body_bytes < 1024 {
             bail!("max_body_bytes must be at least 1024");
         }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!(
+                "tls_cert and tls_key go together (MUSTER_TLS_CERT, MUSTER_TLS_KEY): set both, or neither for no TLS"
+            );
+        }
         if let Some(secret) = &self.token_secret
             && secret.expose().len() < muster_mobile::token::MIN_SECRET_BYTES
         {
@@ -246,6 +284,38 @@ impl Config {
                 "token_secret must have at least {} bytes",
                 muster_mobile::token::MIN_SECRET_BYTES
             );
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The certificate and key files when TLS is configured.
+    pub fn tls_files(&self) -> Option<muster_mobile::tls::CertificateFiles> {
+        Some(muster_mobile::tls::CertificateFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+        })
+    }
+
+    /// Refuses plaintext listeners that other machines reach: without TLS, the API's
+    /// address `api` and, when the gateway runs, `gateway_bind` must be loopback, unless
+    /// `tls_proxy` says a TLS-terminating proxy is in front.
+    pub fn check_plaintext(&self, api: &str) -> anyhow::Result<()> {
+        if self.tls_files().is_some() {
+            return Ok(());
+        }
+        let remedy = "Set tls_cert and tls_key (MUSTER_TLS_CERT, MUSTER_TLS_KEY; \
+                      ops/local-ca.sh makes a pair for trials), or tls_proxy = true \
+                      (MUSTER_TLS_PROXY=true) when a TLS-terminating proxy is in front.";
+        muster_mobile::tls::check_plaintext_bind("bind", api, self.tls_proxy, remedy)?;
+        if self.token_secret.is_some() && self.gateway_bind != "off" {
+            muster_mobile::tls::check_plaintext_bind(
+                "gateway_bind",
+                &self.gateway_bind,
+                self.tls_proxy,
+                remedy,
+            )?;
         }
         Ok(())
     }
@@ -331,6 +401,110 @@ mod tests {
                 .apply_env([("MUSTER_ALLOWED_ORIGINS".into(), "*".into())])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn tls_settings_come_from_the_file_and_the_environment() {
+        let mut c = Config::from_toml(
+            "tls_cert = \"/etc/muster/chain.pem\"\ntls_key = \"/etc/muster/key.pem\"\n",
+        )
+        .unwrap();
+        c.check().unwrap();
+        assert_eq!(
+            c.tls_files().map(|f| f.cert),
+            Some(PathBuf::from("/etc/muster/chain.pem"))
+        );
+        c.apply_env([
+            ("MUSTER_TLS_CERT".into(), "/run/chain.pem".into()),
+            ("MUSTER_TLS_KEY".into(), "/run/key.pem".into()),
+            ("MUSTER_TLS_PROXY".into(), "true".into()),
+        ])
+        .unwrap();
+        assert_eq!(c.tls_key, Some(PathBuf::from("/run/key.pem")));
+        assert!(c.tls_proxy);
+    }
+
+    #[test]
+    fn bad_tls_settings_are_refused_with_what_is_wrong() {
+        for (vars, expected, why) in [
+            (
+                vec![("MUSTER_TLS_CERT", "/c.pem")],
+                "go together",
+                "a certificate without its key",
+            ),
+            (
+                vec![("MUSTER_TLS_KEY", "/k.pem")],
+                "go together",
+                "a key without its certificate",
+            ),
+            (
+                vec![("MUSTER_TLS_PROXY", "maybe")],
+                "true or false",
+                "a proxy setting that is not a truth value",
+            ),
+        ] {
+            let e = Config::default()
+                .apply_env(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+                .expect_err(why)
+                .to_string();
+            assert!(e.contains(expected), "{why}: {e}");
+        }
+    }
+
+    #[test]
+    fn plaintext_listeners_other_machines_reach_need_tls_or_a_proxy() {
+        let gateway = |bind: &str| Config {
+            gateway_bind: bind.into(),
+            token_secret: Some(TokenSecret::new("a-secret-of-more-than-thirty-two-bytes")),
+            ..Config::default()
+        };
+        for (config, api, ok, why) in [
+            (Config::default(), "127.0.0.1:8080", true, "loopback"),
+            (Config::default(), "[::1]:8080", true, "IPv6 loopback"),
+            (Config::default(), "0.0.0.0:8080", false, "every interface"),
+            (Config::default(), "192.0.2.7:8080", false, "an interface"),
+            (
+                gateway("0.0.0.0:7450"),
+                "127.0.0.1:8080",
+                false,
+                "a reachable gateway",
+            ),
+            (
+                Config {
+                    gateway_bind: "0.0.0.0:7450".into(),
+                    ..Config::default()
+                },
+                "127.0.0.1:8080",
+                true,
+                "no gateway runs without a token secret",
+            ),
+            (gateway("off"), "127.0.0.1:8080", true, "the gateway is off"),
+            (
+                Config {
+                    tls_proxy: true,
+                    ..gateway("0.0.0.0:7450")
+                },
+                "0.0.0.0:8080",
+                true,
+                "a proxy terminates TLS",
+            ),
+            (
+                Config {
+                    tls_cert: Some("c.pem".into()),
+                    tls_key: Some("k.pem".into()),
+                    ..gateway("0.0.0.0:7450")
+                },
+                "0.0.0.0:8080",
+                true,
+                "TLS",
+            ),
+        ] {
+            let got = config.check_plaintext(api);
+            assert_eq!(got.is_ok(), ok, "{why}: {got:?}");
+            if let Err(e) = got {
+                assert!(e.to_string().contains("tls_cert"), "{why}: {e}");
+            }
+        }
     }
 
     #[test]

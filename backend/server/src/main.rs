@@ -87,7 +87,8 @@ struct ServeArgs {
     /// Demo mode: demo users (printing their tokens) and a live drill of the bundled
     /// Helsinki sample keeping the city busy: its units registered, calls entered, the
     /// dispatcher's recommendations sent, and a simulated crew device per unit. Runs only on
-    /// loopback binds and with no users configured.
+    /// loopback binds and with no users configured. Under TLS the drill verifies the server's
+    /// certificate against the system's roots and MUSTER_CA_CERT.
     #[arg(long)]
     demo: bool,
     /// With --demo: no drill; one demo unit at each station instead, with a device token
@@ -231,13 +232,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     muster_server::routes::wall::ensure_built();
     runtime()?.block_on(async move {
         let app = muster_server::Application::build(config.clone()).await?;
-        let addr = format!("http://{}", bound_address(&config.bind, app.port()));
+        let addr = format!("{}://{}", app.scheme(), bound_address(&config.bind, app.port()));
         println!("muster listening on {addr}");
         if !args.demo
             && let Some(gateway) = app.gateway()
         {
             println!(
-                "mobile gateway listening on ws://{}",
+                "mobile gateway listening on {}://{}",
+                ws_scheme(gateway),
                 bound_address(&config.gateway_bind, gateway.port)
             );
         }
@@ -247,7 +249,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         {
             let gw = app
                 .gateway()
-                .map(|g| format!("ws://{}", bound_address(&config.gateway_bind, g.port)));
+                .map(|g| format!("{}://{}", ws_scheme(g), bound_address(&config.gateway_bind, g.port)));
             if let Some(gw) = &gw {
                 println!("mobile gateway listening on {gw}");
             }
@@ -266,11 +268,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     }
                 }
             } else {
+                let base = format!("{}://{}", app.scheme(), local_address(&config.bind, app.port()));
+                // Under TLS the drill trusts what every client does: the system's roots
+                // and MUSTER_CA_CERT.
+                let tls = match app.tls() {
+                    Some(_) => muster_sim::server::client_tls(
+                        &[&base],
+                        std::env::var_os(muster_mobile::tls::CA_CERT_ENV)
+                            .map(PathBuf::from)
+                            .as_deref(),
+                    )?,
+                    None => None,
+                };
                 let drill = muster_server::app::start_demo_drill(
                     &app,
-                    &format!("http://{}", local_address(&config.bind, app.port())),
+                    &base,
                     &operator.token,
                     args.drill_speed,
+                    tls,
                 )?;
                 println!(
                     "demo drill: {} at {}x, {} units with simulated crew devices (--no-drill to play units yourself)",
@@ -336,18 +351,16 @@ fn check_demo(config: &muster_server::Config) -> anyhow::Result<()> {
         if bind == "off" {
             continue;
         }
-        let host = bind.rsplit_once(':').map_or(bind.as_str(), |(h, _)| h);
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let loopback = host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
         anyhow::ensure!(
-            loopback,
+            muster_mobile::tls::is_loopback_bind(bind),
             "--demo runs on loopback addresses only (127.0.0.1, ::1, localhost); {what} is {bind}"
         );
     }
     Ok(())
+}
+
+fn ws_scheme(gateway: &muster_server::app::Gateway) -> &'static str {
+    if gateway.tls { "wss" } else { "ws" }
 }
 
 /// The address a process on this machine reaches the server at (a wildcard bind is reached on

@@ -2,7 +2,8 @@
 //!
 //! - [`headers`]: security headers on every answer (a content security policy with no inline
 //!   script and no framing, `nosniff`, no referrer) and `Cache-Control: no-store` on every
-//!   API answer without a cache policy of its own, since API answers may hold caller details.
+//!   API answer without a cache policy of its own, since API answers may hold caller details;
+//!   `Strict-Transport-Security` on answers over TLS.
 //! - [`Lockout`]: clients (by peer address) that present unknown tokens too often are answered
 //!   429 with `Retry-After` for a while (`lockout_failures` in the configuration), and every refused token is logged with the peer
 //!   address. A known token is always taken: a dispatch centre behind one address must not be
@@ -23,6 +24,9 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
      worker-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
      frame-ancestors 'none'";
 
+/// `Strict-Transport-Security` on answers over TLS: browsers use https only for a year.
+pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
+
 /// Adds the security headers to every answer, and logs each answer at debug level (method,
 /// path and status; never the query or a body).
 pub async fn headers(
@@ -30,6 +34,7 @@ pub async fn headers(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let api = req.path().starts_with("/api/") || req.path() == "/readyz";
+    let tls = req.app_config().secure();
     // The path only: a query may hold a token (the feed's) and is never logged. Copied only
     // when the request log is on.
     let logged = tracing::enabled!(tracing::Level::DEBUG)
@@ -55,6 +60,13 @@ pub async fn headers(
     );
     if api {
         set(h, header::CACHE_CONTROL, "no-store");
+    }
+    if tls {
+        set(
+            h,
+            header::STRICT_TRANSPORT_SECURITY,
+            STRICT_TRANSPORT_SECURITY,
+        );
     }
     Ok(res)
 }

@@ -133,6 +133,7 @@ async fn a_live_drill_works_the_city_through_the_operator_api_and_the_devices() 
         server: app.base.clone(),
         token: token(Role::Operator),
         gateway: None,
+        tls: None,
         speed: 600.0,
         seed: 11,
         hours: Some(0.5),

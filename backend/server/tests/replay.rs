@@ -109,6 +109,7 @@ async fn a_replayed_drill_leaves_the_servers_incidents_and_units_as_its_log_does
         &app.base,
         &token(Role::Operator),
         None,
+        None,
         &mut |_| {},
     )
     .await

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use muster_server::auth::{Role, UserConfig};
@@ -18,7 +20,7 @@ pub fn token(role: Role) -> String {
 
 /// A running server.
 pub struct App {
-    /// `http://127.0.0.1:port`.
+    /// `http://127.0.0.1:port`, or `https://…` when the server speaks TLS.
     pub base: String,
     /// The HTTP port.
     pub port: u16,
@@ -26,7 +28,10 @@ pub struct App {
     pub gateway: Option<muster_server::app::Gateway>,
     /// The server's state: its store, views and runner.
     pub state: muster_server::routes::AppState,
-    client: reqwest::Client,
+    /// The certificate the server presents, when it speaks TLS.
+    pub tls: Option<Arc<muster_mobile::tls::ReloadableCert>>,
+    /// An HTTP client that trusts the server's certificate, if any.
+    pub client: reqwest::Client,
     stopper: muster_server::app::Stopper,
     running: tokio::task::JoinHandle<anyhow::Result<()>>,
     _dir: tempfile::TempDir,
@@ -50,6 +55,20 @@ pub async fn spawn_with_gateway() -> App {
 
 /// A server on port 0 with a fresh data directory, its config changed by `adjust`.
 pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> App {
+    spawn_trusting(None, adjust).await
+}
+
+/// [`spawn_with`], its HTTP client trusting the CA certificates in `ca_file` (for a server
+/// whose `adjust` configures TLS).
+pub async fn spawn_trusting(ca_file: Option<&Path>, adjust: impl FnOnce(&mut Config)) -> App {
+    let client = match ca_file {
+        Some(ca) => reqwest::Client::builder()
+            .use_preconfigured_tls((*muster_mobile::tls::client_config(Some(ca)).unwrap()).clone())
+            .tls_info(true)
+            .build()
+            .unwrap(),
+        None => reqwest::Client::new(),
+    };
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
         data_dir: dir.path().to_path_buf(),
@@ -72,14 +91,17 @@ pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> App {
     let port = app.port();
     let gateway = app.gateway().cloned();
     let state = app.state().clone();
+    let tls = app.tls().cloned();
+    let base = format!("{}://127.0.0.1:{port}", app.scheme());
     let stopper = app.stopper();
     let running = tokio::spawn(app.run_until_stopped());
     App {
-        base: format!("http://127.0.0.1:{port}"),
+        base,
         port,
         gateway,
         state,
-        client: reqwest::Client::new(),
+        tls,
+        client,
         stopper,
         running,
         _dir: dir,
@@ -114,6 +136,67 @@ impl App {
     pub async fn stop(self) {
         self.stopper.stop().await;
         self.running.await.unwrap().unwrap();
+    }
+}
+
+/// A certificate authority made for one test, and server certificates it signs for
+/// `localhost` and `127.0.0.1`, as PEM files in its own directory.
+pub struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    dir: tempfile::TempDir,
+}
+
+/// A server certificate a [`TestCa`] issued.
+pub struct Issued {
+    /// The certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// The certificate, DER, to compare with what a server presents.
+    pub der: Vec<u8>,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let issuer =
+            rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
+                .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), issuer.pem()).unwrap();
+        Self { issuer, dir }
+    }
+
+    /// The CA's certificate, for clients to trust.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// A client configuration that trusts this CA.
+    pub fn client(&self) -> Arc<rustls::ClientConfig> {
+        muster_mobile::tls::client_config(Some(&self.ca_file())).unwrap()
+    }
+
+    /// Issues a server certificate, written as `<stem>.pem` and `<stem>-key.pem`.
+    pub fn issue(&self, stem: &str) -> Issued {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+            .unwrap()
+            .signed_by(&key, &self.issuer)
+            .unwrap();
+        let issued = Issued {
+            cert: self.dir.path().join(format!("{stem}.pem")),
+            key: self.dir.path().join(format!("{stem}-key.pem")),
+            der: cert.der().to_vec(),
+        };
+        std::fs::write(&issued.cert, cert.pem()).unwrap();
+        std::fs::write(&issued.key, key.serialize_pem()).unwrap();
+        issued
     }
 }
 
