@@ -140,6 +140,22 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 async fn serve_gateway(args: GatewayRunArgs) -> anyhow::Result<()> {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(ReloadableCert::load(CertificateFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        })?)),
+        _ => {
+            check_plaintext_bind(
+                "--listen",
+                &args.listen,
+                args.tls_proxy,
+                "Pass --tls-cert and --tls-key (MUSTER_TLS_CERT, MUSTER_TLS_KEY), or --tls-proxy \
+                 (MUSTER_TLS_PROXY=true) when a TLS-terminating proxy is in front.",
+            )?;
+            None
+        }
+    };
     let tokens = match args.secret.secret()? {
         Some(secret) => HmacTokens::new(secret)?,
         None if args.demo_units > 0 => {
@@ -157,22 +173,6 @@ async fn serve_gateway(args: GatewayRunArgs) -> anyhow::Result<()> {
         EmbeddedStore::open(&args.data_dir, EmbeddedOptions::default())
             .with_context(|| format!("opening the event store in {}", args.data_dir.display()))?,
     );
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(Arc::new(ReloadableCert::load(CertificateFiles {
-            cert: cert.clone(),
-            key: key.clone(),
-        })?)),
-        _ => {
-            check_plaintext_bind(
-                "--listen",
-                &args.listen,
-                args.tls_proxy,
-                "Pass --tls-cert and --tls-key (MUSTER_TLS_CERT, MUSTER_TLS_KEY), or --tls-proxy \
-                 (MUSTER_TLS_PROXY=true) when a TLS-terminating proxy is in front.",
-            )?;
-            None
-        }
-    };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
