@@ -81,7 +81,9 @@ struct ServeArgs {
     /// commas with `?target_session_attrs=read-write` follow a failover); overrides the config.
     #[arg(long)]
     store: Option<String>,
-    /// Address to listen on, such as 127.0.0.1:8080 (port 0 picks a free port).
+    /// Address to listen on, such as 127.0.0.1:8080 (port 0 picks a free port). An address
+    /// other than loopback needs TLS (tls_cert and tls_key in the config, MUSTER_TLS_CERT and
+    /// MUSTER_TLS_KEY) or tls_proxy = true (MUSTER_TLS_PROXY) behind a TLS-terminating proxy.
     #[arg(long)]
     bind: Option<String>,
     /// Demo mode: demo users (printing their tokens) and a live drill of the bundled
