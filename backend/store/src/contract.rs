@@ -206,7 +206,8 @@ macro_rules! contract_tests {
             multi_stream_appends_are_idempotent,
             multi_stream_race_one_winner,
             reopen_keeps_everything,
-            crash_keeps_every_acknowledged_append
+            crash_keeps_every_acknowledged_append,
+            data_keys_are_made_once_and_destroyed_for_ever
         );
     };
     (@optional $factory:path; $($case:ident),*) => {
@@ -227,6 +228,41 @@ macro_rules! contract_tests {
             }
         )*
     };
+}
+
+/// A data key is made once per owner and kept (across a reopen where the backend keeps
+/// anything); destroyed, it is gone for ever and is never made again.
+pub async fn data_keys_are_made_once_and_destroyed_for_ever(f: Fixture) {
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    assert_eq!(f.store.data_key(a, false).await.unwrap(), None);
+    let key = f
+        .store
+        .data_key(a, true)
+        .await
+        .unwrap()
+        .expect("a key made");
+    assert_eq!(f.store.data_key(a, true).await.unwrap(), Some(key.clone()));
+    assert_eq!(f.store.data_key(a, false).await.unwrap(), Some(key.clone()));
+    let other = f
+        .store
+        .data_key(b, true)
+        .await
+        .unwrap()
+        .expect("a key made");
+    assert_ne!(key, other);
+    assert!(f.store.destroy_data_key(a).await.unwrap());
+    assert!(
+        !f.store.destroy_data_key(a).await.unwrap(),
+        "destroyed twice"
+    );
+    assert_eq!(f.store.data_key(a, false).await.unwrap(), None);
+    assert_eq!(f.store.data_key(a, true).await.unwrap(), None, "made again");
+    if let Some(reopen) = f.reopen {
+        drop(f.store);
+        let store = reopen(&*f.guard);
+        assert_eq!(store.data_key(a, true).await.unwrap(), None);
+        assert_eq!(store.data_key(b, false).await.unwrap(), Some(other));
+    }
 }
 
 /// A new stream takes events at revision 0, and they read back unchanged.

@@ -17,7 +17,7 @@ use crate::rules::{
 };
 use crate::store::EventStore;
 use crate::types::{
-    AppendResult, Direction, ExpectedState, MAX_READ_COUNT, METADATA_EVENT_TYPE, NewEvent,
+    AppendResult, DataKey, Direction, ExpectedState, MAX_READ_COUNT, METADATA_EVENT_TYPE, NewEvent,
     Position, ReadFrom, RecordedEvent, StoreStats, StreamAppend, StreamMetadata, StreamName,
     StreamRevision,
 };
@@ -33,6 +33,8 @@ struct State {
 pub struct MemoryStore {
     state: Mutex<State>,
     head: watch::Sender<Position>,
+    /// Data keys by owner; `None`: destroyed.
+    keys: Mutex<std::collections::HashMap<uuid::Uuid, Option<DataKey>>>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -55,6 +57,7 @@ impl MemoryStore {
         Self {
             state: Mutex::new(State::default()),
             head: watch::channel(Position::START).0,
+            keys: Mutex::default(),
         }
     }
 }
@@ -158,6 +161,24 @@ impl Appender for State {
 
 #[async_trait]
 impl EventStore for MemoryStore {
+    async fn data_key(&self, owner: uuid::Uuid, create: bool) -> Result<Option<DataKey>> {
+        let mut keys = self.keys.lock().unwrap();
+        match keys.get(&owner) {
+            Some(key) => Ok(key.clone()),
+            None if create => {
+                let key = DataKey::random();
+                keys.insert(owner, Some(key.clone()));
+                Ok(Some(key))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn destroy_data_key(&self, owner: uuid::Uuid) -> Result<bool> {
+        let mut keys = self.keys.lock().unwrap();
+        Ok(keys.insert(owner, None).flatten().is_some())
+    }
+
     async fn append(
         &self,
         stream: &StreamName,

@@ -36,9 +36,9 @@ use crate::rules::{
 };
 use crate::store::EventStore;
 use crate::types::{
-    AppendResult, Direction, EventMetadata, ExpectedState, MAX_READ_COUNT, METADATA_EVENT_TYPE,
-    NewEvent, Position, ReadFrom, RecordedEvent, StoreStats, StreamAppend, StreamMetadata,
-    StreamName, StreamRevision,
+    AppendResult, DataKey, Direction, EventMetadata, ExpectedState, MAX_READ_COUNT,
+    METADATA_EVENT_TYPE, NewEvent, Position, ReadFrom, RecordedEvent, StoreStats, StreamAppend,
+    StreamMetadata, StreamName, StreamRevision,
 };
 
 mod embedded {
@@ -1381,6 +1381,57 @@ fn db_error(e: &tokio_postgres::Error) -> StoreError {
 
 #[async_trait]
 impl EventStore for PostgresStore {
+    async fn data_key(&self, owner: uuid::Uuid, create: bool) -> Result<Option<DataKey>> {
+        let client = self.client().await?;
+        if create {
+            let fresh = DataKey::random();
+            client
+                .execute(
+                    "INSERT INTO data_keys (owner, key) VALUES ($1, $2) ON CONFLICT (owner) DO NOTHING",
+                    &[&owner, &fresh.0.as_slice()],
+                )
+                .await
+                .map_err(|e| db_error(&e))?;
+        }
+        let row = client
+            .query_opt("SELECT key FROM data_keys WHERE owner = $1", &[&owner])
+            .await
+            .map_err(|e| db_error(&e))?;
+        let Some(row) = row else { return Ok(None) };
+        let key: Option<Vec<u8>> = row.get(0);
+        match key {
+            None => Ok(None),
+            Some(bytes) => <[u8; 32]>::try_from(bytes.as_slice())
+                .map(|k| Some(DataKey(k)))
+                .map_err(|_| {
+                    StoreError::Storage(format!("the data key of {owner} is not 32 bytes"))
+                }),
+        }
+    }
+
+    async fn destroy_data_key(&self, owner: uuid::Uuid) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| db_error(&e))?;
+        let had = tx
+            .query_opt(
+                "SELECT key IS NOT NULL FROM data_keys WHERE owner = $1 FOR UPDATE",
+                &[&owner],
+            )
+            .await
+            .map_err(|e| db_error(&e))?
+            .is_some_and(|row| row.get::<_, bool>(0));
+        tx.execute(
+            "INSERT INTO data_keys (owner, key, destroyed_at) VALUES ($1, NULL, now()) \
+             ON CONFLICT (owner) DO UPDATE SET key = NULL, \
+             destroyed_at = COALESCE(data_keys.destroyed_at, now())",
+            &[&owner],
+        )
+        .await
+        .map_err(|e| db_error(&e))?;
+        tx.commit().await.map_err(|e| db_error(&e))?;
+        Ok(had)
+    }
+
     async fn append(
         &self,
         stream: &StreamName,

@@ -6,8 +6,8 @@ use tokio::sync::watch;
 use crate::error::Result;
 use crate::subscription::{AllSubscription, StreamSubscription, SubscribeFrom};
 use crate::types::{
-    AppendResult, Direction, ExpectedState, METADATA_EVENT_TYPE, NewEvent, Position, ReadFrom,
-    RecordedEvent, StoreStats, StreamAppend, StreamMetadata, StreamName, StreamRevision,
+    AppendResult, DataKey, Direction, ExpectedState, METADATA_EVENT_TYPE, NewEvent, Position,
+    ReadFrom, RecordedEvent, StoreStats, StreamAppend, StreamMetadata, StreamName, StreamRevision,
 };
 
 /// An append-only event store with KurrentDB semantics.
@@ -99,6 +99,15 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Store-wide figures.
     async fn stats(&self) -> Result<StoreStats>;
+
+    /// The key that seals `owner`'s personal data, made (and stored durably) when `create`
+    /// and there is none yet. `None` when there is none: never made, or destroyed. Once
+    /// destroyed, an owner never gets a key again.
+    async fn data_key(&self, owner: uuid::Uuid, create: bool) -> Result<Option<DataKey>>;
+
+    /// Destroys `owner`'s key, so that what it sealed can never be read again; whether there
+    /// was one to destroy. Idempotent.
+    async fn destroy_data_key(&self, owner: uuid::Uuid) -> Result<bool>;
 
     /// Whether this node leads `role` (work that must run on one node of those sharing the
     /// store: automatic dispatch, the acknowledgement watchdog), following changes. A store

@@ -496,3 +496,23 @@ pub struct StoreStats {
     /// Bytes of the store's files on disk.
     pub file_bytes: u64,
 }
+
+/// A key that seals one owner's personal data (an incident's caller details): 256 random
+/// bits. Destroying it makes what it sealed unreadable for ever, while the log that holds the
+/// sealed data stays intact (crypto-shredding). `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DataKey(pub [u8; 32]);
+
+impl DataKey {
+    /// A fresh random key.
+    pub fn random() -> Self {
+        use rand::Rng;
+        Self(rand::rng().random())
+    }
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKey(<hidden>)")
+    }
+}

@@ -34,9 +34,9 @@ use crate::rules::{
 };
 use crate::store::EventStore;
 use crate::types::{
-    AppendResult, CurrentState, Direction, ExpectedState, MAX_READ_COUNT, METADATA_EVENT_TYPE,
-    NewEvent, Position, ReadFrom, RecordedEvent, StoreStats, StreamAppend, StreamMetadata,
-    StreamName, StreamRevision,
+    AppendResult, CurrentState, DataKey, Direction, ExpectedState, MAX_READ_COUNT,
+    METADATA_EVENT_TYPE, NewEvent, Position, ReadFrom, RecordedEvent, StoreStats, StreamAppend,
+    StreamMetadata, StreamName, StreamRevision,
 };
 
 pub use verify::VerifyReport;
@@ -51,6 +51,8 @@ const STREAM_INDEX: TableDefinition<(u64, u64), u64> = TableDefinition::new("str
 const EVENT_IDS: TableDefinition<u128, u64> = TableDefinition::new("event_ids");
 /// Store-wide counters.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Data keys by owner (crypto-shredding): 32 bytes, or none when destroyed.
+const DATA_KEYS: TableDefinition<u128, &[u8]> = TableDefinition::new("data_keys");
 
 const META_HEAD: &str = "head";
 const META_NEXT_STREAM_ID: &str = "next_stream_id";
@@ -869,6 +871,86 @@ impl ReadCx {
 
 #[async_trait]
 impl EventStore for EmbeddedStore {
+    async fn data_key(&self, owner: uuid::Uuid, create: bool) -> Result<Option<DataKey>> {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Closed);
+        }
+        let shared = self.shared.clone();
+        let key = move || -> Result<Option<DataKey>> {
+            let found = |bytes: &[u8]| -> Result<Option<DataKey>> {
+                match bytes.len() {
+                    0 => Ok(None),
+                    32 => Ok(Some(DataKey(bytes.try_into().expect("32 bytes")))),
+                    n => Err(StoreError::Corrupt {
+                        file: shared.path.clone(),
+                        detail: format!("a data key of {n} bytes"),
+                        position: None,
+                    }),
+                }
+            };
+            {
+                let txn = shared.db.begin_read().map_err(storage)?;
+                match txn.open_table(DATA_KEYS) {
+                    Ok(table) => {
+                        if let Some(v) = table.get(owner.as_u128()).map_err(storage)? {
+                            return found(v.value());
+                        }
+                    }
+                    Err(redb::TableError::TableDoesNotExist(_)) => {}
+                    Err(e) => return Err(storage(e)),
+                }
+            }
+            if !create {
+                return Ok(None);
+            }
+            let mut txn = shared.db.begin_write().map_err(storage)?;
+            txn.set_durability(Durability::Immediate).map_err(storage)?;
+            let key = {
+                let mut table = txn.open_table(DATA_KEYS).map_err(storage)?;
+                let existing = table
+                    .get(owner.as_u128())
+                    .map_err(storage)?
+                    .map(|v| v.value().to_vec());
+                match existing {
+                    Some(bytes) => found(&bytes)?,
+                    None => {
+                        let key = DataKey::random();
+                        table
+                            .insert(owner.as_u128(), key.0.as_slice())
+                            .map_err(storage)?;
+                        Some(key)
+                    }
+                }
+            };
+            txn.commit().map_err(storage)?;
+            Ok(key)
+        };
+        tokio::task::spawn_blocking(key).await.map_err(storage)?
+    }
+
+    async fn destroy_data_key(&self, owner: uuid::Uuid) -> Result<bool> {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Err(StoreError::Closed);
+        }
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || -> Result<bool> {
+            let mut txn = shared.db.begin_write().map_err(storage)?;
+            txn.set_durability(Durability::Immediate).map_err(storage)?;
+            let had = {
+                let mut table = txn.open_table(DATA_KEYS).map_err(storage)?;
+                let old = table
+                    .insert(owner.as_u128(), [].as_slice())
+                    .map_err(storage)?
+                    .map(|v| v.value().len() == 32);
+                old.unwrap_or(false)
+            };
+            txn.commit().map_err(storage)?;
+            Ok(had)
+        })
+        .await
+        .map_err(storage)?
+    }
+
     async fn append(
         &self,
         stream: &StreamName,
