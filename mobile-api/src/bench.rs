@@ -592,6 +592,7 @@ async fn report_incidents(
                     caller: CallerDetails {
                         name: None,
                         call_back: Some(PhoneNumber::parse("+358401234567")?),
+                        sealed: None,
                     },
                     call_received_at: now,
                     at: now,

@@ -113,6 +113,18 @@ async fn task_view(
     let details = incident_details(store, incident)
         .await
         .and_then(|s| s.incident);
+    // The call-back number in the clear, unless it was erased (or cannot be opened now:
+    // then the task goes without it rather than not at all).
+    let caller = match &details {
+        Some(i) => match muster_app::audit::caller_in_clear(store, i).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, %incident, "the caller details could not be opened");
+                None
+            }
+        },
+        None => None,
+    };
     TaskView {
         task,
         incident,
@@ -120,9 +132,9 @@ async fn task_view(
         incident_type: details.as_ref().map(|i| i.incident_type),
         priority: details.as_ref().map(|i| i.priority),
         location: details.as_ref().map(|i| i.location),
-        call_back: details
+        call_back: caller
             .as_ref()
-            .and_then(|i| i.caller.call_back.as_ref())
+            .and_then(|c| c.call_back.as_ref())
             .map(|p| p.expose().to_owned()),
     }
 }

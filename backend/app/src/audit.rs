@@ -41,3 +41,24 @@ pub async fn record_caller_read(
         .await?;
     Ok(())
 }
+
+/// An incident's caller details in the clear, as they may be disclosed: `None` when they were
+/// erased (the incident says so, or its key is gone), opened with the incident's data key
+/// when they are sealed, as they are when they were stored before sealing.
+pub async fn caller_in_clear(
+    store: &dyn EventStore,
+    incident: &muster_core::incident::Incident,
+) -> Result<Option<muster_core::value::CallerDetails>, StoreError> {
+    if incident.caller_erased {
+        return Ok(None);
+    }
+    if incident.caller.sealed.is_none() {
+        return Ok(Some(incident.caller.clone()));
+    }
+    let Some(key) = store.data_key(incident.id.as_uuid(), false).await? else {
+        return Ok(None);
+    };
+    muster_core::sealing::open(&key, incident.id, &incident.caller)
+        .map(Some)
+        .map_err(|e| StoreError::Storage(format!("incident {}: {e}", incident.id)))
+}

@@ -53,6 +53,7 @@ impl EventSchema for IncidentEvent {
         "IncidentDuplicateAbsorbed",
         "TimePointRecorded",
         "IncidentClosed",
+        "CallerDetailsErased",
     ];
 
     fn event_type(&self) -> &'static str {
@@ -67,6 +68,7 @@ impl EventSchema for IncidentEvent {
             Self::IncidentDuplicateAbsorbed { .. } => "IncidentDuplicateAbsorbed",
             Self::TimePointRecorded { .. } => "TimePointRecorded",
             Self::IncidentClosed { .. } => "IncidentClosed",
+            Self::CallerDetailsErased { .. } => "CallerDetailsErased",
         }
     }
 }
@@ -602,6 +604,7 @@ mod tests {
                 caller: CallerDetails {
                     name: Some(PersonName::parse("Erika").unwrap()),
                     call_back: Some(PhoneNumber::parse("+491511234567").unwrap()),
+                    sealed: None,
                 },
                 at: t(1),
             }),
@@ -649,6 +652,11 @@ mod tests {
             DomainEvent::Incident(I::IncidentClosed {
                 disposition: Disposition::FalseAlarm,
                 at: t(7),
+            }),
+            DomainEvent::Incident(I::CallerDetailsErased {
+                by: "admin-1".into(),
+                reason: "request 2026/114".into(),
+                at: t(8),
             }),
             DomainEvent::Unit(U::UnitRegistered {
                 unit_id: unit,

@@ -173,6 +173,16 @@ pub enum IncidentEvent {
         /// When.
         at: DateTime<Utc>,
     },
+    /// The caller's details were erased on request: their key is destroyed and they are
+    /// never disclosed again.
+    CallerDetailsErased {
+        /// Who erased them.
+        by: String,
+        /// Why (the request, its reference).
+        reason: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
 }
 
 /// What an operator, a sensor rule or a field unit asks of an incident.
@@ -272,7 +282,19 @@ pub enum IncidentCommand {
         /// Now.
         at: DateTime<Utc>,
     },
+    /// Erase the caller's details, open or closed incident alike.
+    EraseCaller {
+        /// Who.
+        by: String,
+        /// Why (1 to 500 characters).
+        reason: String,
+        /// Now.
+        at: DateTime<Utc>,
+    },
 }
+
+/// Longest reason for an erasure, in characters.
+pub const MAX_ERASURE_REASON_CHARS: usize = 500;
 
 /// Where the incident is in its life, derived from its events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -379,6 +401,8 @@ pub struct Incident {
     pub priority: Priority,
     /// Who called (personal data).
     pub caller: CallerDetails,
+    /// Whether the caller's details were erased (then `caller` is never disclosed).
+    pub caller_erased: bool,
     /// Whether type and priority were confirmed.
     pub triaged: bool,
     /// When the call was received.
@@ -518,6 +542,21 @@ impl Aggregate for IncidentState {
                 },
             ]);
         }
+        if let C::EraseCaller { by, reason, at } = command {
+            let Some(incident) = &self.incident else {
+                return Err(Refusal::not_found("the incident has not been reported"));
+            };
+            let reason = reason.trim().to_owned();
+            if reason.is_empty() || reason.chars().count() > MAX_ERASURE_REASON_CHARS {
+                return Err(Refusal::invalid(format!(
+                    "an erasure needs a reason of 1 to {MAX_ERASURE_REASON_CHARS} characters"
+                )));
+            }
+            if incident.caller_erased {
+                return Ok(Vec::new());
+            }
+            return Ok(vec![E::CallerDetailsErased { by, reason, at }]);
+        }
 
         // A unit leaving an incident that has ended (it was cleared when the incident closed)
         // changes nothing, so the reaction to the unit's own completion is harmless.
@@ -535,7 +574,7 @@ impl Aggregate for IncidentState {
 
         let incident = self.open()?;
         match command {
-            C::Report { .. } => unreachable!("handled above"),
+            C::Report { .. } | C::EraseCaller { .. } => unreachable!("handled above"),
             C::Triage {
                 incident_type,
                 priority,
@@ -638,6 +677,7 @@ impl Aggregate for IncidentState {
                     incident_type: *incident_type,
                     priority: *priority,
                     caller: caller.clone(),
+                    caller_erased: false,
                     triaged: false,
                     call_received_at: None,
                     entered_at: *at,
@@ -729,6 +769,10 @@ impl Aggregate for IncidentState {
                         at: *at,
                     });
                 }
+            }
+            E::CallerDetailsErased { .. } => {
+                incident.caller_erased = true;
+                incident.caller = CallerDetails::default();
             }
         }
     }
@@ -876,6 +920,7 @@ mod tests {
         let caller = CallerDetails {
             name: Some(PersonName::parse("A. Caller").unwrap()),
             call_back: Some(PhoneNumber::parse("+15551234567").unwrap()),
+            sealed: None,
         };
         let state = Given::<IncidentState>::nothing()
             .when(IncidentCommand::Report {

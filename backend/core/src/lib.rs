@@ -64,6 +64,7 @@ pub mod reaction;
 pub mod road;
 pub mod runcard;
 pub mod schema;
+pub mod sealing;
 pub mod sensor;
 pub mod stats;
 pub mod testing;

@@ -269,6 +269,17 @@ pub struct CallerDetails {
     /// The call-back number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_back: Option<PhoneNumber>,
+    /// Both, sealed under the incident's data key ([`crate::sealing`]); then `name` and
+    /// `call_back` are absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<crate::sealing::SealedCaller>,
+}
+
+impl CallerDetails {
+    /// Whether there is anything: a name, a number, or both sealed.
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none() && self.call_back.is_none() && self.sealed.is_none()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -873,6 +884,7 @@ mod tests {
         let caller = CallerDetails {
             name: Some(PersonName::parse("Erika Mustermann").unwrap()),
             call_back: Some(PhoneNumber::parse("+4915112345678").unwrap()),
+            sealed: None,
         };
         let debug = format!("{caller:?}");
         assert!(!debug.contains("Erika"), "{debug}");

@@ -52,6 +52,8 @@ impl Role {
 pub const READERS: &[Role] = &[Role::Operator, Role::Responder, Role::Planner, Role::Admin];
 /// Roles that may run dispatch-centre commands.
 pub const DISPATCH: &[Role] = &[Role::Operator, Role::Admin];
+/// Roles that may administer: erase personal data.
+pub const ADMIN: &[Role] = &[Role::Admin];
 /// Roles that may report a unit's own status, position and task progress.
 pub const FIELD: &[Role] = &[Role::Operator, Role::Responder, Role::Admin];
 

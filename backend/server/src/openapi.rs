@@ -25,6 +25,8 @@ use crate::views::AreaCounts;
     incidents::AssignUnit,
     incidents::CloseIncident,
     incidents::AddNote,
+    incidents::EraseCaller,
+    incidents::CallerErased,
     units::RegisterUnit,
     units::ChangeStatus,
     units::ReportPosition,
@@ -349,6 +351,7 @@ pub fn document() -> Value {
             "/api/incidents/{id}/tasks": {"post": op("Assign a unit; 409 unit_busy names the incident holding it", "operator, admin", Some("AssignUnit"), "201", command("UnitAssigned"))},
             "/api/incidents/{id}/close": {"post": op("Close the incident; its units are released", "operator, admin", Some("CloseIncident"), "200", command("IncidentChanged"))},
             "/api/incidents/{id}/notes": {"post": op("Add a note", "operator, responder, admin", Some("AddNote"), "200", command("IncidentChanged"))},
+            "/api/incidents/{id}/caller/erase": {"post": op("Erase the caller's details on request (GDPR art. 17): recorded as CallerDetailsErased, then the incident's data key is destroyed (crypto-shredding); never disclosed again", "admin", Some("EraseCaller"), "200", command("CallerErased"))},
             "/api/units": {
                 "post": op("Register a unit", "operator, admin", Some("RegisterUnit"), "201", command("UnitChanged")),
                 "get": with(op("The unit board", "any", None, "200", schema("UnitBoard")), &read),

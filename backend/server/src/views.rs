@@ -376,7 +376,8 @@ impl ViewState {
         use IncidentEvent as E;
         let row = self.incidents.get_mut(&id)?;
         let at = match event {
-            E::IncidentReported { .. } => return None,
+            // The board holds no caller details: nothing to change.
+            E::IncidentReported { .. } | E::CallerDetailsErased { .. } => return None,
             E::IncidentTriaged {
                 incident_type,
                 priority,

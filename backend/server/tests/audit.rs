@@ -222,6 +222,18 @@ async fn no_command_and_no_read_of_caller_details_escapes_the_audit_trail() {
         json!({"metric": "obscuration_pct", "value": 1.0}),
     )
     .await;
+    let (status, erased) = app
+        .post_as(
+            muster_server::auth::Role::Admin,
+            &format!("/api/incidents/{second}/caller/erase"),
+            "audit-erase-1",
+            json!({"reason": "data subject request 2026/7"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{erased}");
+    covered
+        .borrow_mut()
+        .insert("/api/incidents/{id}/caller/erase");
     post(
         "/api/units/{id}/device-token/revoke",
         format!("/api/units/{unit}/device-token/revoke"),

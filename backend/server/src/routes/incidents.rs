@@ -98,6 +98,9 @@ pub struct IncidentDetail {
     /// Who called: for the dispatch centre's roles only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub caller: Option<CallerOut>,
+    /// Whether the caller's details were erased on request (then `caller` is absent for
+    /// everyone).
+    pub caller_erased: bool,
 }
 
 /// A unit's task on an incident and its time points.
@@ -170,7 +173,11 @@ impl CallerIn {
                     .map_err(|e| ApiError::invalid(e.to_string()))?,
             ),
         };
-        Ok(CallerDetails { name, call_back })
+        Ok(CallerDetails {
+            name,
+            call_back,
+            sealed: None,
+        })
     }
 }
 
@@ -231,6 +238,25 @@ async fn create_incident(
     let id = body
         .id
         .unwrap_or_else(|| IncidentId::from_uuid(cmd.key.derived_id("incident")));
+    // Caller details go into the log sealed under the incident's own key, which erasure
+    // destroys (a retry finds the same key).
+    let caller_details = if caller_details.is_empty() {
+        caller_details
+    } else {
+        match state
+            .runner
+            .store()
+            .data_key(id.as_uuid(), true)
+            .await
+            .map_err(ApiError::internal)?
+        {
+            Some(data_key) => muster_core::sealing::seal(&data_key, id, &caller_details)
+                .map_err(ApiError::internal)?,
+            // The incident's key was destroyed: it exists and its caller was erased. A
+            // repeat of its report is answered from the record; anything else is refused.
+            None => muster_core::value::CallerDetails::default(),
+        }
+    };
     let now = Utc::now();
     let received = body.call_received_at.unwrap_or(now);
     if received > now + chrono::Duration::seconds(muster_core::value::MAX_CLOCK_SKEW_S) {
@@ -364,15 +390,18 @@ async fn get_incident(
                 cleared_at: p.cleared_at,
             })
             .collect(),
-        // Call-back details go to the dispatch centre only.
-        caller: DISPATCH.contains(&caller.role).then(|| CallerOut {
-            name: incident.caller.name.as_ref().map(|n| n.expose().to_owned()),
-            call_back: incident
-                .caller
-                .call_back
-                .as_ref()
-                .map(|p| p.expose().to_owned()),
-        }),
+        // Call-back details go to the dispatch centre only, unless they were erased.
+        caller: match DISPATCH.contains(&caller.role) {
+            true => muster_app::audit::caller_in_clear(state.runner.store().as_ref(), &incident)
+                .await
+                .map_err(ApiError::internal)?
+                .map(|c| CallerOut {
+                    name: c.name.as_ref().map(|n| n.expose().to_owned()),
+                    call_back: c.call_back.as_ref().map(|p| p.expose().to_owned()),
+                }),
+            false => None,
+        },
+        caller_erased: incident.caller_erased,
     };
     // Every disclosure of caller details is in the audit trail before it is answered.
     if let Some(out) = &body.caller {
@@ -521,5 +550,84 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/incidents/{id}", web::get().to(get_incident))
         .route("/api/incidents/{id}/tasks", web::post().to(assign_unit))
         .route("/api/incidents/{id}/close", web::post().to(close_incident))
-        .route("/api/incidents/{id}/notes", web::post().to(add_note));
+        .route("/api/incidents/{id}/notes", web::post().to(add_note))
+        .route(
+            "/api/incidents/{id}/caller/erase",
+            web::post().to(erase_caller),
+        );
+}
+
+/// `POST /api/incidents/{id}/caller/erase`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EraseCaller {
+    /// Why: the request and its reference (1 to 500 characters), kept in the log.
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: String,
+}
+
+/// The answer to `POST /api/incidents/{id}/caller/erase`, besides the command answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CallerErased {
+    /// The incident.
+    pub incident_id: IncidentId,
+    /// Whether the details were sealed and their key is now destroyed, so that no copy of the
+    /// log can disclose them. `false` for details stored before sealing: they are no longer
+    /// disclosed, but the log still holds them in the clear.
+    pub shredded: bool,
+}
+
+async fn erase_caller(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Allowed(caller, _): Allowed<super::Admin>,
+    Key(key): Key,
+    path: web::Path<String>,
+    Body(body, raw): Body<EraseCaller>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("incident", &path, IncidentId::parse)?;
+    let cmd = command(&req, &caller, key, &raw, "operator");
+    let erase = IncidentCommand::EraseCaller {
+        by: caller.name.clone(),
+        reason: body.reason,
+        at: Utc::now(),
+    };
+    let sealed = state
+        .runner
+        .incident(id)
+        .await?
+        .incident
+        .is_some_and(|i| i.caller.sealed.is_some() || i.caller_erased);
+    // The erasure is recorded first; then the key goes (again on a repeat: destroying is
+    // idempotent), so a failure between the two leaves a record and a retry finishes it.
+    let executed = state
+        .runner
+        .execute(&cmd, |s| {
+            Ok((
+                combined::incident_command(s, id, erase.clone())?,
+                serde_json::json!({"incident_id": id}),
+            ))
+        })
+        .await?;
+    state
+        .runner
+        .store()
+        .destroy_data_key(id.as_uuid())
+        .await
+        .map_err(ApiError::internal)?;
+    let shredded = sealed
+        && state
+            .runner
+            .store()
+            .data_key(id.as_uuid(), false)
+            .await
+            .map_err(ApiError::internal)?
+            .is_none();
+    tracing::info!(incident = %id, by = %caller.name, shredded, "caller details erased");
+    let mut executed = executed;
+    executed.answer = own_answer(&CallerErased {
+        incident_id: id,
+        shredded,
+    });
+    Ok(answer(StatusCode::OK, &executed))
 }

@@ -118,6 +118,12 @@ pub struct Field;
 impl Roles for Field {
     const ROLES: &'static [Role] = FIELD;
 }
+/// Administration.
+#[derive(Debug)]
+pub struct Admin;
+impl Roles for Admin {
+    const ROLES: &'static [Role] = crate::auth::ADMIN;
+}
 /// Reading views.
 #[derive(Debug)]
 pub struct Read;
@@ -319,6 +325,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/incidents/{id}/tasks"),
     ("post", "/api/incidents/{id}/close"),
     ("post", "/api/incidents/{id}/notes"),
+    ("post", "/api/incidents/{id}/caller/erase"),
     ("post", "/api/units"),
     ("get", "/api/units"),
     ("get", "/api/units/{id}"),

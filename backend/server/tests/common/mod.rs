@@ -122,6 +122,20 @@ impl App {
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
+    /// A command as a user of `role`.
+    pub async fn post_as(&self, role: Role, path: &str, key: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token(role))
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let r = self
             .client
