@@ -189,10 +189,21 @@ fn copy(from: &std::path::Path, to: &str) -> anyhow::Result<()> {
                 format!("copying the events up to position {} of {}", last.position, from.display())
             })? as u64;
         }
+        // The keys that seal personal data go with the log (destroyed ones as destroyed).
+        let keys = source
+            .data_keys()
+            .context("reading the data keys")?;
+        for (owner, key) in &keys {
+            target
+                .import_data_key(*owner, key.clone())
+                .await
+                .context("copying the data keys")?;
+        }
         target.close();
         println!(
-            "copied {written} events ({} were there already) from {} to PostgreSQL at {} in {:.1} s",
+            "copied {written} events ({} were there already) and {} data keys from {} to PostgreSQL at {} in {:.1} s",
             read - written,
+            keys.len(),
             from.display(),
             target.hosts(),
             started.elapsed().as_secs_f64()

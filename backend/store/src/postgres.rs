@@ -276,6 +276,23 @@ impl PostgresStore {
     }
 
     /// Closes the store: pooled connections go, the head stops moving, subscriptions end.
+    /// Stores a data key copied from another store (`None`: its destruction). An owner that
+    /// has a key, or had one destroyed, keeps what it has.
+    pub async fn import_data_key(&self, owner: uuid::Uuid, key: Option<DataKey>) -> Result<()> {
+        let client = self.client().await?;
+        let bytes: Option<Vec<u8>> = key.map(|k| k.0.to_vec());
+        client
+            .execute(
+                "INSERT INTO data_keys (owner, key, destroyed_at) \
+                 VALUES ($1, $2, CASE WHEN $2::bytea IS NULL THEN now() END) \
+                 ON CONFLICT (owner) DO NOTHING",
+                &[&owner, &bytes],
+            )
+            .await
+            .map_err(|e| db_error(&e))?;
+        Ok(())
+    }
+
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.pool.close();
@@ -1797,9 +1814,36 @@ mod tests {
         options.schema = schema.name.clone();
         let err = PostgresStore::open(options).await.unwrap_err().to_string();
         assert!(
-            err.contains("version 999") && err.contains("up to version 1"),
+            err.contains("version 999") && err.contains("up to version 2"),
             "{err}"
         );
+    }
+
+    /// Keys copied from another store keep their bytes and their destruction, and never
+    /// replace a key the owner has.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn imported_data_keys_keep_their_bytes_and_their_destruction() {
+        let Some(f) = fresh().await else { return };
+        let schema = f.guard.downcast_ref::<Schema>().unwrap();
+        let mut options = PostgresOptions::new(&schema.url);
+        options.schema = schema.name.clone();
+        let store = PostgresStore::open(options).await.unwrap();
+        let (copied, destroyed, own) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let key = DataKey::random();
+        store
+            .import_data_key(copied, Some(key.clone()))
+            .await
+            .unwrap();
+        store.import_data_key(destroyed, None).await.unwrap();
+        let mine = store.data_key(own, true).await.unwrap().unwrap();
+        store
+            .import_data_key(own, Some(DataKey::random()))
+            .await
+            .unwrap();
+        assert_eq!(store.data_key(copied, false).await.unwrap(), Some(key));
+        assert_eq!(store.data_key(destroyed, true).await.unwrap(), None);
+        assert_eq!(store.data_key(own, false).await.unwrap(), Some(mine));
+        store.close();
     }
 
     /// Nodes starting at once on a new database all open it: one migrates, the others wait.

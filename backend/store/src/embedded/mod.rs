@@ -264,6 +264,23 @@ impl EmbeddedStore {
         verify::verify(&self.shared.db, &self.shared.path)
     }
 
+    /// Every data key, by owner (`None`: destroyed), for copying the store elsewhere.
+    pub fn data_keys(&self) -> Result<Vec<(uuid::Uuid, Option<DataKey>)>> {
+        let txn = self.shared.db.begin_read().map_err(storage)?;
+        let table = match txn.open_table(DATA_KEYS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(storage(e)),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(storage)? {
+            let (k, v) = entry.map_err(storage)?;
+            let key = <[u8; 32]>::try_from(v.value()).ok().map(DataKey);
+            out.push((uuid::Uuid::from_u128(k.value()), key));
+        }
+        Ok(out)
+    }
+
     /// Writes a consistent copy of the store as of now into `dir`, which must not hold a store.
     /// Appends may go on meanwhile; the copy holds exactly the events committed when it began.
     pub fn backup(&self, dir: impl AsRef<Path>) -> Result<StoreStats> {
@@ -1156,6 +1173,22 @@ impl EventStore for EmbeddedStore {
 mod tests {
     use super::*;
     use crate::contract::{Fixture, Guard};
+
+    #[tokio::test]
+    async fn a_backup_keeps_the_data_keys_and_their_destruction() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
+        let (kept, gone) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        let key = store.data_key(kept, true).await.unwrap().unwrap();
+        store.data_key(gone, true).await.unwrap();
+        store.destroy_data_key(gone).await.unwrap();
+        let copy = dir.path().join("backup");
+        store.backup(&copy).unwrap();
+        store.close();
+        let restored = EmbeddedStore::open(&copy, EmbeddedOptions::default()).unwrap();
+        assert_eq!(restored.data_key(kept, false).await.unwrap(), Some(key));
+        assert_eq!(restored.data_key(gone, true).await.unwrap(), None);
+    }
 
     async fn fresh() -> Fixture {
         let dir = tempfile::tempdir().unwrap();

@@ -9,7 +9,8 @@ use redb::{
 use serde::Serialize;
 
 use super::{
-    EVENT_IDS, EVENTS, META, META_HEAD, STORE_FILE, STREAM_INDEX, STREAMS, codec, storage,
+    DATA_KEYS, EVENT_IDS, EVENTS, META, META_HEAD, STORE_FILE, STREAM_INDEX, STREAMS, codec,
+    storage,
 };
 use crate::error::{Result, StoreError};
 use crate::rules::StreamInfo;
@@ -197,6 +198,12 @@ pub(crate) fn backup(db: &Database, source: &Path, dir: &Path) -> Result<StoreSt
     copy_table(&snapshot, &out, STREAM_INDEX)?;
     copy_table(&snapshot, &out, EVENT_IDS)?;
     copy_table(&snapshot, &out, META)?;
+    // The data keys go with the log: without them a restored log's caller details are lost.
+    match snapshot.open_table(DATA_KEYS) {
+        Ok(_) => copy_table(&snapshot, &out, DATA_KEYS)?,
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(storage(e)),
+    }
     let events = snapshot
         .open_table(EVENTS)
         .map_err(storage)?
