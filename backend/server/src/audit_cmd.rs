@@ -16,9 +16,9 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Args;
 use muster_core::IncidentId;
+use muster_server::trail::{self, Subject, TrailLine};
 use muster_store::embedded::VerifyOnOpen;
-use muster_store::{EmbeddedOptions, EmbeddedStore, EventStore, Position, RecordedEvent};
-use serde::Serialize;
+use muster_store::{EmbeddedOptions, EmbeddedStore, EventStore};
 
 /// Arguments of `muster audit`.
 #[derive(Debug, Args)]
@@ -38,52 +38,6 @@ pub struct AuditArgs {
     /// Print JSON lines (an export) instead of a table.
     #[arg(long)]
     json: bool,
-}
-
-/// One line of the trail.
-#[derive(Debug, Serialize)]
-struct TrailLine<'a> {
-    position: u64,
-    recorded_at: chrono::DateTime<chrono::Utc>,
-    stream: &'a str,
-    #[serde(rename = "type")]
-    event_type: &'a str,
-    actor: Option<&'a str>,
-    role: Option<&'a str>,
-    credential: Option<&'a str>,
-    source: Option<&'a str>,
-    peer: Option<&'a str>,
-    node: Option<&'a str>,
-    occurred_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// What the trail is of.
-enum Subject {
-    Incident(IncidentId),
-    User(String),
-}
-
-impl Subject {
-    fn covers(&self, e: &RecordedEvent) -> bool {
-        match self {
-            Subject::User(name) => e.metadata.actor.as_deref() == Some(name.as_str()),
-            Subject::Incident(id) => {
-                let stream = e.stream.as_str();
-                if stream == id.stream_name().as_str() || stream == id.audit_stream().as_str() {
-                    return true;
-                }
-                // Task, alert and device events name their incident.
-                serde_json::from_slice::<serde_json::Value>(&e.data)
-                    .ok()
-                    .and_then(|d| {
-                        d.get("incident")
-                            .and_then(|i| i.as_str())
-                            .map(str::to_owned)
-                    })
-                    .is_some_and(|i| i == id.to_string())
-            }
-        }
-    }
 }
 
 /// Runs `muster audit`.
@@ -144,50 +98,29 @@ async fn trail(store: &dyn EventStore, subject: &Subject, json: bool) -> anyhow:
             "position", "recorded at", "type", "actor", "role", "credential", "source", "peer"
         )?;
     }
-    let mut next = Position::START;
-    let mut found = 0u64;
-    loop {
-        let page = store.read_all(next, 4096).await?;
-        let Some(last) = page.last() else { break };
-        next = last.position.next();
-        for e in page.iter().filter(|e| subject.covers(e)) {
-            found += 1;
-            let m = &e.metadata;
-            let line = TrailLine {
-                position: e.position.0,
-                recorded_at: e.recorded_at,
-                stream: e.stream.as_str(),
-                event_type: &e.event_type,
-                actor: m.actor.as_deref(),
-                role: m.role.as_deref(),
-                credential: m.credential.as_deref(),
-                source: m.source.as_deref(),
-                peer: m.peer.as_deref(),
-                node: m.node.as_deref(),
-                occurred_at: m.occurred_at,
-            };
-            if json {
-                serde_json::to_writer(&mut out, &line)?;
-                writeln!(out)?;
-            } else {
-                let dash = |v: Option<&str>| v.unwrap_or("-").to_owned();
-                writeln!(
-                    out,
-                    "{:>10}  {:<27}  {:<22}  {:<18}  {:<10}  {:<24}  {:<9}  {:<15}  {}",
-                    line.position,
-                    line.recorded_at
-                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                    line.event_type,
-                    dash(line.actor),
-                    dash(line.role),
-                    dash(line.credential),
-                    dash(line.source),
-                    dash(line.peer),
-                    line.stream
-                )?;
-            }
+    let found = trail::read(store, subject, usize::MAX, |line: TrailLine| {
+        if json {
+            serde_json::to_writer(&mut out, &line)?;
+            writeln!(out)
+        } else {
+            let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+            writeln!(
+                out,
+                "{:>10}  {:<27}  {:<22}  {:<18}  {:<10}  {:<24}  {:<9}  {:<15}  {}",
+                line.position,
+                line.recorded_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                line.event_type,
+                dash(&line.actor),
+                dash(&line.role),
+                dash(&line.credential),
+                dash(&line.source),
+                dash(&line.peer),
+                line.stream
+            )
         }
-    }
+    })
+    .await?;
     out.flush()?;
     if found == 0 {
         eprintln!("no events in the trail");

@@ -39,6 +39,7 @@ pub mod openapi;
 pub mod routes;
 pub mod security;
 pub mod tickets;
+pub mod trail;
 pub mod views;
 
 pub use app::Application;

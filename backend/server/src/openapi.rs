@@ -38,6 +38,8 @@ use crate::views::AreaCounts;
     dispatch::DispatchRequest,
     devices::DeviceTokenRequest,
     crate::routes::feed::FeedTicket,
+    crate::routes::audit::AuditTrail,
+    crate::trail::TrailLine,
     devices::RevokeDeviceTokens,
     devices::DeviceTokensRevoked,
     devices::DeviceTokenList,
@@ -259,6 +261,18 @@ pub fn document() -> Value {
         command("DeviceToken"),
     ));
     device_token["requestBody"] = json!({"required": false, "content": {"application/json": {"schema": schema("DeviceTokenRequest")}}});
+    let mut audit_trail = op(
+        "The audit trail of one incident or one user: who acted or read caller details, with which role and credential, from which address and node; never the events' data. A long read",
+        "admin",
+        None,
+        "200",
+        schema("AuditTrail"),
+    );
+    audit_trail["parameters"] = json!([
+        {"name": "incident", "in": "query", "schema": {"type": "string", "format": "uuid"}, "description": "the incident (or user)"},
+        {"name": "user", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 200}, "description": "the user (or incident)"},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}
+    ]);
     let mut revoke_tokens = op(
         "Revoke one of the unit's device tokens (token_id), or all that are still valid: the gateway closes their sessions (4003) and refuses them (audited in device-<unit id>)",
         "operator, admin",
@@ -380,6 +394,7 @@ pub fn document() -> Value {
             "/api/coverage": {"get": coverage},
             "/api/dispatch/rules": {"get": or_unavailable(op("The dispatch rules in force: automatic dispatch, preemption, acknowledgement timeout", "any", None, "200", schema("DispatchRules")))},
             "/api/feed": {"get": {"summary": "Wall-display websocket: snapshot, then deltas with log positions; ?after=P resumes", "description": "A one-time ?ticket= from POST /api/feed/ticket (browsers), or a bearer token in Authorization. A token in the address is refused. A browser's Origin must be the server's own or in allowed_origins (else 403).", "parameters": [{"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": u64::MAX}}, {"name": "ticket", "in": "query", "schema": {"type": "string", "maxLength": 1024}, "description": "a one-time ticket, valid 30 s"}], "responses": {"101": {"description": "Switching protocols"}, "400": {"$ref": ERROR}, "401": {"$ref": ERROR}, "403": {"$ref": ERROR}}}},
+            "/api/audit": {"get": audit_trail},
             "/api/feed/ticket": {"post": op("A one-time ticket for the wall feed (GET /api/feed?ticket=…), valid 30 s: browsers cannot send a header when they open a websocket", "any", None, "201", schema("FeedTicket"))},
             "/api/wall/city": {"get": op("The configured city for the wall display's base map: name, bounds, districts, stations, hospitals, map lines", "any", None, "200", schema("CityMap"))},
             "/api/wall/geocode": {"get": wall_geocode},

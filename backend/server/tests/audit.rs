@@ -338,3 +338,67 @@ async fn no_command_and_no_read_of_caller_details_escapes_the_audit_trail() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_administrator_reads_the_trail_of_an_incident_and_of_a_user() {
+    let app = common::spawn().await;
+    let (status, reported) = app
+        .post(
+            "/api/incidents",
+            "trail-call-1",
+            json!({"location": {"lat": 60.17, "lon": 24.94}, "incident_type": "medical",
+                   "priority": "P2", "caller": {"name": CANARY}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{reported}");
+    let id = reported["incident_id"].as_str().unwrap();
+    let (status, _) = app.get(&format!("/api/incidents/{id}")).await;
+    assert_eq!(status, 200);
+    let get_as = |role: muster_server::auth::Role, query: String| {
+        let base = app.base.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .get(format!("{base}/api/audit?{query}"))
+                .bearer_auth(common::token(role))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    use muster_server::auth::Role;
+    let (status, _) = get_as(Role::Operator, format!("incident={id}")).await;
+    assert_eq!(status, 403, "an operator reads no trail");
+    let (status, body) = get_as(Role::Admin, format!("incident={id}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !body.contains(CANARY),
+        "caller details in the trail: {body}"
+    );
+    let trail: Value = serde_json::from_str(&body).unwrap();
+    let types: Vec<&str> = trail["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["type"].as_str().unwrap())
+        .collect();
+    assert!(types.contains(&"IncidentReported"), "{types:?}");
+    assert!(types.contains(&"CallerDetailsRead"), "{types:?}");
+    let (status, body) = get_as(Role::Admin, "user=operator-user&limit=1".into()).await;
+    assert_eq!(status, 200, "{body}");
+    let trail: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(trail["lines"].as_array().unwrap().len(), 1);
+    assert_eq!(trail["truncated"], true);
+    assert_eq!(trail["lines"][0]["actor"], "operator-user");
+    for bad in [
+        "",
+        "incident=nope",
+        "user=",
+        "incident=00000000-0000-0000-0000-000000000001&user=x",
+        "user=x&limit=0",
+    ] {
+        let (status, body) = get_as(Role::Admin, bad.into()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    app.stop().await;
+}

@@ -19,6 +19,7 @@
 //! commands carry the log `position` of their last event; a view read with
 //! `?min_position=P` waits (a short while) until the views have applied `P`.
 
+pub mod audit;
 pub mod devices;
 pub mod dispatch;
 pub mod feed;
@@ -350,6 +351,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/coverage"),
     ("get", "/api/dispatch/rules"),
     ("get", "/api/feed"),
+    ("get", "/api/audit"),
     ("post", "/api/feed/ticket"),
     ("get", "/api/wall/city"),
     ("get", "/api/wall/geocode"),
@@ -369,6 +371,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(layers::routes)
         .configure(dispatch::routes)
         .configure(devices::routes)
+        .configure(audit::routes)
         .configure(roads::routes)
         .route("/api/feed", web::get().to(feed::feed))
         .route("/api/feed/ticket", web::post().to(feed::ticket));
