@@ -1,7 +1,9 @@
 //! Personal data at rest and in logs, tried on the real binary: `muster serve` at
 //! `RUST_LOG=trace` takes a call with canary caller details, answers reads and a bad request,
 //! feeds a wall display over the websocket; afterwards the canaries are in no log line and no
-//! error body, and the data directory is 0700 with every file in it 0600; `muster audit`
+//! error body, nor in any file of the data directory (the log holds them sealed), a crew's
+//! phone is sent the call-back number over the gateway without it reaching the log, and the
+//! data directory is 0700 with every file in it 0600; `muster audit`
 //! names who entered the call and who read the caller back, without the caller's details.
 
 use std::os::unix::fs::PermissionsExt;
@@ -46,10 +48,11 @@ async fn caller_details_reach_no_log_and_no_error_body_and_data_files_are_privat
     let work = tempfile::tempdir().unwrap();
     let data_dir = work.path().join("data");
     let config = work.path().join("muster.toml");
+    let gateway_port = free_port();
     std::fs::write(
         &config,
         format!(
-            "gateway_bind = \"off\"\ncity = \"grid\"\n[[users]]\nname = \"op\"\nrole = \"operator\"\ntoken = \"{TOKEN}\"\n"
+            "gateway_bind = \"127.0.0.1:{gateway_port}\"\ntoken_secret = \"a-private-data-test-secret-of-32-bytes-or-more\"\ncity = \"grid\"\n[[users]]\nname = \"op\"\nrole = \"operator\"\ntoken = \"{TOKEN}\"\n"
         ),
     )
     .unwrap();
@@ -145,6 +148,70 @@ async fn caller_details_reach_no_log_and_no_error_body_and_data_files_are_privat
     assert!(first.to_text().unwrap().contains(&id));
     drop(ws);
 
+    // A crew's phone is sent the task with the call-back number over the gateway (frames the
+    // protocol crates would log at trace level).
+    let r = http
+        .post(format!("{base}/api/units"))
+        .bearer_auth(TOKEN)
+        .header("Idempotency-Key", "canary-unit-1")
+        .json(
+            &json!({"kind": "als_ambulance", "call_sign": "A1", "agency": "ems",
+                      "home_station": "s-1", "location": {"lat": 0.01, "lon": 0.01}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let unit: serde_json::Value = r.json().await.unwrap();
+    let unit = unit["unit_id"].as_str().unwrap().to_owned();
+    let issued: serde_json::Value = http
+        .post(format!("{base}/api/units/{unit}/device-token"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let device_token = issued["token"].as_str().expect("a device token").to_owned();
+    let (mut device, _) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{gateway_port}"))
+            .await
+            .unwrap();
+    use futures::SinkExt;
+    device
+        .send(tokio_tungstenite::tungstenite::Message::text(
+            json!({"type": "hello", "v": 1, "token": device_token, "unit": unit}).to_string(),
+        ))
+        .await
+        .unwrap();
+    let r = http
+        .post(format!("{base}/api/incidents/{id}/tasks"))
+        .bearer_auth(TOKEN)
+        .header("Idempotency-Key", "canary-assign-1")
+        .json(&json!({"unit_id": unit}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), device.next())
+            .await
+            .expect("a frame in time")
+            .expect("the session is open")
+            .unwrap();
+        let text = frame.to_text().unwrap_or("").to_owned();
+        if text.contains("\"task\"") && text.contains(CANARY_DIGITS) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the task with the call-back number never came"
+        );
+    }
+    drop(device);
+
     child.kill().unwrap();
     child.wait().unwrap();
     let log = std::fs::read_to_string(&log_path).unwrap();
@@ -163,9 +230,23 @@ async fn caller_details_reach_no_log_and_no_error_body_and_data_files_are_privat
     let mut all = Vec::new();
     modes(&data_dir, &mut all);
     assert!(!all.is_empty(), "the data directory is empty");
-    for (path, mode, is_dir) in all {
-        let want = if is_dir { 0o700 } else { 0o600 };
-        assert_eq!(mode, want, "{} is {mode:o}", path.display());
+    for (path, mode, is_dir) in &all {
+        let want = if *is_dir { 0o700 } else { 0o600 };
+        assert_eq!(*mode, want, "{} is {mode:o}", path.display());
+    }
+    // Not in any file either: the log holds the caller's details sealed, the views none.
+    for (path, _, is_dir) in &all {
+        if *is_dir {
+            continue;
+        }
+        let bytes = std::fs::read(path).unwrap();
+        for canary in [CANARY_NAME, CANARY_DIGITS] {
+            assert!(
+                memchr::memmem::find(&bytes, canary.as_bytes()).is_none(),
+                "{canary:?} is in {}",
+                path.display()
+            );
+        }
     }
 
     // The audit trail: who entered the call and who read the caller back, from where, with
