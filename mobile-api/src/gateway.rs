@@ -42,6 +42,9 @@ pub struct GatewayConfig {
     /// Browser origins besides the gateway's own address that may connect
     /// ([`crate::origin::allowed`]).
     pub allowed_origins: Vec<String>,
+    /// The port of the operator server beside this gateway: its pages on the same host name
+    /// (the responder app) may connect ([`crate::origin::sibling`]).
+    pub web_port: Option<u16>,
     /// Forged or malformed tokens from one address within a minute before it is locked out
     /// ([`crate::lockout::Lockout`]).
     pub lockout_failures: u32,
@@ -57,6 +60,7 @@ impl Default for GatewayConfig {
             ack_timeout: Some(DEFAULT_ACK_TIMEOUT),
             max_connections: MAX_CONNECTIONS,
             allowed_origins: Vec::new(),
+            web_port: None,
             lockout_failures: crate::lockout::DEFAULT_LOCKOUT_FAILURES,
             node: None,
             tls: None,
@@ -111,7 +115,10 @@ pub async fn run_with_stats(
         node: config.node,
     });
     let slots = Arc::new(Semaphore::new(config.max_connections));
-    let allowed_origins = Arc::new(config.allowed_origins);
+    let allowed_origins = Arc::new(Origins {
+        list: config.allowed_origins,
+        web_port: config.web_port,
+    });
     let acceptor = config.tls.map(tokio_rustls::TlsAcceptor::from);
     tokio::pin!(shutdown);
     loop {
@@ -159,6 +166,13 @@ pub async fn run_with_stats(
     }
 }
 
+/// The browser origins a connection may come from.
+#[derive(Debug)]
+struct Origins {
+    list: Vec<String>,
+    web_port: Option<u16>,
+}
+
 /// One connection, plain or TLS: the websocket upgrade (with the Origin check), then a
 /// session.
 async fn serve_connection<S>(
@@ -166,7 +180,7 @@ async fn serve_connection<S>(
     peer: std::net::SocketAddr,
     ctx: Arc<SessionContext>,
     stop: watch::Receiver<bool>,
-    origins: &[String],
+    origins: &Origins,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -178,7 +192,12 @@ async fn serve_connection<S>(
                 .get(name)
                 .map(|v: &HeaderValue| v.to_str().unwrap_or("null"))
         };
-        if crate::origin::allowed(text(ORIGIN), text(HOST), origins) {
+        let (origin, host) = (text(ORIGIN), text(HOST));
+        if crate::origin::allowed(origin, host, &origins.list)
+            || origins
+                .web_port
+                .is_some_and(|port| crate::origin::sibling(origin, host, port))
+        {
             return Ok(res);
         }
         tracing::warn!(%peer, "a gateway upgrade from another site was refused");

@@ -129,6 +129,7 @@ async fn start_gateway(
     store: Arc<dyn EventStore>,
     ack_timeout: std::time::Duration,
     tls: Option<Arc<rustls::ServerConfig>>,
+    web_port: u16,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<Gateway>> {
     let Some(secret) = &config.token_secret else {
@@ -152,6 +153,7 @@ async fn start_gateway(
     let gateway_config = muster_mobile::gateway::GatewayConfig {
         ack_timeout: Some(ack_timeout),
         allowed_origins: config.allowed_origins.clone(),
+        web_port: Some(web_port),
         lockout_failures: config.lockout_failures,
         node: Some(node_name(gateway.port)),
         tls,
@@ -386,6 +388,7 @@ impl Application {
             dyn_store.clone(),
             rules.ack_timeout(),
             tls_config.clone().map(Arc::new),
+            listener.local_addr()?.port(),
             stop_rx.clone(),
         )
         .await?;
@@ -420,6 +423,12 @@ impl Application {
         let wall = web::Data::new(routes::wall::WallState::new(
             city.clone(),
             dyn_store.clone(),
+        ));
+        let responder = web::Data::new(routes::responder::ResponderState::new(
+            gateway.as_ref().map(|g| routes::responder::GatewayAddress {
+                port: g.port,
+                tls: g.tls,
+            }),
         ));
         let enrolment = gateway.as_ref().map(|g| {
             web::Data::new(routes::devices::Enrolment {
@@ -460,6 +469,7 @@ impl Application {
                 .app_data(readiness.clone())
                 .app_data(feed_shutdown.clone())
                 .app_data(wall.clone())
+                .app_data(responder.clone())
                 .app_data(web::QueryConfig::default().error_handler(crate::edge::query_error))
                 .app_data(web::PathConfig::default().error_handler(crate::edge::path_error))
                 .app_data(web::PayloadConfig::default().limit(limit))
@@ -468,6 +478,7 @@ impl Application {
                 .route("/api/openapi.json", web::get().to(openapi))
                 .route("/healthz", web::get().to(healthz))
                 .route("/readyz", web::get().to(readyz))
+                .configure(routes::responder::routes)
                 .configure(routes::wall::routes)
                 .default_service(web::to(crate::edge::no_route))
         })

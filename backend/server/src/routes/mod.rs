@@ -8,6 +8,7 @@
 //! - [`roads`]: road closures.
 //! - [`devices`]: enrolling a crew's device with the mobile gateway.
 //! - [`layers`]: GeoJSON layers and counts per area.
+//! - [`responder`]: the crew's phone app and where its gateway is.
 //! - [`wall`]: the wall display's app, base map, address lookup and time travel.
 //! - [`feed`]: the wall-display websocket.
 //!
@@ -25,6 +26,7 @@ pub mod dispatch;
 pub mod feed;
 pub mod incidents;
 pub mod layers;
+pub mod responder;
 pub mod roads;
 pub mod sensors;
 pub mod units;
