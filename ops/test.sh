@@ -38,3 +38,6 @@ bash ops/contract.sh
 
 # The wall display: npm packages, chromium, a build, then browser tests on the real server.
 bash backend/web/test.sh
+
+# The responder app: the same, on a phone's viewport, with its gateway.
+bash mobile-api/app/test.sh
