@@ -203,6 +203,21 @@ async fn the_gateway_refuses_other_sites() {
     let url = format!("ws://127.0.0.1:{port}");
     assert_eq!(upgrade(&url, Some("https://evil.example")).await, Err(403));
     assert_eq!(upgrade(&url, None).await, Ok(101));
+    // The responder app's pages come from the server beside the gateway: the same host on the
+    // server's web port is taken, the same host on any other port is not.
+    let own: &'static str = Box::leak(format!("http://127.0.0.1:{}", app.port).into_boxed_str());
+    assert_eq!(upgrade(&url, Some(own)).await, Ok(101));
+    let other: &'static str =
+        Box::leak(format!("http://127.0.0.1:{}", app.port.wrapping_add(1)).into_boxed_str());
+    assert_eq!(upgrade(&url, Some(other)).await, Err(403));
+    // And the app finds the gateway from the server.
+    let found: serde_json::Value = reqwest::get(format!("{}/responder/gateway.json", app.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found, json!({"port": port, "tls": false}));
     app.stop().await;
 }
 
