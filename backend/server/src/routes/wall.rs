@@ -227,14 +227,24 @@ fn newest_mtime(path: &Path) -> Option<SystemTime> {
     Some(newest)
 }
 
-/// Builds the web app with npm when its sources are newer than the built copy (or there is
-/// none). Skipped with `MUSTER_WEB_BUILD=0`, or when there are no sources (an installed
-/// binary). A missing npm or a failed build is reported and the server runs without the app.
+/// Builds the wall display and the responder app with npm when their sources are newer than
+/// the built copies (or there are none). Skipped with `MUSTER_WEB_BUILD=0`, or for an app
+/// whose sources are not there (an installed binary). A missing npm or a failed build is
+/// reported and the server runs without that app.
 pub fn ensure_built() {
     if std::env::var("MUSTER_WEB_BUILD").is_ok_and(|v| v == "0") {
         return;
     }
-    let dir = web_dir();
+    build_if_stale("wall display", &web_dir());
+    if let Some(app) = super::responder::dist_dir().parent() {
+        build_if_stale("responder app", app);
+    }
+}
+
+/// Builds the npm app in `dir` (`npm ci` when its lock file changed, then `npm run build`)
+/// when its sources are newer than `dir/dist`.
+fn build_if_stale(what: &str, dir: &Path) {
+    let dir = dir.to_path_buf();
     if !dir.join("package.json").exists() {
         return;
     }
@@ -247,6 +257,7 @@ pub fn ensure_built() {
         "package.json",
         "package-lock.json",
         "vite.config.ts",
+        "public",
     ]
     .iter()
     .filter_map(|p| newest_mtime(&dir.join(p)))
@@ -255,11 +266,7 @@ pub fn ensure_built() {
         return;
     }
     let run = |args: &[&str]| -> Result<(), String> {
-        eprintln!(
-            "wall display: npm {} (in {})",
-            args.join(" "),
-            dir.display()
-        );
+        eprintln!("{what}: npm {} (in {})", args.join(" "), dir.display());
         let status = std::process::Command::new("npm")
             .args(args)
             .current_dir(&dir)
@@ -281,7 +288,7 @@ pub fn ensure_built() {
     }
     .and_then(|()| run(&["run", "build"]));
     if let Err(e) = result {
-        eprintln!("wall display not built: {e}; the API runs without it");
+        eprintln!("{what} not built: {e}; the API runs without it");
     }
 }
 
