@@ -30,9 +30,10 @@ pub struct AuditArgs {
     #[arg(long, env = "MUSTER_STORE", default_value = "embedded")]
     store: String,
     /// The trail of this incident (its id).
-    #[arg(long, conflicts_with = "user", required_unless_present = "user")]
+    #[arg(long, required_unless_present = "user")]
     incident: Option<String>,
-    /// The trail of this user (a user's name, or `unit:<id>` for a unit's device).
+    /// The trail of this user (a user's name, or `unit:<id>` for a unit's device); with
+    /// --incident too, what they did about that incident.
     #[arg(long)]
     user: Option<String>,
     /// Print JSON lines (an export) instead of a table.
@@ -42,13 +43,20 @@ pub struct AuditArgs {
 
 /// Runs `muster audit`.
 pub fn run(args: AuditArgs) -> anyhow::Result<()> {
-    let subject = match (&args.incident, &args.user) {
-        (Some(id), None) => Subject::Incident(IncidentId::parse(id).map_err(|_| {
-            anyhow::anyhow!("--incident must be an incident id (a UUID), not {id:?}")
-        })?),
-        (None, Some(user)) if !user.trim().is_empty() => Subject::User(user.trim().to_owned()),
-        _ => bail!("name an --incident or a --user"),
-    };
+    let incident = args
+        .incident
+        .as_deref()
+        .map(|id| {
+            IncidentId::parse(id).map_err(|_| {
+                anyhow::anyhow!("--incident must be an incident id (a UUID), not {id:?}")
+            })
+        })
+        .transpose()?;
+    let user = args.user.as_deref().map(str::trim).map(str::to_owned);
+    if user.as_deref().is_some_and(str::is_empty) {
+        bail!("--user must name a user");
+    }
+    let subject = Subject { incident, user };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -262,15 +262,15 @@ pub fn document() -> Value {
     ));
     device_token["requestBody"] = json!({"required": false, "content": {"application/json": {"schema": schema("DeviceTokenRequest")}}});
     let mut audit_trail = op(
-        "The audit trail of one incident or one user: who acted or read caller details, with which role and credential, from which address and node; never the events' data. A long read",
+        "The audit trail of one incident, one user, both (what the user did about the incident), or with neither the whole log: who acted or read caller details, with which role and credential, from which address and node; never the events' data. A long read",
         "admin",
         None,
         "200",
         schema("AuditTrail"),
     );
     audit_trail["parameters"] = json!([
-        {"name": "incident", "in": "query", "schema": {"type": "string", "format": "uuid"}, "description": "the incident (or user)"},
-        {"name": "user", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 200}, "description": "the user (or incident)"},
+        {"name": "incident", "in": "query", "schema": {"type": "string", "format": "uuid"}, "description": "only events about this incident"},
+        {"name": "user", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 200}, "description": "only events this user caused"},
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}
     ]);
     let mut revoke_tokens = op(

@@ -1,44 +1,50 @@
 //! The audit trail of an incident or a user, read from the log: every event about the
 //! incident (its stream, its `audit-` stream, and the task, alert and device events that name
-//! it), or every event a user caused, with who, role, credential, source, peer address and
-//! node. Never the events' data (it may hold caller details). `muster audit` prints it;
+//! it), every event a user caused, or both at once, with who, role, credential, source, peer
+//! address and node. Never the events' data (it may hold caller details). `muster audit` prints it;
 //! `GET /api/audit` (admin) answers it.
 
 use muster_core::IncidentId;
 use muster_store::{EventStore, Position, RecordedEvent, StoreError};
 use serde::Serialize;
 
-/// What the trail is of.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Subject {
-    /// Everything about an incident.
-    Incident(IncidentId),
-    /// Everything a user (or `unit:<id>` for a unit's device) did or read.
-    User(String),
+/// What the trail is of: everything about an incident, everything a user (or `unit:<id>`
+/// for a unit's device) did or read, both (what that user did about that incident), or, with
+/// neither, the whole log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Subject {
+    /// The incident.
+    pub incident: Option<IncidentId>,
+    /// The user.
+    pub user: Option<String>,
 }
 
 impl Subject {
     /// Whether `e` belongs to the trail.
     pub fn covers(&self, e: &RecordedEvent) -> bool {
-        match self {
-            Subject::User(name) => e.metadata.actor.as_deref() == Some(name.as_str()),
-            Subject::Incident(id) => {
-                let stream = e.stream.as_str();
-                if stream == id.stream_name().as_str() || stream == id.audit_stream().as_str() {
-                    return true;
-                }
-                // Task, alert and device events name their incident.
-                serde_json::from_slice::<serde_json::Value>(&e.data)
-                    .ok()
-                    .and_then(|d| {
-                        d.get("incident")
-                            .and_then(|i| i.as_str())
-                            .map(str::to_owned)
-                    })
-                    .is_some_and(|i| i == id.to_string())
-            }
-        }
+        let by_user = self
+            .user
+            .as_deref()
+            .is_none_or(|name| e.metadata.actor.as_deref() == Some(name));
+        by_user && self.incident.is_none_or(|id| about(e, id))
     }
+}
+
+/// Whether `e` is about incident `id`: in its stream or its audit stream, or a task, alert or
+/// device event that names it.
+fn about(e: &RecordedEvent, id: IncidentId) -> bool {
+    let stream = e.stream.as_str();
+    if stream == id.stream_name().as_str() || stream == id.audit_stream().as_str() {
+        return true;
+    }
+    serde_json::from_slice::<serde_json::Value>(&e.data)
+        .ok()
+        .and_then(|d| {
+            d.get("incident")
+                .and_then(|i| i.as_str())
+                .map(str::to_owned)
+        })
+        .is_some_and(|i| i == id.to_string())
 }
 
 /// One event of the trail.

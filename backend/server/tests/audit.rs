@@ -390,12 +390,24 @@ async fn an_administrator_reads_the_trail_of_an_incident_and_of_a_user() {
     assert_eq!(trail["lines"].as_array().unwrap().len(), 1);
     assert_eq!(trail["truncated"], true);
     assert_eq!(trail["lines"][0]["actor"], "operator-user");
+    // Both: what the operator did about the incident; neither: the whole log.
+    let (status, body) = get_as(Role::Admin, format!("incident={id}&user=operator-user")).await;
+    assert_eq!(status, 200, "{body}");
+    let both: Value = serde_json::from_str(&body).unwrap();
+    let both = both["lines"].as_array().unwrap().clone();
+    assert!(
+        !both.is_empty() && both.iter().all(|l| l["actor"] == "operator-user"),
+        "{body}"
+    );
+    let (status, body) = get_as(Role::Admin, "limit=10000".into()).await;
+    assert_eq!(status, 200, "{body}");
+    let all: Value = serde_json::from_str(&body).unwrap();
+    assert!(all["lines"].as_array().unwrap().len() > both.len());
     for bad in [
-        "",
         "incident=nope",
         "user=",
-        "incident=00000000-0000-0000-0000-000000000001&user=x",
         "user=x&limit=0",
+        "user=x&limit=10001",
     ] {
         let (status, body) = get_as(Role::Admin, bad.into()).await;
         assert_eq!(status, 400, "{bad}: {body}");

@@ -1,5 +1,5 @@
-//! `GET /api/audit` (admin): the audit trail of an incident or of a user
-//! ([`crate::trail`]), newest last, at most `limit` lines (default and most 10,000). A long
+//! `GET /api/audit` (admin): the audit trail of an incident, of a user, of both, or with
+//! neither of the whole log ([`crate::trail`]), newest last, at most `limit` lines (default and most 10,000). A long
 //! read: it scans the log ([`crate::security::ExpensiveReads`]).
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -40,19 +40,27 @@ async fn audit(
     let q = web::Query::<AuditQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?
         .into_inner();
-    let subject = match (q.incident.as_deref(), q.user.as_deref().map(str::trim)) {
-        (Some(id), None) => Subject::Incident(IncidentId::parse(id).map_err(|_| {
-            ApiError::bad_request("invalid_query", "incident must be an incident id (a UUID)")
-        })?),
-        (None, Some(user)) if !user.is_empty() && user.chars().count() <= 200 => {
-            Subject::User(user.to_owned())
-        }
-        _ => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                "name one incident (incident=<id>) or one user (user=<name>, 1 to 200 characters)",
-            ));
-        }
+    let incident = q
+        .incident
+        .as_deref()
+        .map(|id| {
+            IncidentId::parse(id).map_err(|_| {
+                ApiError::bad_request("invalid_query", "incident must be an incident id (a UUID)")
+            })
+        })
+        .transpose()?;
+    if q.user
+        .as_deref()
+        .is_some_and(|u| u.is_empty() || u.chars().count() > 200)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "user must be a user's name of 1 to 200 characters",
+        ));
+    }
+    let subject = Subject {
+        incident,
+        user: q.user,
     };
     let limit = q.limit.unwrap_or(MAX_LINES);
     if !(1..=MAX_LINES).contains(&limit) {
