@@ -245,9 +245,43 @@ pub fn ensure_built() {
 /// when its sources are newer than `dir/dist`.
 fn build_if_stale(what: &str, dir: &Path) {
     let dir = dir.to_path_buf();
-    if !dir.join("package.json").exists() {
+    if !dir.join("package.json").exists() || is_current(&dir) {
         return;
     }
+    // Servers starting at once (tests, several nodes on one machine) build one at a time; the
+    // ones that waited find the build current.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".build.lock"));
+    let _held = match lock {
+        Ok(file) => match rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
+            Ok(()) => Some(file),
+            Err(e) => {
+                eprintln!(
+                    "{what}: cannot lock {} ({e}); building anyway",
+                    dir.display()
+                );
+                None
+            }
+        },
+        Err(e) => {
+            eprintln!(
+                "{what}: cannot open a build lock in {} ({e}); building anyway",
+                dir.display()
+            );
+            None
+        }
+    };
+    if is_current(&dir) {
+        return;
+    }
+    build(what, &dir);
+}
+
+/// Whether `dir/dist` is newer than every source of the app in `dir`.
+fn is_current(dir: &Path) -> bool {
     let built = std::fs::metadata(dir.join("dist/index.html"))
         .and_then(|m| m.modified())
         .ok();
@@ -262,9 +296,12 @@ fn build_if_stale(what: &str, dir: &Path) {
     .iter()
     .filter_map(|p| newest_mtime(&dir.join(p)))
     .max();
-    if built.is_some() && sources.is_some_and(|s| Some(s) <= built) {
-        return;
-    }
+    built.is_some() && sources.is_some_and(|s| Some(s) <= built)
+}
+
+/// `npm ci` when the lock file is newer than the installed packages, then `npm run build`.
+fn build(what: &str, dir: &Path) {
+    let dir = dir.to_path_buf();
     let run = |args: &[&str]| -> Result<(), String> {
         eprintln!("{what}: npm {} (in {})", args.join(" "), dir.display());
         let status = std::process::Command::new("npm")
