@@ -35,6 +35,7 @@ token="contract-admin-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 MUSTER_LOCKOUT_FAILURES=1000000000 \
 MUSTER_USERS="contract:admin:$token" \
 MUSTER_TOKEN_SECRET="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" \
+MUSTER_GATEWAY_BIND=127.0.0.1:0 \
     "$muster" serve --data-dir "$work/data" --bind 127.0.0.1:0 >"$work/serve.log" 2>&1 &
 server=$!
 
