@@ -144,6 +144,7 @@ impl UnitCommands {
             node: self.node.clone(),
             credential: self.credential.clone(),
             role: Some("device".into()),
+            agency: None,
         }
     }
 

@@ -588,6 +588,7 @@ pub async fn register_demo_units(
         name: operator.name.clone(),
         role: operator.role,
         unit: operator.unit,
+        agency: None,
         credential: Some(crate::auth::credential_id(&operator.token)),
     };
     let mut units = Vec::new();

@@ -1,6 +1,6 @@
 //! `muster audit`: the audit trail of an incident or of a user, from the event store.
 //!
-//! Every command's events carry who acted (user or device, role, credential id), from where
+//! Every command's events carry who acted (user or device, role, agency, credential id), from where
 //! (peer address, node), through which source and when; every disclosure of caller details is
 //! a `CallerDetailsRead` event in `audit-<incident id>` with the same metadata. This command
 //! lists them: for an incident, every event about it (its own stream, its audit stream, and
@@ -102,8 +102,16 @@ async fn trail(store: &dyn EventStore, subject: &Subject, json: bool) -> anyhow:
     if !json {
         writeln!(
             out,
-            "{:>10}  {:<27}  {:<22}  {:<18}  {:<10}  {:<24}  {:<9}  {:<15}  stream",
-            "position", "recorded at", "type", "actor", "role", "credential", "source", "peer"
+            "{:>10}  {:<27}  {:<22}  {:<18}  {:<10}  {:<12}  {:<24}  {:<9}  {:<15}  stream",
+            "position",
+            "recorded at",
+            "type",
+            "actor",
+            "role",
+            "agency",
+            "credential",
+            "source",
+            "peer"
         )?;
     }
     let found = trail::read(store, subject, usize::MAX, |line: TrailLine| {
@@ -114,13 +122,14 @@ async fn trail(store: &dyn EventStore, subject: &Subject, json: bool) -> anyhow:
             let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
             writeln!(
                 out,
-                "{:>10}  {:<27}  {:<22}  {:<18}  {:<10}  {:<24}  {:<9}  {:<15}  {}",
+                "{:>10}  {:<27}  {:<22}  {:<18}  {:<10}  {:<12}  {:<24}  {:<9}  {:<15}  {}",
                 line.position,
                 line.recorded_at
                     .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 line.event_type,
                 dash(&line.actor),
                 dash(&line.role),
+                dash(&line.agency),
                 dash(&line.credential),
                 dash(&line.source),
                 dash(&line.peer),

@@ -95,8 +95,12 @@ pub struct Caller {
     pub role: Role,
     /// For a responder, the unit whose crew they are.
     pub unit: Option<muster_core::UnitId>,
-    /// The credential presented, by an id that does not reveal it (`token:<fingerprint>`),
-    /// recorded with the caller's commands.
+    /// The agency they act for, when their credential names one (a single sign-on token's
+    /// agency claim, an API token's agency); recorded with their commands.
+    pub agency: Option<String>,
+    /// The credential presented, by an id that does not reveal it (`token:<fingerprint>`,
+    /// `jwt:<issuer>#<token id or subject>`, `api-token:<id>`), recorded with the caller's
+    /// commands.
     pub credential: Option<String>,
 }
 
@@ -164,6 +168,7 @@ impl Tokens {
                     name: u.name.clone(),
                     role: u.role,
                     unit: u.unit,
+                    agency: None,
                     credential: Some(credential_id(&u.token)),
                 },
             );
@@ -326,6 +331,7 @@ mod tests {
             name: "p".into(),
             role: Role::Planner,
             unit: None,
+            agency: None,
             credential: None,
         };
         assert!(planner.require(READERS).is_ok());

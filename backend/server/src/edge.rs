@@ -170,7 +170,7 @@ fn unsupported_media_type() -> ApiError {
     )
 }
 
-/// The event metadata of a caller's command: who (name, role, credential), through which
+/// The event metadata of a caller's command: who (name, role, agency, credential), through which
 /// source, from where (the peer address and this node, when a request is at hand), when.
 pub fn metadata(req: Option<&HttpRequest>, caller: &Caller, source: &str) -> EventMetadata {
     EventMetadata {
@@ -185,6 +185,7 @@ pub fn metadata(req: Option<&HttpRequest>, caller: &Caller, source: &str) -> Eve
             .map(|s| s.node.to_string()),
         credential: caller.credential.clone(),
         role: Some(caller.role.as_str().to_owned()),
+        agency: caller.agency.clone(),
     }
 }
 

@@ -64,6 +64,9 @@ struct Payload {
     /// The credential the ticket was asked for with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     c: Option<String>,
+    /// The caller's agency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    a: Option<String>,
 }
 
 /// Issues and takes feed tickets.
@@ -119,6 +122,7 @@ impl FeedTickets {
             x: expires.timestamp(),
             i: nonce.iter().map(|b| format!("{b:02x}")).collect(),
             c: caller.credential.clone(),
+            a: caller.agency.clone(),
         };
         let json = serde_json::to_vec(&payload).expect("a ticket serializes");
         let body = format!("{PREFIX}.{}", URL_SAFE_NO_PAD.encode(json));
@@ -163,6 +167,7 @@ impl FeedTickets {
             name: payload.n,
             role: payload.r,
             unit: payload.u,
+            agency: payload.a,
             credential: payload.c,
         })
     }
@@ -177,6 +182,7 @@ mod tests {
             name: "wall-1".into(),
             role: Role::Planner,
             unit: None,
+            agency: Some("fire".into()),
             credential: Some("token:0123456789abcdef".into()),
         }
     }

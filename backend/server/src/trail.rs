@@ -1,8 +1,8 @@
 //! The audit trail of an incident or a user, read from the log: every event about the
 //! incident (its stream, its `audit-` stream, and the task, alert and device events that name
-//! it), every event a user caused, or both at once, with who, role, credential, source, peer
-//! address and node. Never the events' data (it may hold caller details). `muster audit` prints it;
-//! `GET /api/audit` (admin) answers it.
+//! it), every event a user caused, or both at once, with who, role, agency, credential,
+//! source, peer address and node. Never the events' data (it may hold caller details).
+//! `muster audit` prints it; `GET /api/audit` (admin) answers it.
 
 use muster_core::IncidentId;
 use muster_store::{EventStore, Position, RecordedEvent, StoreError};
@@ -63,6 +63,8 @@ pub struct TrailLine {
     pub actor: Option<String>,
     /// Their role.
     pub role: Option<String>,
+    /// The agency they acted for, when their credential names one.
+    pub agency: Option<String>,
     /// The credential they presented, by its id.
     pub credential: Option<String>,
     /// Through which source.
@@ -85,6 +87,7 @@ impl TrailLine {
             event_type: e.event_type.clone(),
             actor: m.actor.clone(),
             role: m.role.clone(),
+            agency: m.agency.clone(),
             credential: m.credential.clone(),
             source: m.source.clone(),
             peer: m.peer.clone(),

@@ -248,12 +248,17 @@ pub struct EventMetadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     /// The credential the actor presented, by an id that does not reveal it
-    /// (`token:<fingerprint>`, `device-token:<id>`).
+    /// (`token:<fingerprint>`, `device-token:<id>`, `jwt:<issuer>#<token id or subject>`,
+    /// `api-token:<id>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
     /// The actor's role when it acted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// The agency the actor acted for, when their credential names one (a single sign-on
+    /// token's agency claim, an API token's agency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agency: Option<String>,
 }
 
 /// An event to append. Its data is JSON, checked when the event is built.

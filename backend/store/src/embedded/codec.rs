@@ -7,7 +7,7 @@
 //! ```
 //! The metadata is actor, source, correlation id, causation id and occurrence time, each
 //! optional; format 2 adds a count and that many tagged optional texts (peer, node,
-//! credential, role). Format 1 records are read as they are.
+//! credential, role, agency). Format 1 records are read as they are.
 //! The position is the key of the record, so it is not repeated inside.
 
 use chrono::{DateTime, Utc};
@@ -22,6 +22,7 @@ const TAG_PEER: u8 = 1;
 const TAG_NODE: u8 = 2;
 const TAG_CREDENTIAL: u8 = 3;
 const TAG_ROLE: u8 = 4;
+const TAG_AGENCY: u8 = 5;
 
 /// Why a stored record could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +61,7 @@ pub(crate) fn encode(
         (TAG_NODE, m.node.as_deref()),
         (TAG_CREDENTIAL, m.credential.as_deref()),
         (TAG_ROLE, m.role.as_deref()),
+        (TAG_AGENCY, m.agency.as_deref()),
     ];
     out.push(extras.iter().filter(|(_, v)| v.is_some()).count() as u8);
     for (tag, value) in extras {
@@ -208,7 +210,7 @@ pub(crate) fn decode(position: Position, buf: &[u8]) -> Result<RecordedEvent, De
         0 => None,
         _ => Some(micros(r.u64()?)?),
     };
-    let (mut peer, mut node, mut credential, mut role) = (None, None, None, None);
+    let (mut peer, mut node, mut credential, mut role, mut agency) = (None, None, None, None, None);
     if format >= 2 {
         for _ in 0..r.u8()? {
             let tag = r.u8()?;
@@ -218,6 +220,7 @@ pub(crate) fn decode(position: Position, buf: &[u8]) -> Result<RecordedEvent, De
                 TAG_NODE => node = value,
                 TAG_CREDENTIAL => credential = value,
                 TAG_ROLE => role = value,
+                TAG_AGENCY => agency = value,
                 other => return Err(DecodeError(format!("unknown metadata tag {other}"))),
             }
         }
@@ -248,6 +251,7 @@ pub(crate) fn decode(position: Position, buf: &[u8]) -> Result<RecordedEvent, De
             node,
             credential,
             role,
+            agency,
         },
         recorded_at,
     })
@@ -276,6 +280,7 @@ mod tests {
             node: None,
             credential: Some("token:0123456789abcdef".into()),
             role: Some("operator".into()),
+            agency: Some("fire".into()),
         });
         (stream, event)
     }
@@ -300,6 +305,7 @@ mod tests {
         event.metadata.peer = None;
         event.metadata.credential = None;
         event.metadata.role = None;
+        event.metadata.agency = None;
         let now = DateTime::from_timestamp_micros(1_800_000_000_000_001).unwrap();
         let mut buf = Vec::new();
         encode(&stream, 5, now, &event, &mut buf);
