@@ -78,7 +78,8 @@ pub fn into_engine(
             DomainEvent::RoadClosure(_)
             | DomainEvent::Device(_)
             | DomainEvent::Alert(_)
-            | DomainEvent::Audit(_) => {}
+            | DomainEvent::Audit(_)
+            | DomainEvent::ApiToken(_) => {}
         }
         if n % 4096 == 0 {
             progress(n);

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use muster_core::alert::AlertState;
+use muster_core::api_token::ApiTokens;
 use muster_core::combined::{Changes, States};
 use muster_core::decision::{Aggregate, Refusal};
 use muster_core::device::DeviceState;
@@ -200,6 +201,7 @@ enum State {
     RoadClosure(RoadClosureState),
     Device(DeviceState),
     Alert(AlertState),
+    ApiTokens(ApiTokens),
 }
 
 impl State {
@@ -211,6 +213,7 @@ impl State {
             Some(AggregateRef::RoadClosure(_)) => State::RoadClosure(RoadClosureState::default()),
             Some(AggregateRef::Device(_)) => State::Device(DeviceState::default()),
             Some(AggregateRef::Alert(_)) => State::Alert(AlertState::default()),
+            Some(AggregateRef::ApiTokens) => State::ApiTokens(ApiTokens::default()),
             // The audit trail is appended to, never decided on.
             Some(AggregateRef::Audit(_)) | None => {
                 return Err(CommandError::Stream(stream.to_string()));
@@ -226,6 +229,7 @@ impl State {
             State::RoadClosure(s) => s.apply(&event::decode(recorded)?),
             State::Device(s) => s.apply(&event::decode(recorded)?),
             State::Alert(s) => s.apply(&event::decode(recorded)?),
+            State::ApiTokens(s) => s.apply(&event::decode(recorded)?),
         }
         Ok(())
     }
@@ -301,6 +305,13 @@ impl States for Snapshot {
     }
     fn alert(&self, task: TaskId) -> Result<&AlertState, Step> {
         Ok(state_of!(self.get(task.alert_stream())?, Alert, "alert"))
+    }
+    fn api_tokens(&self) -> Result<&ApiTokens, Step> {
+        Ok(state_of!(
+            self.get(muster_core::ids::api_tokens_stream())?,
+            ApiTokens,
+            "API tokens"
+        ))
     }
 }
 
@@ -566,10 +577,25 @@ impl Runner {
         for (task, events) in &changes.alerts {
             batches.push(batch(task.alert_stream(), events, ids, m)?);
         }
+        if !changes.api_tokens.is_empty() {
+            batches.push(batch(
+                muster_core::ids::api_tokens_stream(),
+                &changes.api_tokens,
+                ids,
+                m,
+            )?);
+        }
         for (stream, new) in batches {
             part(stream, new)?;
         }
         Ok(parts)
+    }
+
+    /// The machines' API tokens as the log has them now: the cached state brought up to
+    /// date with the events after it (one read of the stream's tail).
+    pub async fn api_tokens(&self) -> Result<ApiTokens, CommandError> {
+        let loaded = self.load(&muster_core::ids::api_tokens_stream()).await?;
+        Ok(state_of!(loaded.state, ApiTokens, "API tokens"))
     }
 
     /// A stream's state, from the cache brought up to date with the events after it.

@@ -11,12 +11,14 @@
 //! - A device token is issued only for a registered unit.
 //! - An acknowledgement alert is raised only while the unit still holds the task
 //!   unacknowledged.
+//! - Machines' API tokens are created and revoked in their one stream.
 //!
 //! The states come from a [`States`]: the caller (the command runner) supplies them, and its
 //! error type can ask for a stream it has not loaded yet, so a decision reads only the
 //! aggregates it needs.
 
 use crate::alert::{AlertCommand, AlertEvent, AlertState};
+use crate::api_token::{ApiTokenCommand, ApiTokenEvent, ApiTokens};
 use crate::decision::{Aggregate, Refusal, RefusalKind};
 use crate::device::{DeviceCommand, DeviceEvent, DeviceState};
 use crate::ids::{ClosureId, IncidentId, SensorId, TaskId, UnitId};
@@ -45,6 +47,8 @@ pub trait States {
     fn device(&self, unit: UnitId) -> Result<&DeviceState, Self::Error>;
     /// A task's alerts.
     fn alert(&self, task: TaskId) -> Result<&AlertState, Self::Error>;
+    /// The machines' API tokens.
+    fn api_tokens(&self) -> Result<&ApiTokens, Self::Error>;
 }
 
 /// The events a decision appends, by aggregate, and the side effects it left out.
@@ -62,6 +66,8 @@ pub struct Changes {
     pub devices: Vec<(UnitId, Vec<DeviceEvent>)>,
     /// Alerts, by task.
     pub alerts: Vec<(TaskId, Vec<AlertEvent>)>,
+    /// API token events, in order.
+    pub api_tokens: Vec<ApiTokenEvent>,
     /// Effects on other aggregates that their state refused (a time point on an incident
     /// that has ended, a unit still transporting when its incident closes): the command
     /// went through without them.
@@ -77,6 +83,7 @@ impl Changes {
             && self.road_closures.iter().all(|(_, e)| e.is_empty())
             && self.devices.iter().all(|(_, e)| e.is_empty())
             && self.alerts.iter().all(|(_, e)| e.is_empty())
+            && self.api_tokens.is_empty()
     }
 
     /// Adds incident events (after any already there for the incident).
@@ -168,6 +175,17 @@ pub fn issue_device_token<S: States>(
     let mut changes = Changes::default();
     changes.device(unit, states.device(unit)?.decide(command)?);
     Ok(changes)
+}
+
+/// Creates or revokes a machine's API token.
+pub fn api_token_command<S: States>(
+    states: &S,
+    command: ApiTokenCommand,
+) -> Result<Changes, S::Error> {
+    Ok(Changes {
+        api_tokens: states.api_tokens()?.decide(command)?,
+        ..Changes::default()
+    })
 }
 
 /// Raises a task's overdue acknowledgement, decided against the unit: nothing when the unit
@@ -468,10 +486,14 @@ mod tests {
         empty_closure: RoadClosureState,
         empty_device: DeviceState,
         empty_alert: AlertState,
+        api_tokens: ApiTokens,
     }
 
     impl States for Given {
         type Error = Refusal;
+        fn api_tokens(&self) -> Result<&ApiTokens, Refusal> {
+            Ok(&self.api_tokens)
+        }
         fn incident(&self, id: IncidentId) -> Result<&IncidentState, Refusal> {
             Ok(self.incidents.get(&id).unwrap_or(&self.empty_incident))
         }

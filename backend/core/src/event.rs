@@ -20,6 +20,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::alert::AlertEvent;
+use crate::api_token::ApiTokenEvent;
 use crate::audit::AuditEvent;
 use crate::device::DeviceEvent;
 use crate::ids::AggregateRef;
@@ -165,6 +166,18 @@ impl EventSchema for AlertEvent {
     }
 }
 
+impl EventSchema for ApiTokenEvent {
+    const CATEGORY: &'static str = "api-tokens";
+    const EVENT_TYPES: &'static [&'static str] = &["ApiTokenCreated", "ApiTokenRevoked"];
+
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::ApiTokenCreated { .. } => "ApiTokenCreated",
+            Self::ApiTokenRevoked { .. } => "ApiTokenRevoked",
+        }
+    }
+}
+
 /// Every event type of every aggregate, by stream category.
 pub const EVENT_TYPES: &[(&str, &[&str])] = &[
     (IncidentEvent::CATEGORY, IncidentEvent::EVENT_TYPES),
@@ -174,6 +187,7 @@ pub const EVENT_TYPES: &[(&str, &[&str])] = &[
     (DeviceEvent::CATEGORY, DeviceEvent::EVENT_TYPES),
     (AlertEvent::CATEGORY, AlertEvent::EVENT_TYPES),
     (AuditEvent::CATEGORY, AuditEvent::EVENT_TYPES),
+    (ApiTokenEvent::CATEGORY, ApiTokenEvent::EVENT_TYPES),
 ];
 
 /// The current schema version of an event type; `None` for a type Muster does not know.
@@ -203,6 +217,8 @@ pub enum DomainEvent {
     Alert(AlertEvent),
     /// A record of the audit trail of reads.
     Audit(AuditEvent),
+    /// A machine's API token created or revoked.
+    ApiToken(ApiTokenEvent),
 }
 
 impl DomainEvent {
@@ -216,6 +232,7 @@ impl DomainEvent {
             Self::Device(e) => e.event_type(),
             Self::Alert(e) => e.event_type(),
             Self::Audit(e) => e.event_type(),
+            Self::ApiToken(e) => e.event_type(),
         }
     }
 
@@ -247,6 +264,7 @@ impl DomainEvent {
             AggregateRef::Device(_) => DomainEvent::Device(decode_with(recorded, upcasters)?),
             AggregateRef::Alert(_) => DomainEvent::Alert(decode_with(recorded, upcasters)?),
             AggregateRef::Audit(_) => DomainEvent::Audit(decode_with(recorded, upcasters)?),
+            AggregateRef::ApiTokens => DomainEvent::ApiToken(decode_with(recorded, upcasters)?),
         };
         Ok((aggregate, event))
     }
@@ -787,6 +805,23 @@ mod tests {
                 timeout_secs: 90,
                 at: t(90),
             }),
+            DomainEvent::ApiToken(ApiTokenEvent::ApiTokenCreated {
+                token_id: Uuid::from_u128(8),
+                name: "cad-bridge".into(),
+                role: "operator".into(),
+                agency: Some(crate::value::Agency::parse("city-fire").unwrap()),
+                unit: None,
+                digest: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
+                expires_at: t(86_400),
+                created_by: "admin-1".into(),
+                at: t(0),
+            }),
+            DomainEvent::ApiToken(ApiTokenEvent::ApiTokenRevoked {
+                token_id: Uuid::from_u128(8),
+                revoked_by: "admin-1".into(),
+                reason: Some("rotated".into()),
+                at: t(7),
+            }),
         ]
     }
 
@@ -822,6 +857,10 @@ mod tests {
             ),
             DomainEvent::Audit(e) => (
                 IncidentId::from_uuid(Uuid::from_u128(1)).audit_stream(),
+                encode(e, id, meta).unwrap(),
+            ),
+            DomainEvent::ApiToken(e) => (
+                crate::ids::api_tokens_stream(),
                 encode(e, id, meta).unwrap(),
             ),
         }

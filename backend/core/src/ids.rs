@@ -125,6 +125,13 @@ pub const DEVICE_STREAM_PREFIX: &str = "device-";
 pub const ALERT_STREAM_PREFIX: &str = "alert-";
 /// Prefix of an incident's audit trail of reads, `audit-<incident id>`.
 pub const AUDIT_STREAM_PREFIX: &str = "audit-";
+/// The one stream of the machines' API tokens.
+pub const API_TOKENS_STREAM: &str = "api-tokens";
+
+/// The stream of the machines' API tokens, `api-tokens`.
+pub fn api_tokens_stream() -> StreamName {
+    StreamName::parse(API_TOKENS_STREAM).expect("a valid stream name")
+}
 
 fn stream(prefix: &str, id: Uuid) -> StreamName {
     // A prefix plus a hyphenated UUID is always a valid stream name: short, printable, trimmed.
@@ -197,6 +204,8 @@ pub enum AggregateRef {
     Alert(TaskId),
     /// `audit-<incident id>`: the reads of an incident's personal data.
     Audit(IncidentId),
+    /// `api-tokens`: the machines' API tokens.
+    ApiTokens,
 }
 
 impl AggregateRef {
@@ -205,7 +214,9 @@ impl AggregateRef {
     pub fn from_stream(stream: &StreamName) -> Option<Self> {
         let name = stream.as_str();
         let uuid = |rest: &str| Uuid::parse_str(rest).ok();
-        if let Some(rest) = name.strip_prefix(INCIDENT_STREAM_PREFIX) {
+        if name == API_TOKENS_STREAM {
+            Some(Self::ApiTokens)
+        } else if let Some(rest) = name.strip_prefix(INCIDENT_STREAM_PREFIX) {
             uuid(rest).map(|u| Self::Incident(IncidentId(u)))
         } else if let Some(rest) = name.strip_prefix(UNIT_STREAM_PREFIX) {
             uuid(rest).map(|u| Self::Unit(UnitId(u)))
@@ -234,6 +245,7 @@ impl AggregateRef {
             Self::Device(unit) => unit.device_stream(),
             Self::Alert(task) => task.alert_stream(),
             Self::Audit(incident) => incident.audit_stream(),
+            Self::ApiTokens => api_tokens_stream(),
         }
     }
 }
@@ -260,6 +272,7 @@ mod tests {
             AggregateRef::RoadClosure(c),
             AggregateRef::Device(u),
             AggregateRef::Alert(t),
+            AggregateRef::ApiTokens,
         ] {
             assert_eq!(AggregateRef::from_stream(&r.stream_name()), Some(r));
         }

@@ -24,6 +24,8 @@
 //! - [`road`]: road closures (`road-closure-<id>`), which the dispatcher's routing leaves out.
 //! - [`device`]: the audit of the tokens issued for a unit's device (`device-<unit id>`).
 //! - [`alert`]: operator alerts about a task (`alert-<task id>`): an acknowledgement overdue.
+//! - [`api_token`]: machines' API tokens, created and revoked in the stream `api-tokens`
+//!   (their digests, never the tokens).
 //! - [`reaction`]: what one aggregate's events ask of another's commands (a unit's
 //!   progress recorded on its incident; a sensor alarm reported as an incident).
 //! - [`event`]: the event schema on the wire: names, schema versions, conversion to
@@ -51,6 +53,7 @@
 //!    ([`decision::RefusalKind::UnitBusy`]).
 
 pub mod alert;
+pub mod api_token;
 pub mod audit;
 pub mod combined;
 pub mod decision;

@@ -231,7 +231,8 @@ impl ViewState {
             | DomainEvent::RoadClosure(_)
             | DomainEvent::Device(_)
             | DomainEvent::Alert(_)
-            | DomainEvent::Audit(_) => None,
+            | DomainEvent::Audit(_)
+            | DomainEvent::ApiToken(_) => None,
         })
     }
 
