@@ -27,6 +27,14 @@ stop_postgres() {
 }
 trap stop_postgres EXIT
 
+# The single sign-on tests start a real OpenID Connect provider (ops/oidc-provider, the npm
+# package oauth2-mock-server pinned in its package-lock.json) on a free loopback port.
+if ! command -v node >/dev/null 2>&1; then
+    echo "Node.js 20.19 or later is needed for the single sign-on tests" >&2
+    exit 1
+fi
+npm ci --prefix ops/oidc-provider --no-audit --no-fund --loglevel=error
+
 # The browser tests run target/debug/muster; the end-to-end tests build it themselves.
 cargo build --bin muster
 cargo nextest run --workspace --profile "$profile" "$@"

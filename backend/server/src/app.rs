@@ -381,7 +381,17 @@ impl Application {
             });
         }
         let tokens = Tokens::new(&config.users)?;
+        let oidc = config
+            .oidc
+            .as_ref()
+            .map(|c| crate::oidc::Oidc::new(c).context("single sign-on ([oidc])"))
+            .transpose()?
+            .map(web::Data::new);
+        if let Some(oidc) = &oidc {
+            tracing::info!(issuer = %oidc.issuer(), "single sign-on: bearer JWTs from this issuer are taken");
+        }
         let runner = muster_app::Runner::new(dyn_store.clone());
+
         let rules = muster_core::dispatch::DispatchRules::default();
         let gateway = start_gateway(
             &config,
@@ -455,6 +465,10 @@ impl Application {
             };
             let app = match &enrolment {
                 Some(e) => app.app_data(e.clone()),
+                None => app,
+            };
+            let app = match &oidc {
+                Some(o) => app.app_data(o.clone()),
                 None => app,
             };
             app.wrap(actix_web::middleware::from_fn(crate::security::concurrency))

@@ -1,6 +1,12 @@
 //! Bearer tokens with roles. No anonymous write: every API call names a user through its
 //! token, and each route says which roles may call it.
 //!
+//! A bearer token is one of
+//! - a configured user's token (`[[users]]`), named in the audit trail `token:<16 hex digits
+//!   of its SHA-256>`;
+//! - a single sign-on JWT from the configured OpenID Connect provider ([`crate::oidc`]),
+//!   `jwt:<issuer>#<jti or sub>`, its role and agency from its claims.
+//!
 //! | role | may |
 //! |---|---|
 //! | `operator` | take calls, register sensors and units, assign, close, read every view |
@@ -10,7 +16,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::{Ready, ready};
 use std::sync::Arc;
 
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
@@ -276,11 +281,13 @@ pub fn refused(req: &HttpRequest, reason: &str) -> ApiError {
     ApiError::unauthorized(reason.to_owned())
 }
 
-/// The caller of a request, or the refusal: 401 for a missing or unknown token, 429 with
-/// `Retry-After` for an unknown token from a client locked out ([`Lockout`]). Refused tokens
-/// are logged with the peer address, never with the token, and counted towards the lockout;
-/// a request with no token at all is neither (it is no guess).
-pub fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
+/// The caller of a request, or the refusal: 401 for a missing, unknown, expired, revoked or
+/// otherwise refused token, 429 with `Retry-After` for a refused token from a client locked
+/// out ([`Lockout`]). Refused tokens are logged with the peer address and why, never with
+/// the token, and counted towards the lockout; a request with no token at all is neither
+/// (it is no guess). 503 when a token cannot be checked now (the provider's keys or the
+/// log cannot be read).
+pub async fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
     let tokens = req
         .app_data::<web::Data<Tokens>>()
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("no token table")))?;
@@ -290,18 +297,35 @@ pub fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
         Ok(None) => return Err(ApiError::unauthorized("a bearer token is required")),
         Err(e) => return Err(refused(req, &e.message)),
     };
-    tokens
-        .caller(&token)
-        .cloned()
-        .ok_or_else(|| refused(req, "the bearer token is not known"))
+    if let Some(caller) = tokens.caller(&token) {
+        return Ok(caller.clone());
+    }
+    if crate::oidc::looks_like_jwt(&token) {
+        let Some(oidc) = req.app_data::<web::Data<crate::oidc::Oidc>>() else {
+            return Err(refused(
+                req,
+                "the bearer token is a JWT, but single sign-on is not configured here",
+            ));
+        };
+        return match oidc.clone().into_inner().verify(&token).await {
+            Ok(caller) => Ok(caller),
+            Err(e @ crate::oidc::JwtRefusal::NoKeys) => {
+                tracing::warn!(peer = ?req.peer_addr().map(|a| a.ip()), "authentication not possible: {e}");
+                Err(ApiError::unavailable(e.to_string()).with_retry_after(5))
+            }
+            Err(e) => Err(refused(req, &e.to_string())),
+        };
+    }
+    Err(refused(req, "the bearer token is not known"))
 }
 
 impl FromRequest for Caller {
     type Error = ApiError;
-    type Future = Ready<Result<Caller, ApiError>>;
+    type Future = futures::future::LocalBoxFuture<'static, Result<Caller, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req))
+        let req = req.clone();
+        Box::pin(async move { authenticate(&req).await })
     }
 }
 

@@ -28,6 +28,19 @@
 //! name = "alice"
 //! role = "operator"
 //! token = "a-long-random-token-of-16-or-more-characters"
+//!
+//! [oidc]                    # single sign-on: JWTs from an OpenID Connect provider
+//! issuer = "https://login.example.org/realms/dispatch"   # as its tokens' iss says
+//! audience = "muster"       # what their aud must name
+//! name_claim = "sub"        # the user's name in the audit trail
+//! roles_claim = "muster_roles"   # operator, responder, planner or admin (a text or a list)
+//! agency_claim = "agency"   # optional in tokens
+//! unit_claim = "muster_unit"     # a responder's unit id, optional in tokens
+//! algorithms = ["RS256", "PS256", "ES256"]   # asymmetric only
+//! leeway_s = 30             # slack for exp and nbf
+//! jwks_refresh_s = 3600     # the provider's keys are fetched again when this old
+//! jwks_min_refresh_s = 30   # and never twice within this (unknown key ids included)
+//! # ca_cert = "/etc/muster/idp-ca.pem"   # CA certificates for the provider, besides the system's
 //! ```
 //!
 //! | variable | field |
@@ -48,6 +61,20 @@
 //! | `MUSTER_TLS_CERT` | `tls_cert` |
 //! | `MUSTER_TLS_KEY` | `tls_key` |
 //! | `MUSTER_TLS_PROXY` | `tls_proxy` (`true` or `false`) |
+//! | `MUSTER_OIDC_ISSUER` | `oidc.issuer` |
+//! | `MUSTER_OIDC_AUDIENCE` | `oidc.audience` |
+//! | `MUSTER_OIDC_NAME_CLAIM` | `oidc.name_claim` |
+//! | `MUSTER_OIDC_ROLES_CLAIM` | `oidc.roles_claim` |
+//! | `MUSTER_OIDC_AGENCY_CLAIM` | `oidc.agency_claim` |
+//! | `MUSTER_OIDC_UNIT_CLAIM` | `oidc.unit_claim` |
+//! | `MUSTER_OIDC_ALGORITHMS` | `oidc.algorithms`, separated by commas |
+//! | `MUSTER_OIDC_LEEWAY_S` | `oidc.leeway_s` |
+//! | `MUSTER_OIDC_JWKS_REFRESH_S` | `oidc.jwks_refresh_s` |
+//! | `MUSTER_OIDC_JWKS_MIN_REFRESH_S` | `oidc.jwks_min_refresh_s` |
+//! | `MUSTER_OIDC_CA_CERT` | `oidc.ca_cert` |
+//!
+//! Any `MUSTER_OIDC_…` variable turns single sign-on on (with the defaults of the others);
+//! then the issuer and the audience must be set.
 //!
 //! Without TLS, `bind` and (when the gateway runs) `gateway_bind` must be loopback addresses
 //! unless `tls_proxy` is true ([`Config::check_plaintext`]): a dispatch centre's tokens and
@@ -59,6 +86,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::auth::{Role, UserConfig};
+use crate::oidc::OidcConfig;
 
 /// The largest request body accepted by default: 64 KiB. Larger bodies get 413.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
@@ -107,6 +135,8 @@ pub struct Config {
     /// A TLS-terminating proxy is in front: plaintext listeners may bind addresses other
     /// than loopback.
     pub tls_proxy: bool,
+    /// Single sign-on: bearer JWTs from this OpenID Connect provider ([`crate::oidc`]).
+    pub oidc: Option<OidcConfig>,
 }
 
 /// A secret that never shows in logs or `Debug` output.
@@ -151,6 +181,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_proxy: false,
+            oidc: None,
         }
     }
 }
@@ -228,6 +259,7 @@ impl Config {
                         _ => bail!("MUSTER_TLS_PROXY must be true or false, not {value:?}"),
                     }
                 }
+                oidc if oidc.starts_with("MUSTER_OIDC_") => self.apply_oidc_env(oidc, &value)?,
                 "MUSTER_USERS" => {
                     for item in value.split(',').filter(|s| !s.trim().is_empty()) {
                         self.users.push(parse_user(item)?);
@@ -237,6 +269,44 @@ impl Config {
             }
         }
         self.check()
+    }
+
+    /// Applies one `MUSTER_OIDC_…` variable.
+    fn apply_oidc_env(&mut self, key: &str, value: &str) -> anyhow::Result<()> {
+        let oidc = self.oidc.get_or_insert_with(OidcConfig::default);
+        let text = value.trim().to_owned();
+        let seconds = || -> anyhow::Result<u64> {
+            text.parse()
+                .with_context(|| format!("{key} must be a whole number of seconds"))
+        };
+        match key {
+            "MUSTER_OIDC_ISSUER" => oidc.issuer = text.clone(),
+            "MUSTER_OIDC_AUDIENCE" => oidc.audience = text.clone(),
+            "MUSTER_OIDC_NAME_CLAIM" => oidc.name_claim = text.clone(),
+            "MUSTER_OIDC_ROLES_CLAIM" => oidc.roles_claim = text.clone(),
+            "MUSTER_OIDC_AGENCY_CLAIM" => oidc.agency_claim = text.clone(),
+            "MUSTER_OIDC_UNIT_CLAIM" => oidc.unit_claim = text.clone(),
+            "MUSTER_OIDC_ALGORITHMS" => {
+                oidc.algorithms = text
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }
+            "MUSTER_OIDC_LEEWAY_S" => oidc.leeway_s = seconds()?,
+            "MUSTER_OIDC_JWKS_REFRESH_S" => oidc.jwks_refresh_s = seconds()?,
+            "MUSTER_OIDC_JWKS_MIN_REFRESH_S" => oidc.jwks_min_refresh_s = seconds()?,
+            "MUSTER_OIDC_CA_CERT" => oidc.ca_cert = Some(PathBuf::from(value)),
+            _ => bail!(
+                "{key} is not a setting; the single sign-on variables are MUSTER_OIDC_ISSUER, \
+                 MUSTER_OIDC_AUDIENCE, MUSTER_OIDC_NAME_CLAIM, MUSTER_OIDC_ROLES_CLAIM, \
+                 MUSTER_OIDC_AGENCY_CLAIM, MUSTER_OIDC_UNIT_CLAIM, MUSTER_OIDC_ALGORITHMS, \
+                 MUSTER_OIDC_LEEWAY_S, MUSTER_OIDC_JWKS_REFRESH_S, \
+                 MUSTER_OIDC_JWKS_MIN_REFRESH_S, MUSTER_OIDC_CA_CERT"
+            ),
+        }
+        Ok(())
     }
 
     /// Checks values that have a range.
@@ -276,6 +346,9 @@ impl Config {
             bail!(
                 "tls_cert and tls_key go together (MUSTER_TLS_CERT, MUSTER_TLS_KEY): set both, or neither for no TLS"
             );
+        }
+        if let Some(oidc) = &self.oidc {
+            oidc.check()?;
         }
         if let Some(secret) = &self.token_secret
             && secret.expose().len() < muster_mobile::token::MIN_SECRET_BYTES
@@ -523,6 +596,82 @@ mod tests {
         );
         assert_eq!(c.users[1].token, "with:colons:0123456789");
         assert_eq!(c.users[1].unit, None);
+    }
+
+    #[test]
+    fn single_sign_on_comes_from_the_file_and_the_environment() {
+        let mut c = Config::from_toml(
+            "[oidc]\nissuer = \"https://login.example.org/realms/dispatch\"\naudience = \"muster\"\nroles_claim = \"groups\"\n",
+        )
+        .unwrap();
+        c.check().unwrap();
+        let oidc = c.oidc.as_ref().unwrap();
+        assert_eq!(oidc.roles_claim, "groups");
+        assert_eq!(oidc.name_claim, "sub");
+        assert_eq!(oidc.algorithms, ["RS256", "PS256", "ES256"]);
+        c.apply_env([
+            ("MUSTER_OIDC_ALGORITHMS".into(), "ES256, EdDSA".into()),
+            ("MUSTER_OIDC_JWKS_MIN_REFRESH_S".into(), "60".into()),
+            ("MUSTER_OIDC_AGENCY_CLAIM".into(), "org".into()),
+        ])
+        .unwrap();
+        let oidc = c.oidc.as_ref().unwrap();
+        assert_eq!(oidc.algorithms, ["ES256", "EdDSA"]);
+        assert_eq!(oidc.jwks_min_refresh_s, 60);
+        assert_eq!(oidc.agency_claim, "org");
+
+        let mut c = Config::default();
+        c.apply_env([
+            ("MUSTER_OIDC_ISSUER".into(), "http://127.0.0.1:9000".into()),
+            ("MUSTER_OIDC_AUDIENCE".into(), "muster".into()),
+        ])
+        .unwrap();
+        assert_eq!(c.oidc.unwrap().issuer, "http://127.0.0.1:9000");
+    }
+
+    #[test]
+    fn bad_single_sign_on_settings_are_refused_with_what_is_wrong() {
+        for (vars, expected, why) in [
+            (
+                vec![("MUSTER_OIDC_AUDIENCE", "muster")],
+                "oidc.issuer must be set",
+                "an audience without an issuer",
+            ),
+            (
+                vec![("MUSTER_OIDC_ISSUER", "https://login.example.org")],
+                "oidc.audience must be set",
+                "an issuer without an audience",
+            ),
+            (
+                vec![
+                    ("MUSTER_OIDC_ISSUER", "https://login.example.org"),
+                    ("MUSTER_OIDC_AUDIENCE", "muster"),
+                    ("MUSTER_OIDC_ALGORITHMS", "RS256,HS256"),
+                ],
+                "is not accepted",
+                "a symmetric algorithm",
+            ),
+            (
+                vec![("MUSTER_OIDC_LEEWAY_S", "soon")],
+                "whole number",
+                "leeway that is no number",
+            ),
+            (
+                vec![("MUSTER_OIDC_ISSUR", "https://login.example.org")],
+                "not a setting",
+                "a misspelt variable",
+            ),
+        ] {
+            let e = Config::default()
+                .apply_env(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+                .expect_err(why)
+                .to_string();
+            assert!(e.contains(expected), "{why}: {e}");
+        }
+        let e = Config::from_toml("[oidc]\nissuer = \"https://x.example\"\naudiance = \"m\"\n")
+            .expect_err("a misspelt key")
+            .to_string();
+        assert!(e.contains("audiance"), "{e}");
     }
 
     #[test]

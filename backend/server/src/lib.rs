@@ -8,7 +8,9 @@
 //! - [`config`]: `muster serve` configuration (TOML file, `MUSTER_…` overrides).
 //! - [`app`]: wiring and lifecycle: [`app::Application::build`], `port()`,
 //!   `run_until_stopped()`, graceful shutdown, `/healthz`, `/readyz`, demo units.
-//! - [`auth`]: bearer tokens and roles (operator, responder, planner, admin).
+//! - [`auth`]: bearer tokens and roles (operator, responder, planner, admin): configured
+//!   users' tokens, single sign-on JWTs.
+//! - [`oidc`]: single sign-on: JWTs verified against the OpenID Connect provider's keys.
 //! - [`security`]: security headers, the lockout of clients that present unknown tokens,
 //!   the Origin check of websockets.
 //! - [`error`]: the one error body and the status of each kind of failure.
@@ -35,6 +37,7 @@ pub mod config;
 pub mod dispatcher;
 pub mod edge;
 pub mod error;
+pub mod oidc;
 pub mod openapi;
 pub mod routes;
 pub mod security;

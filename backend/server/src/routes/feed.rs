@@ -70,7 +70,7 @@ pub async fn ticket(
 
 /// The caller of a feed upgrade: a one-time `ticket` in the address, or a bearer token in
 /// the `Authorization` header (clients that can set headers).
-fn feed_caller(
+async fn feed_caller(
     req: &HttpRequest,
     tickets: &FeedTickets,
     ticket: Option<&str>,
@@ -79,7 +79,7 @@ fn feed_caller(
         Some(ticket) => tickets
             .redeem(ticket, chrono::Utc::now())
             .map_err(|e| crate::auth::refused(req, &e.to_string()))?,
-        None => crate::auth::authenticate(req)?,
+        None => crate::auth::authenticate(req).await?,
     };
     caller.require(READERS)?;
     Ok(caller)
@@ -100,7 +100,7 @@ pub async fn feed(
 ) -> Result<HttpResponse, ApiError> {
     let q = web::Query::<FeedQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))?;
-    feed_caller(&req, &tickets, q.ticket.as_deref())?;
+    feed_caller(&req, &tickets, q.ticket.as_deref()).await?;
     let allowed = origins.as_ref().map_or(&[][..], |o| o.0.as_slice());
     if !crate::security::origin_allowed(req.headers(), allowed) {
         tracing::warn!(

@@ -32,6 +32,7 @@ pub mod sensors;
 pub mod units;
 pub mod wall;
 
+use futures::future::LocalBoxFuture;
 use std::future::{Ready, ready};
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -138,19 +139,16 @@ impl Roles for Read {
 #[derive(Debug)]
 pub struct Allowed<R: Roles>(pub Caller, PhantomData<R>);
 
-impl<R: Roles> FromRequest for Allowed<R> {
+impl<R: Roles + 'static> FromRequest for Allowed<R> {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let caller = match Caller::from_request(req, payload).into_inner() {
-            Ok(c) => c,
-            Err(e) => return ready(Err(e)),
-        };
-        ready(
-            caller
-                .require(R::ROLES)
-                .map(|()| Allowed(caller, PhantomData)),
-        )
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let caller = crate::auth::authenticate(&req).await?;
+            caller.require(R::ROLES)?;
+            Ok(Allowed(caller, PhantomData))
+        })
     }
 }
 

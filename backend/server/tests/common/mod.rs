@@ -147,6 +147,57 @@ impl App {
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
+    /// A POST with this bearer token (and `Idempotency-Key` when given).
+    pub async fn post_with(
+        &self,
+        bearer: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Value,
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(bearer)
+            .json(&body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let r = request.send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A GET with this bearer token.
+    pub async fn get_with(&self, bearer: &str, path: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Every event in the log, oldest first.
+    pub async fn events(&self) -> Vec<muster_store::RecordedEvent> {
+        let store = self.state.runner.store();
+        let mut out = Vec::new();
+        let mut next = muster_store::Position::START;
+        loop {
+            let page = store.read_all(next, 4096).await.unwrap();
+            let Some(last) = page.last() else { break };
+            next = last.position.next();
+            out.extend(page);
+        }
+        out
+    }
+
+    /// The log's head: it moves when anything is written.
+    pub fn head(&self) -> muster_store::Position {
+        self.state.runner.store().head()
+    }
+
     pub async fn stop(self) {
         self.stopper.stop().await;
         self.running.await.unwrap().unwrap();
