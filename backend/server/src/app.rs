@@ -391,7 +391,7 @@ impl Application {
             tracing::info!(issuer = %oidc.issuer(), "single sign-on: bearer JWTs from this issuer are taken");
         }
         let runner = muster_app::Runner::new(dyn_store.clone());
-
+        let api_tokens = web::Data::new(crate::api_tokens::ApiTokenRegistry::new(runner.clone()));
         let rules = muster_core::dispatch::DispatchRules::default();
         let gateway = start_gateway(
             &config,
@@ -477,6 +477,7 @@ impl Application {
                 .app_data(reads.clone())
                 .app_data(data.clone())
                 .app_data(tokens.clone())
+                .app_data(api_tokens.clone())
                 .app_data(lockout.clone())
                 .app_data(origins.clone())
                 .app_data(tickets.clone())

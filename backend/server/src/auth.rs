@@ -4,6 +4,7 @@
 //! A bearer token is one of
 //! - a configured user's token (`[[users]]`), named in the audit trail `token:<16 hex digits
 //!   of its SHA-256>`;
+//! - a machine's API token (`mat_…`, [`crate::api_tokens`]), `api-token:<id>`;
 //! - a single sign-on JWT from the configured OpenID Connect provider ([`crate::oidc`]),
 //!   `jwt:<issuer>#<jti or sub>`, its role and agency from its claims.
 //!
@@ -25,7 +26,7 @@ use crate::error::ApiError;
 use crate::security::Lockout;
 
 /// What a user may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// A dispatch-centre operator or call taker.
@@ -57,7 +58,7 @@ impl Role {
 pub const READERS: &[Role] = &[Role::Operator, Role::Responder, Role::Planner, Role::Admin];
 /// Roles that may run dispatch-centre commands.
 pub const DISPATCH: &[Role] = &[Role::Operator, Role::Admin];
-/// Roles that may administer: erase personal data.
+/// Roles that may administer: erase personal data, read the audit trail, manage API tokens.
 pub const ADMIN: &[Role] = &[Role::Admin];
 /// Roles that may report a unit's own status, position and task progress.
 pub const FIELD: &[Role] = &[Role::Operator, Role::Responder, Role::Admin];
@@ -189,6 +190,11 @@ impl Tokens {
         self.by_token.get(token)
     }
 
+    /// Whether a configured user has this name.
+    pub fn has_user(&self, name: &str) -> bool {
+        self.by_token.values().any(|c| c.name == name)
+    }
+
     /// How many users.
     pub fn len(&self) -> usize {
         self.by_token.len()
@@ -299,6 +305,22 @@ pub async fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
     };
     if let Some(caller) = tokens.caller(&token) {
         return Ok(caller.clone());
+    }
+    if crate::api_tokens::looks_like(&token)
+        && let Some(registry) = req.app_data::<web::Data<crate::api_tokens::ApiTokenRegistry>>()
+    {
+        // A locked-out address does not make the node read the log for its guesses.
+        let locked = match (req.app_data::<web::Data<Lockout>>(), req.peer_addr()) {
+            (Some(lockout), Some(peer)) => lockout.locked(peer.ip()).is_some(),
+            _ => false,
+        };
+        return match registry.caller(&token, !locked).await {
+            Ok(caller) => Ok(caller),
+            Err(e @ crate::api_tokens::ApiTokenRefusal::Unavailable) => {
+                Err(ApiError::unavailable(e.to_string()).with_retry_after(1))
+            }
+            Err(e) => Err(refused(req, &e.to_string())),
+        };
     }
     if crate::oidc::looks_like_jwt(&token) {
         let Some(oidc) = req.app_data::<web::Data<crate::oidc::Oidc>>() else {

@@ -9,8 +9,10 @@
 //! - [`app`]: wiring and lifecycle: [`app::Application::build`], `port()`,
 //!   `run_until_stopped()`, graceful shutdown, `/healthz`, `/readyz`, demo units.
 //! - [`auth`]: bearer tokens and roles (operator, responder, planner, admin): configured
-//!   users' tokens, single sign-on JWTs.
+//!   users' tokens, machines' API tokens, single sign-on JWTs.
 //! - [`oidc`]: single sign-on: JWTs verified against the OpenID Connect provider's keys.
+//! - [`api_tokens`]: machines' API tokens: their shape, and the registry that checks them
+//!   against the log.
 //! - [`security`]: security headers, the lockout of clients that present unknown tokens,
 //!   the Origin check of websockets.
 //! - [`error`]: the one error body and the status of each kind of failure.
@@ -30,6 +32,7 @@
 // The OpenAPI document is one large `json!` literal.
 #![recursion_limit = "256"]
 
+pub mod api_tokens;
 pub mod app;
 pub mod areas;
 pub mod auth;

@@ -14,7 +14,7 @@ use crate::app::{Alive, Ready, ViewsAtStart};
 use crate::dispatcher::{ClosuresInForce, Dispatched, RecommendationAnswer};
 use crate::error::ErrorBody;
 use crate::routes::{
-    CommandAnswer, devices, dispatch, incidents, layers, roads, sensors, units, wall,
+    CommandAnswer, admin, devices, dispatch, incidents, layers, roads, sensors, units, wall,
 };
 use crate::views::AreaCounts;
 
@@ -44,6 +44,14 @@ use crate::views::AreaCounts;
     devices::DeviceTokensRevoked,
     devices::DeviceTokenList,
     devices::DeviceTokenRow,
+    admin::CreateApiToken,
+    admin::CreatedApiToken,
+    admin::ApiTokenRow,
+    admin::ApiTokenStatus,
+    admin::ApiTokenList,
+    admin::RevokeApiToken,
+    admin::ApiTokenRevoked,
+    crate::auth::Role,
     ErrorBody,
     CommandAnswer,
     incidents::IncidentReported,
@@ -282,6 +290,24 @@ pub fn document() -> Value {
     );
     revoke_tokens["parameters"] = json!([{"$ref": "#/components/parameters/IdempotencyKey"}]);
     revoke_tokens["requestBody"] = json!({"required": false, "content": {"application/json": {"schema": schema("RevokeDeviceTokens")}}});
+    // Every request creates a new token: no Idempotency-Key.
+    let mut create_api_token = op(
+        "Create a machine's API token with a name, role, agency and expiry; the token is in this answer only (the log keeps its SHA-256; audited in api-tokens)",
+        "admin",
+        None,
+        "201",
+        command("CreatedApiToken"),
+    );
+    create_api_token["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema("CreateApiToken")}}});
+    let mut revoke_api_token = op(
+        "Revoke a machine's API token: refused from now on, on every node within a second (audited in api-tokens)",
+        "admin",
+        None,
+        "200",
+        command("ApiTokenRevoked"),
+    );
+    revoke_api_token["parameters"] = json!([{"$ref": "#/components/parameters/IdempotencyKey"}]);
+    revoke_api_token["requestBody"] = json!({"required": false, "content": {"application/json": {"schema": schema("RevokeApiToken")}}});
     let mut wall_geocode = op(
         "Street and house number to positions in the configured city (the console's address lookup)",
         "any",
@@ -378,6 +404,11 @@ pub fn document() -> Value {
             "/api/units/{id}/tasks/{task}/complete": {"post": task_step("Complete a task: the unit is done with the incident", "NoFields")},
             "/api/units/{id}/device-token": {"post": device_token},
             "/api/units/{id}/device-token/revoke": {"post": revoke_tokens},
+            "/api/admin/api-tokens": {
+                "post": create_api_token,
+                "get": op("Every machine's API token, newest first, without its secret: id, name, role, agency, fingerprint, validity, revocation", "admin", None, "200", schema("ApiTokenList")),
+            },
+            "/api/admin/api-tokens/{id}/revoke": {"post": revoke_api_token},
             "/api/units/{id}/device-tokens": {"get": op("The unit's device tokens, newest first, without their secret: id, fingerprint, who issued it, validity, revocation", "operator, admin", None, "200", schema("DeviceTokenList"))},
             "/api/roads/closures": {
                 "post": or_unavailable(op("Close the roads within radius_m (5 to 2,000) of a point; the dispatcher routes around them (stream road-closure-<id>)", "operator, admin", Some("CloseRoads"), "201", command("RoadsClosed"))),
@@ -546,6 +577,16 @@ fn link_answers(paths: &mut Value) {
                 "Reading",
                 "/api/sensors/{id}/readings",
                 &[("id", "sensor_id")],
+            )],
+        ),
+        (
+            "/api/admin/api-tokens",
+            "post",
+            "201",
+            &[(
+                "Revoke",
+                "/api/admin/api-tokens/{id}/revoke",
+                &[("id", "token_id")],
             )],
         ),
         (

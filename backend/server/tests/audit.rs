@@ -243,6 +243,34 @@ async fn no_command_and_no_read_of_caller_details_escapes_the_audit_trail() {
     .await;
     assert_eq!(u16::from(closed(&mut device).await.code), 4003);
 
+    // An administrator's: a machine's API token, created and revoked.
+    let admin = common::token(muster_server::auth::Role::Admin);
+    let (status, created) = app
+        .post_with(
+            &admin,
+            "/api/admin/api-tokens",
+            None,
+            json!({"name": "audit-bridge", "role": "planner", "valid_days": 1}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    covered.borrow_mut().insert("/api/admin/api-tokens");
+    let (status, revoked) = app
+        .post_with(
+            &admin,
+            &format!(
+                "/api/admin/api-tokens/{}/revoke",
+                created["token_id"].as_str().unwrap()
+            ),
+            Some("audit-revoke-api-1"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{revoked}");
+    covered
+        .borrow_mut()
+        .insert("/api/admin/api-tokens/{id}/revoke");
+
     // Every command route is covered (the feed's ticket is not a command).
     let commands: BTreeSet<&str> = ROUTES
         .iter()

@@ -350,3 +350,73 @@ async fn a_device_token_revoked_on_one_node_ends_its_session_on_another() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_api_token_created_on_one_node_works_on_another_until_it_is_revoked() {
+    let Some(db) = fresh_database("API tokens across nodes").await else {
+        eprintln!("skipped: MUSTER_TEST_POSTGRES is not set");
+        return;
+    };
+    let (a, b) = (node(&db).await, node(&db).await);
+    let admin = common::token(muster_server::auth::Role::Admin);
+    // Node b has read the (empty) list of tokens before the token exists.
+    let (status, _) = b
+        .get_with(&muster_server::api_tokens::new_token(), "/api/incidents")
+        .await;
+    assert_eq!(status, 401);
+    let (status, created) = a
+        .post_with(
+            &admin,
+            "/api/admin/api-tokens",
+            None,
+            json!({"name": "cad-bridge", "role": "operator", "valid_days": 7}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let secret = created["token"].as_str().unwrap().to_owned();
+    // At once on the other node: a token it does not know makes it read the log.
+    let (status, body) = b
+        .post_with(
+            &secret,
+            "/api/incidents",
+            Some("node-machine-1"),
+            incident_body(7),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = a
+        .post_with(
+            &admin,
+            &format!(
+                "/api/admin/api-tokens/{}/revoke",
+                created["token_id"].as_str().unwrap()
+            ),
+            Some("node-revoke-api-1"),
+            json!({"reason": "leaked"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // The other node refuses it within a second or two.
+    let revoked_at = tokio::time::Instant::now();
+    loop {
+        let (status, body) = b.get_with(&secret, "/api/incidents").await;
+        if status == 401 {
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("revoked"),
+                "{body}"
+            );
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(2) + muster_server::api_tokens::FRESH_FOR,
+            "node b still takes a token revoked on node a"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.stop().await;
+    b.stop().await;
+}

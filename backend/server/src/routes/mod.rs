@@ -7,6 +7,7 @@
 //! - [`dispatch`]: recommendations, dispatch, coverage, the automatic rules.
 //! - [`roads`]: road closures.
 //! - [`devices`]: enrolling a crew's device with the mobile gateway.
+//! - [`admin`]: machines' API tokens: created, listed without their secret, revoked.
 //! - [`layers`]: GeoJSON layers and counts per area.
 //! - [`responder`]: the crew's phone app and where its gateway is.
 //! - [`wall`]: the wall display's app, base map, address lookup and time travel.
@@ -20,6 +21,7 @@
 //! commands carry the log `position` of their last event; a view read with
 //! `?min_position=P` waits (a short while) until the views have applied `P`.
 
+pub mod admin;
 pub mod audit;
 pub mod devices;
 pub mod dispatch;
@@ -338,6 +340,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/units/{id}/device-token"),
     ("post", "/api/units/{id}/device-token/revoke"),
     ("get", "/api/units/{id}/device-tokens"),
+    ("post", "/api/admin/api-tokens"),
+    ("get", "/api/admin/api-tokens"),
+    ("post", "/api/admin/api-tokens/{id}/revoke"),
     ("post", "/api/roads/closures"),
     ("get", "/api/roads/closures"),
     ("post", "/api/roads/closures/{id}/reopen"),
@@ -372,6 +377,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(dispatch::routes)
         .configure(devices::routes)
         .configure(audit::routes)
+        .configure(admin::routes)
         .configure(roads::routes)
         .route("/api/feed", web::get().to(feed::feed))
         .route("/api/feed/ticket", web::post().to(feed::ticket));
