@@ -37,11 +37,9 @@ pub struct CreateApiToken {
     pub role: Role,
     /// The agency it acts for.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
     pub agency: Option<Agency>,
     /// For a responder's token: the unit it acts for.
     #[serde(default)]
-    #[schema(value_type = Option<String>, format = Uuid)]
     pub unit: Option<UnitId>,
     /// When it stops being accepted (at most 366 days ahead). Give this or `valid_days`.
     #[serde(default)]
@@ -63,10 +61,8 @@ pub struct ApiTokenRow {
     #[schema(value_type = String)]
     pub role: String,
     /// Its agency.
-    #[schema(value_type = Option<String>)]
     pub agency: Option<Agency>,
     /// A responder's token's unit.
-    #[schema(value_type = Option<String>, format = Uuid)]
     pub unit: Option<UnitId>,
     /// The first 16 hex digits of the token's SHA-256, to tell tokens apart.
     pub fingerprint: String,
@@ -126,8 +122,9 @@ pub struct ApiTokenList {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeApiToken {
-    /// Why (1 to 500 characters), recorded with the revocation.
+    /// Why (1 to 500 characters, not only white space), recorded with the revocation.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
     pub reason: Option<String>,
 }
 
