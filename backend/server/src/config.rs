@@ -14,7 +14,7 @@
 //!                           # it no gateway runs (`--demo` makes a random one)
 //! allowed_origins = ["https://wall.example.org"]   # browser origins besides the server's
 //!                           # own that may open the wall feed and the gateway (websockets)
-//! lockout_failures = 20     # unknown tokens (API, feed tickets) or forged device tokens
+//! lockout_failures = 20     # refused tokens (API, feed tickets) or forged device tokens
 //!                           # (gateway hello) from one address within a minute before its
 //!                           # refused tokens get 429 / close 1013 for a minute
 //! max_concurrent_requests = 1024   # requests handled at once; more get 503 with Retry-After
@@ -121,7 +121,7 @@ pub struct Config {
     /// websockets (the wall feed and the mobile gateway) from a browser. A browser upgrade
     /// from any other origin is refused with 403.
     pub allowed_origins: Vec<String>,
-    /// Unknown tokens from one address within a minute after which its unknown tokens get
+    /// Refused tokens from one address within a minute after which its refused tokens get
     /// 429 for a minute (known tokens always work).
     pub lockout_failures: u32,
     /// Requests handled at once; more get 503 with `Retry-After` (health checks always pass).

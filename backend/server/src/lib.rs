@@ -22,7 +22,7 @@
 //!   actix's own refusals in the one error body, 405 with `Allow`. Commands run through
 //!   `muster_app::Runner`, the one write path.
 //! - [`routes`]: the HTTP routes, a module per resource (incidents, units, sensors,
-//!   dispatch, roads, devices, layers, wall, feed): commands and views as JSON, GeoJSON
+//!   dispatch, roads, devices, admin, layers, wall, feed): commands and views as JSON, GeoJSON
 //!   layers, the wall-display websocket (snapshot, deltas with positions, resume).
 //! - [`views`]: the projection of `$all` into boards, area counts and layers, its
 //!   checkpointed file and the rebuild.

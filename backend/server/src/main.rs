@@ -70,7 +70,9 @@ struct NoBench {
 /// Arguments of `muster serve`.
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// TOML config file (see docs/api.md); `MUSTER_…` variables override it.
+    /// TOML config file (see docs/api.md and ops/muster.example.toml: users, single sign-on in
+    /// [oidc], TLS, limits); `MUSTER_…` variables (MUSTER_OIDC_… for single sign-on)
+    /// override it.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Data directory (the embedded event store and the views); overrides the config.
@@ -89,8 +91,8 @@ struct ServeArgs {
     /// Demo mode: demo users (printing their tokens) and a live drill of the bundled
     /// Helsinki sample keeping the city busy: its units registered, calls entered, the
     /// dispatcher's recommendations sent, and a simulated crew device per unit. Runs only on
-    /// loopback binds and with no users configured. Under TLS the drill verifies the server's
-    /// certificate against the system's roots and MUSTER_CA_CERT.
+    /// loopback binds, with no users configured and without single sign-on. Under TLS the
+    /// drill verifies the server's certificate against the system's roots and MUSTER_CA_CERT.
     #[arg(long)]
     demo: bool,
     /// With --demo: no drill; one demo unit at each station instead, with a device token
@@ -225,9 +227,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         Vec::new()
     };
-    if config.users.is_empty() {
+    // With single sign-on, people (administrators included) come from the provider.
+    if config.users.is_empty() && config.oidc.is_none() {
         anyhow::bail!(
-            "no users: add [[users]] to the config file, set MUSTER_USERS=name:role:token, or run with --demo"
+            "no users: add [[users]] to the config file, set MUSTER_USERS=name:role:token, configure single sign-on ([oidc], MUSTER_OIDC_ISSUER and MUSTER_OIDC_AUDIENCE), or run with --demo"
         );
     }
     private_data_dir(&config.data_dir)?;
@@ -339,12 +342,17 @@ fn private_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// `--demo` prints tokens that anyone on the machine may see: it runs only on loopback
-/// addresses, and never beside users a configuration defines.
+/// addresses, and never beside users a configuration defines or single sign-on.
 fn check_demo(config: &muster_server::Config) -> anyhow::Result<()> {
     anyhow::ensure!(
         config.users.is_empty(),
         "--demo adds demo users whose tokens it prints; it does not run with a configuration \
          that defines users ([[users]] or MUSTER_USERS)"
+    );
+    anyhow::ensure!(
+        config.oidc.is_none(),
+        "--demo adds demo users whose tokens it prints; it does not run beside single sign-on \
+         ([oidc] or MUSTER_OIDC_…), whose users are real"
     );
     for (what, bind) in [
         ("bind", &config.bind),
@@ -452,5 +460,13 @@ mod tests {
         with_users.users = muster_server::auth::demo_users();
         let e = check_demo(&with_users).unwrap_err().to_string();
         assert!(e.contains("defines users"), "{e}");
+        let mut with_sso = config("127.0.0.1:8080", "off");
+        with_sso.oidc = Some(muster_server::oidc::OidcConfig {
+            issuer: "https://login.example.org".into(),
+            audience: "muster".into(),
+            ..Default::default()
+        });
+        let e = check_demo(&with_sso).unwrap_err().to_string();
+        assert!(e.contains("single sign-on"), "{e}");
     }
 }
