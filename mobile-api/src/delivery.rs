@@ -22,7 +22,7 @@ use muster_core::unit::{UnitEvent, UnitState};
 use muster_core::{Aggregate, AggregateRef, IncidentId, UnitId};
 use muster_store::{
     AllSubscription, Direction, EventStore, EventStoreExt, ReadFrom, RecordedEvent, StoreError,
-    SubscribeFrom,
+    StreamName, SubscribeFrom,
 };
 use tokio::sync::mpsc;
 
@@ -57,12 +57,23 @@ pub fn revoked_token(recorded: &RecordedEvent) -> Option<uuid::Uuid> {
 
 /// The unit's device enrolment as the log has it now: the tokens issued and revoked.
 pub async fn device_state(store: &dyn EventStore, unit: UnitId) -> Result<DeviceState, StoreError> {
-    let stream = unit.device_stream();
-    let mut state = DeviceState::default();
+    Ok(fold_stream::<DeviceState>(store, &unit.device_stream())
+        .await?
+        .1)
+}
+
+/// Folds a whole stream into its aggregate (nothing for a stream that does not exist): the
+/// next revision and the state. Events this build cannot decode are passed over.
+async fn fold_stream<A>(store: &dyn EventStore, stream: &StreamName) -> Result<(u64, A), StoreError>
+where
+    A: Aggregate,
+    A::Event: event::EventSchema,
+{
+    let mut state = A::default();
     let mut next = 0;
     loop {
         let page = match store
-            .read_stream(&stream, Direction::Forwards, ReadFrom::Revision(next), PAGE)
+            .read_stream(stream, Direction::Forwards, ReadFrom::Revision(next), PAGE)
             .await
         {
             Ok(page) => page,
@@ -70,13 +81,13 @@ pub async fn device_state(store: &dyn EventStore, unit: UnitId) -> Result<Device
             Err(e) => return Err(e),
         };
         for recorded in &page {
-            if let Ok(event) = event::decode::<DeviceEvent>(recorded) {
+            if let Ok(event) = event::decode::<A::Event>(recorded) {
                 state.apply(&event);
             }
             next = recorded.revision + 1;
         }
         if page.len() < PAGE {
-            return Ok(state);
+            return Ok((next, state));
         }
     }
 }
@@ -177,28 +188,7 @@ pub async fn message_for(
 
 /// The unit as it is now, and the sequence number that snapshot is at.
 pub async fn snapshot(store: &dyn EventStore, unit: UnitId) -> Result<(u64, Snapshot), StoreError> {
-    let stream = unit.stream_name();
-    let mut state = UnitState::default();
-    let mut next = 0;
-    loop {
-        let page = match store
-            .read_stream(&stream, Direction::Forwards, ReadFrom::Revision(next), PAGE)
-            .await
-        {
-            Ok(page) => page,
-            Err(StoreError::StreamNotFound(_)) => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        for recorded in &page {
-            if let Ok(event) = event::decode::<UnitEvent>(recorded) {
-                state.apply(&event);
-            }
-            next = recorded.revision + 1;
-        }
-        if page.len() < PAGE {
-            break;
-        }
-    }
+    let (next, state) = fold_stream::<UnitState>(store, &unit.stream_name()).await?;
     let unit = state.unit.as_ref();
     let active = unit.and_then(|u| u.active_task);
     let active_task = match active {

@@ -615,14 +615,8 @@ async fn erase_caller(
         .destroy_data_key(id.as_uuid())
         .await
         .map_err(ApiError::internal)?;
-    let shredded = sealed
-        && state
-            .runner
-            .store()
-            .data_key(id.as_uuid(), false)
-            .await
-            .map_err(ApiError::internal)?
-            .is_none();
+    // The key is gone now: the details were shredded when they had been sealed.
+    let shredded = sealed;
     tracing::info!(incident = %id, by = %caller.name, shredded, "caller details erased");
     let mut executed = executed;
     executed.answer = own_answer(&CallerErased {
